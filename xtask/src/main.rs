@@ -49,6 +49,14 @@ enum BenchTask {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// One training step; arguments go to `fadlora bench step`.
+    Step {
+        /// Backend to benchmark; selects the cargo feature the binary is built with.
+        #[arg(long, default_value = "flex")]
+        backend: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn workspace_root() -> PathBuf {
@@ -77,6 +85,19 @@ fn feature_for_backend(backend: &str) -> Result<&'static str> {
     })
 }
 
+/// Builds `fadlora` in release with only the benchmarked backend compiled in, then runs
+/// `fadlora bench <which>`.
+fn run_bench(root: &Path, which: &str, backend: &str, args: &[String]) -> Result<()> {
+    let feature = feature_for_backend(backend)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(cargo)
+        .current_dir(root)
+        .args(["run", "--quiet", "--release", "-p", "fadlora-cli"])
+        .args(["--no-default-features", "--features", feature, "--"])
+        .args(["bench", which, "--backend", backend])
+        .args(args))
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let root = workspace_root();
@@ -93,15 +114,9 @@ fn main() -> Result<()> {
         }
         Task::Bench {
             command: BenchTask::Forward { backend, args },
-        } => {
-            let feature = feature_for_backend(&backend)?;
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            run(Command::new(cargo)
-                .current_dir(&root)
-                .args(["run", "--quiet", "--release", "-p", "fadlora-cli"])
-                .args(["--no-default-features", "--features", feature, "--"])
-                .args(["bench", "forward", "--backend", &backend])
-                .args(&args))
-        }
+        } => run_bench(&root, "forward", &backend, &args),
+        Task::Bench {
+            command: BenchTask::Step { backend, args },
+        } => run_bench(&root, "step", &backend, &args),
     }
 }
