@@ -1,0 +1,227 @@
+//! burn `Dataset` and `Batcher` over decoded waveforms.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use fadlora_audio::{
+    fixed_length, load_mono_16k, normalize_peak, normalize_zero_mean_unit_variance, random_crop,
+    AudioError,
+};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::{DataError, Label, Utterance};
+
+/// The input length of SSL_Anti-spoofing and AASIST: 64,600 samples (~4.04 s at 16 kHz).
+pub const SSL_ANTI_SPOOFING_SAMPLES: usize = 64_600;
+
+/// How a waveform is brought to the fixed input length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CropMode {
+    /// The first samples, short files tiled ([`fadlora_audio::fixed_length`]): evaluation.
+    First,
+    /// A random window, short files tiled ([`fadlora_audio::random_crop`]): training. The window
+    /// depends only on `seed`, the epoch ([`AudioDataset::set_epoch`]) and the item index, so
+    /// it is the same whichever loader worker fetches the item.
+    Random { seed: u64 },
+}
+
+/// Optional amplitude normalisation after cropping.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Normalization {
+    /// Raw samples, as SSL_Anti-spoofing feeds XLS-R.
+    None,
+    /// Hugging Face `Wav2Vec2FeatureExtractor(do_normalize=True)`.
+    ZeroMeanUnitVariance,
+    /// Scale so the peak absolute sample is this value.
+    Peak(f32),
+}
+
+/// One decoded, fixed-length trial. A file that fails to decode becomes an item carrying the
+/// error instead of a panic inside the data loader; [`AudioBatcher`] leaves it out of the
+/// tensors and lists it in [`AudioBatch::failures`].
+#[derive(Debug, Clone)]
+pub struct AudioItem {
+    pub id: String,
+    pub label: Label,
+    pub waveform: Result<Vec<f32>, Arc<AudioError>>,
+}
+
+/// Utterances decoded on demand to mono 16 kHz, cut or tiled to `samples`.
+#[derive(Debug)]
+pub struct AudioDataset {
+    utterances: Vec<Utterance>,
+    samples: usize,
+    crop: CropMode,
+    normalization: Normalization,
+    epoch: AtomicU64,
+}
+
+impl AudioDataset {
+    pub fn new(utterances: Vec<Utterance>, samples: usize, crop: CropMode) -> Self {
+        AudioDataset {
+            utterances,
+            samples,
+            crop,
+            normalization: Normalization::None,
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    pub fn with_normalization(mut self, normalization: Normalization) -> Self {
+        self.normalization = normalization;
+        self
+    }
+
+    /// Chooses a new set of random crops. Call it at the start of each epoch (the data loader
+    /// holds the dataset in an `Arc`, so keep a clone of that `Arc` to reach it).
+    pub fn set_epoch(&self, epoch: u64) {
+        self.epoch.store(epoch, Ordering::Relaxed);
+    }
+
+    pub fn utterances(&self) -> &[Utterance] {
+        &self.utterances
+    }
+
+    pub fn samples_per_item(&self) -> usize {
+        self.samples
+    }
+
+    /// Fails if any audio file does not exist: a cheap check to run before training, so a
+    /// wrong corpus path stops the run at once rather than batch by batch. (Run
+    /// `fadlora data check` to decode every file.)
+    pub fn check_files_exist(&self) -> Result<(), DataError> {
+        let mut missing = self.utterances.iter().filter(|u| !u.path.is_file());
+        match missing.next() {
+            None => Ok(()),
+            Some(first) => Err(DataError::MissingAudio {
+                count: 1 + missing.count(),
+                first: first.path.clone(),
+            }),
+        }
+    }
+
+    /// Decodes item `index` to its fixed-length, normalised waveform.
+    pub fn waveform(&self, index: usize) -> Result<Vec<f32>, AudioError> {
+        let utterance = &self.utterances[index];
+        let audio = load_mono_16k(&utterance.path)?;
+        let mut waveform = match self.crop {
+            CropMode::First => fixed_length(&audio, self.samples),
+            CropMode::Random { seed } => {
+                let epoch = self.epoch.load(Ordering::Relaxed);
+                let mut rng = StdRng::seed_from_u64(mix_seed(seed, epoch, index as u64));
+                random_crop(&audio, self.samples, &mut rng)
+            }
+        };
+        match self.normalization {
+            Normalization::None => {}
+            Normalization::ZeroMeanUnitVariance => normalize_zero_mean_unit_variance(&mut waveform),
+            Normalization::Peak(peak) => normalize_peak(&mut waveform, peak),
+        }
+        Ok(waveform)
+    }
+}
+
+/// SplitMix64 finaliser over the three inputs: nearby (seed, epoch, index) triples give
+/// unrelated RNG streams.
+fn mix_seed(seed: u64, epoch: u64, index: u64) -> u64 {
+    let mut z = seed
+        ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ index.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Dataset<AudioItem> for AudioDataset {
+    fn get(&self, index: usize) -> Option<AudioItem> {
+        let utterance = self.utterances.get(index)?;
+        Some(AudioItem {
+            id: utterance.id.clone(),
+            label: utterance.label,
+            waveform: self.waveform(index).map_err(Arc::new),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.utterances.len()
+    }
+}
+
+/// A batch ready for the model.
+#[derive(Debug, Clone)]
+pub struct AudioBatch<B: Backend> {
+    /// `[batch, samples]`.
+    pub waveforms: Tensor<B, 2>,
+    /// `[batch]`: 1 = bona fide, 0 = spoof ([`Label::class_index`]).
+    pub labels: Tensor<B, 1, Int>,
+    /// Utterance ids in row order, for score files.
+    pub ids: Vec<String>,
+    /// Items that failed to decode and are not in the tensors (so `ids.len()` may be smaller
+    /// than the requested batch size, and zero if every item failed).
+    pub failures: Vec<(String, Arc<AudioError>)>,
+}
+
+/// Stacks [`AudioItem`]s into an [`AudioBatch`] on the requested device. Items must all have
+/// the same length, which [`AudioDataset`] guarantees.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AudioBatcher;
+
+impl<B: Backend> Batcher<B, AudioItem, AudioBatch<B>> for AudioBatcher {
+    fn batch(&self, items: Vec<AudioItem>, device: &B::Device) -> AudioBatch<B> {
+        let samples = items
+            .iter()
+            .find_map(|item| item.waveform.as_ref().ok().map(Vec::len))
+            .unwrap_or(0);
+        let mut flat = Vec::with_capacity(items.len() * samples);
+        let mut labels = Vec::with_capacity(items.len());
+        let mut ids = Vec::with_capacity(items.len());
+        let mut failures = Vec::new();
+        for item in items {
+            match item.waveform {
+                Ok(waveform) if waveform.len() == samples => {
+                    flat.extend_from_slice(&waveform);
+                    labels.push(item.label.class_index());
+                    ids.push(item.id);
+                }
+                Ok(waveform) => {
+                    // Not reachable through AudioDataset; reported rather than stacked wrongly.
+                    let error = AudioError::Corrupt {
+                        path: item.id.clone().into(),
+                        detail: format!(
+                            "waveform has {} samples, the batch has {samples}",
+                            waveform.len()
+                        ),
+                    };
+                    failures.push((item.id, Arc::new(error)));
+                }
+                Err(error) => failures.push((item.id, error)),
+            }
+        }
+        let rows = ids.len();
+        AudioBatch {
+            waveforms: Tensor::from_data(TensorData::new(flat, [rows, samples]), device),
+            labels: Tensor::from_data(TensorData::new(labels, [rows]), device),
+            ids,
+            failures,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_differ_across_epochs_and_indices() {
+        let a = mix_seed(1, 0, 0);
+        assert_ne!(a, mix_seed(1, 1, 0));
+        assert_ne!(a, mix_seed(1, 0, 1));
+        assert_ne!(a, mix_seed(2, 0, 0));
+        assert_ne!(mix_seed(1, 1, 0), mix_seed(1, 0, 1));
+    }
+}
