@@ -1,0 +1,213 @@
+//! `fadlora data check` end to end on a small ASVspoof-2019-LA-layout corpus built from the
+//! committed audio fixtures.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn audio_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fadlora-audio/tests/fixtures")
+        .join(name)
+}
+
+/// (split folder, protocol file, lines as (utterance, attack, key, fixture)).
+type SplitLayout = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str, &'static str, &'static str)],
+);
+
+const CORPUS: [SplitLayout; 3] = [
+    (
+        "ASVspoof2019_LA_train",
+        "ASVspoof2019.LA.cm.train.trn.txt",
+        &[
+            ("LA_T_0000001", "-", "bonafide", "speechlike_16k_s16.flac"),
+            ("LA_T_0000002", "A01", "spoof", "speechlike_16k_s16.flac"),
+            ("LA_T_0000003", "A02", "spoof", "speechlike_16k_s16.flac"),
+        ],
+    ),
+    (
+        "ASVspoof2019_LA_dev",
+        "ASVspoof2019.LA.cm.dev.trl.txt",
+        &[
+            ("LA_D_0000001", "-", "bonafide", "speechlike_16k_s16.flac"),
+            ("LA_D_0000002", "A01", "spoof", "speechlike_16k_s16.flac"),
+        ],
+    ),
+    (
+        "ASVspoof2019_LA_eval",
+        "ASVspoof2019.LA.cm.eval.trl.txt",
+        &[
+            ("LA_E_0000001", "-", "bonafide", "speechlike_16k_s16.flac"),
+            (
+                "LA_E_0000002",
+                "A07",
+                "spoof",
+                "tone_1k_44k1_stereo_s16.flac",
+            ),
+            ("LA_E_0000003", "A19", "spoof", "stereo_44k1_s24.flac"),
+        ],
+    ),
+];
+
+fn build_corpus(root: &Path) {
+    let protocols = root.join("ASVspoof2019_LA_cm_protocols");
+    fs::create_dir_all(&protocols).unwrap();
+    for (folder, protocol, lines) in CORPUS {
+        let flac_dir = root.join(folder).join("flac");
+        fs::create_dir_all(&flac_dir).unwrap();
+        let mut text = String::new();
+        for (utterance, attack, key, fixture) in lines {
+            text.push_str(&format!("LA_0001 {utterance} - {attack} {key}\n"));
+            fs::copy(
+                audio_fixture(fixture),
+                flac_dir.join(format!("{utterance}.flac")),
+            )
+            .unwrap();
+        }
+        fs::write(protocols.join(protocol), text).unwrap();
+    }
+}
+
+fn data_check(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fadlora"))
+        .args(["data", "check"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+#[test]
+fn a_clean_corpus_is_summarised_per_split_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    build_corpus(dir.path());
+    let output = data_check(&[dir.path().to_str().unwrap(), "--jobs", "2"]);
+    let text = stdout(&output);
+    assert!(
+        output.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    assert!(text.contains("ASVspoof 2019 LA"), "{text}");
+    assert!(
+        text.contains("[train] 3 files: 1 bonafide, 2 spoof; 0:00:01.5 of audio"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[dev] 2 files: 1 bonafide, 1 spoof"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[eval] 3 files: 1 bonafide, 2 spoof"),
+        "{text}"
+    );
+    // Per-system rows: name, bona fide count, spoof count.
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(rows.contains(&vec!["A19", "0", "1"]), "{text}");
+    assert!(rows.contains(&vec!["-", "1", "0"]), "{text}");
+    assert!(
+        text.contains("sample rates: 16000 Hz: 1, 44100 Hz: 2"),
+        "{text}"
+    );
+    assert!(text.contains("channels:     1 ch: 1, 2 ch: 2"), "{text}");
+    assert!(text.contains("OK: every file decodes."), "{text}");
+}
+
+#[test]
+fn a_truncated_and_a_missing_file_are_named_and_the_exit_code_is_nonzero() {
+    let dir = tempfile::tempdir().unwrap();
+    build_corpus(dir.path());
+    let truncated = dir
+        .path()
+        .join("ASVspoof2019_LA_dev/flac/LA_D_0000002.flac");
+    let bytes = fs::read(&truncated).unwrap();
+    fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let missing = dir
+        .path()
+        .join("ASVspoof2019_LA_eval/flac/LA_E_0000003.flac");
+    fs::remove_file(&missing).unwrap();
+
+    let output = data_check(&[&format!("asvspoof2019:{}", dir.path().display())]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("2 file(s) missing or unreadable"), "{text}");
+    let bad_line = text
+        .lines()
+        .find(|l| l.contains(&truncated.display().to_string()))
+        .unwrap_or_else(|| panic!("truncated file not named:\n{text}"));
+    assert!(bad_line.trim_start().starts_with("BAD"), "{bad_line}");
+    assert!(bad_line.contains("truncated"), "{bad_line}");
+    let missing_line = text
+        .lines()
+        .find(|l| l.contains(&missing.display().to_string()))
+        .unwrap_or_else(|| panic!("missing file not named:\n{text}"));
+    assert!(
+        missing_line.trim_start().starts_with("MISSING"),
+        "{missing_line}"
+    );
+    assert!(text.contains("problems:     1 missing, 0 bad"), "{text}");
+    assert!(text.contains("problems:     0 missing, 1 bad"), "{text}");
+}
+
+#[test]
+fn json_report_lists_counts_and_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    build_corpus(dir.path());
+    fs::remove_file(
+        dir.path()
+            .join("ASVspoof2019_LA_train/flac/LA_T_0000003.flac"),
+    )
+    .unwrap();
+    let output = data_check(&[dir.path().to_str().unwrap(), "--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["splits"]["train"]["files"], 3);
+    assert_eq!(report["splits"]["train"]["missing"], 1);
+    assert_eq!(report["splits"]["eval"]["systems"]["A07"]["spoof"], 1);
+    assert_eq!(report["splits"]["eval"]["sample_rates"]["44100"], 2);
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0]["id"], "LA_T_0000003");
+    assert_eq!(problems[0]["kind"], "missing");
+}
+
+#[test]
+fn a_malformed_protocol_line_is_an_error_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    build_corpus(dir.path());
+    let protocol = dir
+        .path()
+        .join("ASVspoof2019_LA_cm_protocols/ASVspoof2019.LA.cm.dev.trl.txt");
+    fs::write(
+        &protocol,
+        "LA_0001 LA_D_0000001 - - bonafide\nLA_0001 LA_D_0000002 - A01\n",
+    )
+    .unwrap();
+    let output = data_check(&[dir.path().to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{}:2:", protocol.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unrecognised_dataset_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = data_check(&[dir.path().to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot tell the dataset kind"), "{stderr}");
+}
