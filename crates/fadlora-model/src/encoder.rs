@@ -1,0 +1,272 @@
+//! Positional convolution and the transformer encoder, in both of Hugging Face's layouts.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, softmax};
+
+use crate::config::Wav2Vec2Config;
+use crate::conv::WeightNormGroupedConv;
+use crate::linear::{init_linear, linear_from_checkpoint, EncoderLinear};
+use crate::load::{LoadError, TensorSource};
+use crate::norm::Norm;
+
+/// Multi-head self-attention (no mask: inputs of a batch share one length).
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    pub q_proj: EncoderLinear<B>,
+    pub k_proj: EncoderLinear<B>,
+    pub v_proj: EncoderLinear<B>,
+    pub out_proj: EncoderLinear<B>,
+    pub dropout: Dropout,
+    pub num_heads: usize,
+}
+
+impl<B: Backend> Attention<B> {
+    fn new(
+        config: &Wav2Vec2Config,
+        mut linear: impl FnMut(&str) -> Result<EncoderLinear<B>, LoadError>,
+    ) -> Result<Self, LoadError> {
+        Ok(Self {
+            q_proj: linear("q_proj")?,
+            k_proj: linear("k_proj")?,
+            v_proj: linear("v_proj")?,
+            out_proj: linear("out_proj")?,
+            dropout: DropoutConfig::new(config.attention_dropout).init(),
+            num_heads: config.num_attention_heads,
+        })
+    }
+
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [batch, len, hidden] = x.dims();
+        let (heads, head_dim) = (self.num_heads, hidden / self.num_heads);
+        let split = |t: Tensor<B, 3>| t.reshape([batch, len, heads, head_dim]).swap_dims(1, 2);
+        let q = split(self.q_proj.forward(x.clone()));
+        let k = split(self.k_proj.forward(x.clone()));
+        let v = split(self.v_proj.forward(x));
+        let scores = q.matmul(k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5);
+        let probs = self.dropout.forward(softmax(scores, 3));
+        let context = probs
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([batch, len, hidden]);
+        self.out_proj.forward(context)
+    }
+}
+
+/// `output_dense(dropout(gelu(intermediate_dense(x))))`, then dropout.
+#[derive(Module, Debug)]
+pub struct FeedForward<B: Backend> {
+    pub intermediate_dense: EncoderLinear<B>,
+    pub intermediate_dropout: Dropout,
+    pub output_dense: EncoderLinear<B>,
+    pub output_dropout: Dropout,
+}
+
+impl<B: Backend> FeedForward<B> {
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let x = self.intermediate_dense.forward(x);
+        let x = self.intermediate_dropout.forward(gelu(x));
+        self.output_dropout.forward(self.output_dense.forward(x))
+    }
+}
+
+/// One transformer block. `stable` selects pre-LN (`do_stable_layer_norm = true`, XLS-R)
+/// over post-LN (wav2vec2-base); the parameters are the same.
+#[derive(Module, Debug)]
+pub struct EncoderLayer<B: Backend> {
+    pub attention: Attention<B>,
+    pub dropout: Dropout,
+    pub layer_norm: Norm<B>,
+    pub feed_forward: FeedForward<B>,
+    pub final_layer_norm: Norm<B>,
+    pub stable: bool,
+}
+
+impl<B: Backend> EncoderLayer<B> {
+    /// Builds the layer, asking `linear(name, d_in, d_out)` for each projection and `norm(name)`
+    /// for each LayerNorm, so random init and checkpoint loading share one structure.
+    fn new(
+        config: &Wav2Vec2Config,
+        mut linear: impl FnMut(&str, usize, usize) -> Result<EncoderLinear<B>, LoadError>,
+        mut norm: impl FnMut(&str) -> Result<Norm<B>, LoadError>,
+    ) -> Result<Self, LoadError> {
+        let h = config.hidden_size;
+        let f = config.intermediate_size;
+        Ok(Self {
+            attention: Attention::new(config, |name| linear(&format!("attention.{name}"), h, h))?,
+            dropout: DropoutConfig::new(config.hidden_dropout).init(),
+            layer_norm: norm("layer_norm")?,
+            feed_forward: FeedForward {
+                intermediate_dense: linear("feed_forward.intermediate_dense", h, f)?,
+                intermediate_dropout: DropoutConfig::new(config.activation_dropout).init(),
+                output_dense: linear("feed_forward.output_dense", f, h)?,
+                output_dropout: DropoutConfig::new(config.hidden_dropout).init(),
+            },
+            final_layer_norm: norm("final_layer_norm")?,
+            stable: config.do_stable_layer_norm,
+        })
+    }
+
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        if self.stable {
+            let attn = self.attention.forward(self.layer_norm.forward(x.clone()));
+            let x = x + self.dropout.forward(attn);
+            let ff = self
+                .feed_forward
+                .forward(self.final_layer_norm.forward(x.clone()));
+            x + ff
+        } else {
+            let attn = self.attention.forward(x.clone());
+            let x = self.layer_norm.forward(x + self.dropout.forward(attn));
+            let ff = self.feed_forward.forward(x.clone());
+            self.final_layer_norm.forward(x + ff)
+        }
+    }
+}
+
+/// Grouped convolution over time, weight-normed, then GELU.
+#[derive(Module, Debug)]
+pub struct PositionalConvEmbedding<B: Backend> {
+    pub conv: WeightNormGroupedConv<B>,
+}
+
+impl<B: Backend> PositionalConvEmbedding<B> {
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        gelu(self.conv.forward(x))
+    }
+}
+
+/// Positional embedding, encoder LayerNorm and the stack of transformer layers.
+#[derive(Module, Debug)]
+pub struct Encoder<B: Backend> {
+    pub pos_conv_embed: PositionalConvEmbedding<B>,
+    pub layer_norm: Norm<B>,
+    pub dropout: Dropout,
+    pub layers: Vec<EncoderLayer<B>>,
+    pub stable: bool,
+    pub layerdrop: f64,
+}
+
+impl<B: Backend> Encoder<B> {
+    pub fn init(config: &Wav2Vec2Config, device: &B::Device) -> Self {
+        let h = config.hidden_size;
+        let eps = config.layer_norm_eps;
+        let layers = (0..config.num_hidden_layers)
+            .map(|_| {
+                EncoderLayer::new(
+                    config,
+                    |_, d_in, d_out| Ok(init_linear(d_in, d_out, device)),
+                    |_| Ok(Norm::layer_norm(h, eps, device)),
+                )
+                .expect("random initialisation cannot fail")
+            })
+            .collect();
+        Self {
+            pos_conv_embed: PositionalConvEmbedding {
+                conv: WeightNormGroupedConv::init(
+                    h,
+                    config.num_conv_pos_embeddings,
+                    config.num_conv_pos_embedding_groups,
+                    device,
+                ),
+            },
+            layer_norm: Norm::layer_norm(h, eps, device),
+            dropout: DropoutConfig::new(config.hidden_dropout).init(),
+            layers,
+            stable: config.do_stable_layer_norm,
+            layerdrop: config.layerdrop,
+        }
+    }
+
+    pub fn from_checkpoint(
+        config: &Wav2Vec2Config,
+        src: &mut TensorSource,
+        device: &B::Device,
+    ) -> Result<Self, LoadError> {
+        let h = config.hidden_size;
+        let eps = config.layer_norm_eps;
+        let conv = src.take_weight_norm_grouped_conv(
+            "encoder.pos_conv_embed.conv",
+            h,
+            config.num_conv_pos_embeddings,
+            config.num_conv_pos_embedding_groups,
+            device,
+        )?;
+        let layer_norm = src.take_norm("encoder.layer_norm", h, eps, device)?;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let prefix = format!("encoder.layers.{i}");
+            // Both closures need the source; a RefCell keeps the borrow checker content
+            // without changing the order in which tensors are read.
+            let src_cell = std::cell::RefCell::new(&mut *src);
+            layers.push(EncoderLayer::new(
+                config,
+                |name, d_in, d_out| {
+                    linear_from_checkpoint(
+                        &mut src_cell.borrow_mut(),
+                        &format!("{prefix}.{name}"),
+                        d_in,
+                        d_out,
+                        device,
+                    )
+                },
+                |name| {
+                    src_cell
+                        .borrow_mut()
+                        .take_norm(&format!("{prefix}.{name}"), h, eps, device)
+                },
+            )?);
+        }
+        Ok(Self {
+            pos_conv_embed: PositionalConvEmbedding { conv },
+            layer_norm,
+            dropout: DropoutConfig::new(config.hidden_dropout).init(),
+            layers,
+            stable: config.do_stable_layer_norm,
+            layerdrop: config.layerdrop,
+        })
+    }
+
+    /// Runs the encoder on projected features `[batch, frames, hidden]`.
+    ///
+    /// With `hidden_states`, it collects Hugging Face's `hidden_states` (transformers 5.x):
+    /// the input of layer 0, then the output of every layer. In the post-LN layout the first
+    /// entry is after the encoder LayerNorm and the last equals the returned state. In the
+    /// pre-LN layout the first entry is the raw sum of features and positional embedding, and
+    /// the last is the final layer's output *before* the encoder LayerNorm (fairseq's layer
+    /// result; transformers 4.x put the normed output there instead), while the returned
+    /// state is normed.
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        mut hidden_states: Option<&mut Vec<Tensor<B, 3>>>,
+    ) -> Tensor<B, 3> {
+        let x = x.clone() + self.pos_conv_embed.forward(x);
+        let mut x = if self.stable {
+            self.dropout.forward(x)
+        } else {
+            self.dropout.forward(self.layer_norm.forward(x))
+        };
+        let training = B::ad_enabled(&x.device());
+        for layer in &self.layers {
+            if let Some(states) = hidden_states.as_deref_mut() {
+                states.push(x.clone());
+            }
+            // LayerDrop as Hugging Face: each layer is skipped with probability `layerdrop`,
+            // in training only. The draw happens on the host so no device sync is needed.
+            if training && self.layerdrop > 0.0 && rand::random::<f64>() < self.layerdrop {
+                continue;
+            }
+            x = layer.forward(x);
+        }
+        if let Some(states) = hidden_states {
+            states.push(x.clone());
+        }
+        if self.stable {
+            self.layer_norm.forward(x)
+        } else {
+            x
+        }
+    }
+}

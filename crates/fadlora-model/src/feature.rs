@@ -1,0 +1,189 @@
+//! Convolutional feature encoder and feature projection.
+
+use burn::module::{Module, Param};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::gelu;
+
+use crate::config::{FeatExtractNorm, Wav2Vec2Config};
+use crate::conv::StridedConv;
+use crate::load::{permute, LoadError, TensorSource};
+use crate::norm::Norm;
+
+/// PyTorch's default `eps` for the `nn.LayerNorm` / `nn.GroupNorm` inside the conv layers,
+/// which Hugging Face builds without passing `layer_norm_eps`.
+const CONV_NORM_EPS: f64 = 1e-5;
+
+/// One convolution of the feature encoder: conv, optional norm, GELU.
+#[derive(Module, Debug)]
+pub struct ConvLayer<B: Backend> {
+    pub conv: StridedConv<B>,
+    pub layer_norm: Option<Norm<B>>,
+}
+
+impl<B: Backend> ConvLayer<B> {
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let x = self.conv.forward(x);
+        let x = match &self.layer_norm {
+            Some(norm) => norm.forward(x),
+            None => x,
+        };
+        gelu(x)
+    }
+}
+
+/// Raw waveform `[batch, samples]` to features `[batch, frames, conv_dim[-1]]`, time-major.
+#[derive(Module, Debug)]
+pub struct FeatureEncoder<B: Backend> {
+    pub conv_layers: Vec<ConvLayer<B>>,
+}
+
+/// Per layer: (in channels, out channels, kernel, stride, which norm).
+fn conv_specs(config: &Wav2Vec2Config) -> Vec<(usize, usize, usize, usize, Option<usize>)> {
+    let norm = config
+        .feat_extract_norm()
+        .expect("config validated before building the model");
+    (0..config.conv_dim.len())
+        .map(|i| {
+            let c_in = if i == 0 { 1 } else { config.conv_dim[i - 1] };
+            let norm_axis = match norm {
+                FeatExtractNorm::Layer => Some(2),
+                FeatExtractNorm::Group if i == 0 => Some(1),
+                FeatExtractNorm::Group => None,
+            };
+            (
+                c_in,
+                config.conv_dim[i],
+                config.conv_kernel[i],
+                config.conv_stride[i],
+                norm_axis,
+            )
+        })
+        .collect()
+}
+
+fn conv_norm<B: Backend>(channels: usize, axis: usize, device: &B::Device) -> Norm<B> {
+    if axis == 1 {
+        Norm::group_norm_over_time(channels, CONV_NORM_EPS, device)
+    } else {
+        Norm::layer_norm(channels, CONV_NORM_EPS, device)
+    }
+}
+
+impl<B: Backend> FeatureEncoder<B> {
+    pub fn init(config: &Wav2Vec2Config, device: &B::Device) -> Self {
+        let conv_layers = conv_specs(config)
+            .into_iter()
+            .map(|(c_in, c_out, k, s, norm)| ConvLayer {
+                conv: StridedConv::init(c_in, c_out, k, s, config.conv_bias, device),
+                layer_norm: norm.map(|axis| conv_norm(c_out, axis, device)),
+            })
+            .collect();
+        Self { conv_layers }
+    }
+
+    pub fn from_checkpoint(
+        config: &Wav2Vec2Config,
+        src: &mut TensorSource,
+        device: &B::Device,
+    ) -> Result<Self, LoadError> {
+        let mut conv_layers = Vec::new();
+        for (i, (c_in, c_out, k, s, norm)) in conv_specs(config).into_iter().enumerate() {
+            let prefix = format!("feature_extractor.conv_layers.{i}");
+            let weight = src.take(&format!("{prefix}.conv.weight"), &[c_out, c_in, k])?;
+            // [out, in, k] -> [k, in, out]: row j * in + c of the im2col weight.
+            let weight = permute(&weight, &[c_out, c_in, k], &[2, 1, 0]);
+            let bias = if config.conv_bias {
+                let bias = src.take(&format!("{prefix}.conv.bias"), &[c_out])?;
+                Some(Param::from_data(TensorData::new(bias, [c_out]), device))
+            } else {
+                None
+            };
+            let layer_norm = match norm {
+                Some(axis) => {
+                    let mut n = conv_norm::<B>(c_out, axis, device);
+                    n.weight =
+                        src.take_param(&format!("{prefix}.layer_norm.weight"), [c_out], device)?;
+                    n.bias =
+                        src.take_param(&format!("{prefix}.layer_norm.bias"), [c_out], device)?;
+                    Some(n)
+                }
+                None => None,
+            };
+            conv_layers.push(ConvLayer {
+                conv: StridedConv {
+                    weight: Param::from_data(TensorData::new(weight, [k * c_in, c_out]), device),
+                    bias,
+                    in_channels: c_in,
+                    kernel: k,
+                    stride: s,
+                },
+                layer_norm,
+            });
+        }
+        Ok(Self { conv_layers })
+    }
+
+    pub fn forward(&self, input_values: Tensor<B, 2>) -> Tensor<B, 3> {
+        let mut x = input_values.unsqueeze_dim::<3>(2);
+        for layer in &self.conv_layers {
+            x = layer.forward(x);
+        }
+        x
+    }
+}
+
+/// LayerNorm + linear from the conv width to the transformer width.
+#[derive(Module, Debug)]
+pub struct FeatureProjection<B: Backend> {
+    pub layer_norm: Norm<B>,
+    pub projection: Linear<B>,
+    pub dropout: Dropout,
+}
+
+impl<B: Backend> FeatureProjection<B> {
+    pub fn init(config: &Wav2Vec2Config, device: &B::Device) -> Self {
+        let c = config.conv_out_dim();
+        Self {
+            layer_norm: Norm::layer_norm(c, config.layer_norm_eps, device),
+            // Hugging Face draws both weight and bias from U(-1/sqrt(c), 1/sqrt(c)).
+            projection: LinearConfig::new(c, config.hidden_size)
+                .with_initializer(burn::nn::Initializer::Uniform {
+                    min: -1.0 / (c as f64).sqrt(),
+                    max: 1.0 / (c as f64).sqrt(),
+                })
+                .init(device),
+            dropout: DropoutConfig::new(config.feat_proj_dropout).init(),
+        }
+    }
+
+    pub fn from_checkpoint(
+        config: &Wav2Vec2Config,
+        src: &mut TensorSource,
+        device: &B::Device,
+    ) -> Result<Self, LoadError> {
+        let c = config.conv_out_dim();
+        let mut layer_norm = Norm::layer_norm(c, config.layer_norm_eps, device);
+        layer_norm.weight = src.take_param("feature_projection.layer_norm.weight", [c], device)?;
+        layer_norm.bias = src.take_param("feature_projection.layer_norm.bias", [c], device)?;
+        Ok(Self {
+            layer_norm,
+            projection: src.take_linear(
+                "feature_projection.projection",
+                c,
+                config.hidden_size,
+                device,
+            )?,
+            dropout: DropoutConfig::new(config.feat_proj_dropout).init(),
+        })
+    }
+
+    /// Returns `(projected, normed)`: Hugging Face's `extract_features` is the normed input.
+    pub fn forward(&self, x: Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let normed = self.layer_norm.forward(x);
+        let projected = self
+            .dropout
+            .forward(self.projection.forward(normed.clone()));
+        (projected, normed)
+    }
+}

@@ -1,0 +1,128 @@
+//! `Wav2Vec2Model`: feature encoder, projection and transformer encoder.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::prelude::*;
+
+use crate::config::Wav2Vec2Config;
+use crate::encoder::Encoder;
+use crate::feature::{FeatureEncoder, FeatureProjection};
+use crate::load::{LoadError, TensorSource};
+
+/// Outputs of [`Wav2Vec2Model::forward`], as Hugging Face's `Wav2Vec2BaseModelOutput`.
+#[derive(Debug, Clone)]
+pub struct Wav2Vec2Output<B: Backend> {
+    /// `[batch, frames, hidden]`.
+    pub last_hidden_state: Tensor<B, 3>,
+    /// When requested, `num_hidden_layers + 1` tensors `[batch, frames, hidden]`: the input of
+    /// layer 0, then each layer's output, as transformers 5.x returns them (in the pre-LN
+    /// layout the last one precedes the final LayerNorm; see [`crate::encoder::Encoder::forward`]).
+    pub hidden_states: Option<Vec<Tensor<B, 3>>>,
+    /// LayerNormed conv features `[batch, frames, conv_dim[-1]]`.
+    pub extract_features: Tensor<B, 3>,
+}
+
+/// wav2vec2 without a head, numerically equal to Hugging Face's `Wav2Vec2Model` in eval mode.
+/// Field names equal checkpoint key prefixes.
+///
+/// Not implemented: SpecAugment time/feature masking during training (`masked_spec_embed`
+/// is not a parameter here) and attention masks for padded batches — crop or tile a batch to
+/// one length instead.
+#[derive(Module, Debug)]
+pub struct Wav2Vec2Model<B: Backend> {
+    pub feature_extractor: FeatureEncoder<B>,
+    pub feature_projection: FeatureProjection<B>,
+    pub encoder: Encoder<B>,
+    #[module(skip)]
+    pub config: Wav2Vec2Config,
+}
+
+impl Wav2Vec2Config {
+    /// Builds a randomly initialised model (parameters are initialised lazily, on first use).
+    ///
+    /// # Panics
+    /// If the configuration does not pass [`Wav2Vec2Config::validate`].
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Wav2Vec2Model<B> {
+        if let Err(err) = self.validate() {
+            panic!("invalid wav2vec2 config: {err}");
+        }
+        Wav2Vec2Model {
+            feature_extractor: FeatureEncoder::init(self, device),
+            feature_projection: FeatureProjection::init(self, device),
+            encoder: Encoder::init(self, device),
+            config: self.clone(),
+        }
+    }
+}
+
+impl<B: Backend> Wav2Vec2Model<B> {
+    /// Loads a Hugging Face model directory: `config.json` plus `model.safetensors` or
+    /// `pytorch_model.bin`.
+    pub fn from_pretrained(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self, LoadError> {
+        let dir = dir.as_ref();
+        let config = Wav2Vec2Config::from_hf_json_file(dir.join("config.json"))?;
+        let weights = crate::load::find_weights(dir)?;
+        Self::from_file(config, &weights, device)
+    }
+
+    /// Builds the model of `config` from a `.safetensors` or PyTorch checkpoint file.
+    pub fn from_file(
+        config: Wav2Vec2Config,
+        weights: &Path,
+        device: &B::Device,
+    ) -> Result<Self, LoadError> {
+        let mut src = TensorSource::open(weights)?;
+        Self::from_source(config, &mut src, device)
+    }
+
+    /// Builds the model of `config` from checkpoint tensors; every tensor of the model must be
+    /// present with its exact shape, and every tensor of the checkpoint must be used or be a
+    /// known pre-training/head extra.
+    pub fn from_source(
+        config: Wav2Vec2Config,
+        src: &mut TensorSource,
+        device: &B::Device,
+    ) -> Result<Self, LoadError> {
+        config.validate()?;
+        let model = Self {
+            feature_extractor: FeatureEncoder::from_checkpoint(&config, src, device)?,
+            feature_projection: FeatureProjection::from_checkpoint(&config, src, device)?,
+            encoder: Encoder::from_checkpoint(&config, src, device)?,
+            config,
+        };
+        src.finish()?;
+        Ok(model)
+    }
+
+    /// Runs the network on `input_values` `[batch, samples]` (already normalised if the
+    /// checkpoint's feature extractor says `do_normalize`).
+    ///
+    /// Dropout, attention dropout and LayerDrop act only when the backend records gradients
+    /// (as burn's `Dropout`); on a plain backend the output is deterministic.
+    ///
+    /// # Panics
+    /// If `samples` is shorter than the receptive field of the feature encoder (400 for
+    /// the standard stack); see [`Wav2Vec2Config::num_frames`].
+    pub fn forward(
+        &self,
+        input_values: Tensor<B, 2>,
+        output_hidden_states: bool,
+    ) -> Wav2Vec2Output<B> {
+        let samples = input_values.dims()[1];
+        assert!(
+            self.config.num_frames(samples).is_some(),
+            "wav2vec2 needs at least {} samples per input, got {samples}",
+            self.config.receptive_field()
+        );
+        let features = self.feature_extractor.forward(input_values);
+        let (hidden, extract_features) = self.feature_projection.forward(features);
+        let mut states = output_hidden_states.then(Vec::new);
+        let last_hidden_state = self.encoder.forward(hidden, states.as_mut());
+        Wav2Vec2Output {
+            last_hidden_state,
+            hidden_states: states,
+            extract_features,
+        }
+    }
+}
