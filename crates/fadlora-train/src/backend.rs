@@ -1,0 +1,182 @@
+//! The backend switch: cargo features decide which backends are compiled in, the run TOML or
+//! `--backend` picks one of those at run time, and [`run_on`] hands a generic job the backend
+//! type, its device and a memory probe.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+
+use crate::measure::MemoryProbe;
+use crate::TrainError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// burn's `Flex` CPU backend.
+    Flex,
+    /// burn's CUDA backend (cubecl).
+    Cuda,
+    /// burn's wgpu backend (Vulkan/Metal/DX12; Mesa lavapipe on a CPU-only Linux machine).
+    Wgpu,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 3] = [BackendKind::Flex, BackendKind::Cuda, BackendKind::Wgpu];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Flex => "flex",
+            BackendKind::Cuda => "cuda",
+            BackendKind::Wgpu => "wgpu",
+        }
+    }
+
+    /// The cargo feature (of fadlora-train and the `fadlora` binary) that compiles it in.
+    pub fn feature(self) -> &'static str {
+        self.as_str()
+    }
+
+    pub fn is_compiled(self) -> bool {
+        match self {
+            BackendKind::Flex => cfg!(feature = "flex"),
+            BackendKind::Cuda => cfg!(feature = "cuda"),
+            BackendKind::Wgpu => cfg!(feature = "wgpu"),
+        }
+    }
+
+    pub fn compiled() -> Vec<BackendKind> {
+        Self::ALL.into_iter().filter(|b| b.is_compiled()).collect()
+    }
+
+    /// What a run TOML without `backend` gets: flex if compiled in, else the first GPU one.
+    pub fn default_compiled() -> BackendKind {
+        Self::compiled()
+            .first()
+            .copied()
+            .unwrap_or(BackendKind::Flex)
+    }
+
+    pub fn ensure_compiled(self) -> Result<(), TrainError> {
+        if self.is_compiled() {
+            return Ok(());
+        }
+        let compiled = Self::compiled()
+            .iter()
+            .map(|b| b.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(TrainError::BackendNotCompiled {
+            backend: self.as_str(),
+            feature: self.feature(),
+            compiled: if compiled.is_empty() {
+                "none".into()
+            } else {
+                compiled
+            },
+        })
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "flex" | "cpu" => Ok(BackendKind::Flex),
+            "cuda" => Ok(BackendKind::Cuda),
+            "wgpu" | "vulkan" => Ok(BackendKind::Wgpu),
+            other => Err(format!("unknown backend `{other}` (flex, cuda, wgpu)")),
+        }
+    }
+}
+
+/// A computation written once for every backend. [`run_on`] calls `run` with the concrete
+/// backend type (training wraps it in `Autodiff<B>` itself).
+pub trait BackendJob {
+    type Output;
+    fn run<B: Backend>(self, device: B::Device, env: BackendEnv) -> Self::Output;
+}
+
+/// What a job learns about where it runs.
+pub struct BackendEnv {
+    pub kind: BackendKind,
+    /// Human-readable device description for records.
+    pub device_name: String,
+    pub memory: MemoryProbe,
+}
+
+/// Runs `job` on the backend `kind`, or explains which feature to enable.
+pub fn run_on<J: BackendJob>(kind: BackendKind, job: J) -> Result<J::Output, TrainError> {
+    kind.ensure_compiled()?;
+    match kind {
+        #[cfg(feature = "flex")]
+        BackendKind::Flex => {
+            type B = burn::backend::Flex;
+            let device = burn::backend::flex::FlexDevice;
+            let env = BackendEnv {
+                kind,
+                device_name: crate::measure::cpu_name(),
+                memory: MemoryProbe::process_rss(),
+            };
+            Ok(job.run::<B>(device, env))
+        }
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => {
+            type B = burn::backend::Cuda;
+            let device = burn::backend::cuda::CudaDevice::default();
+            let env = BackendEnv {
+                kind,
+                device_name: format!("{} {:?}", B::name(&device), device),
+                memory: MemoryProbe::cubecl::<burn::cubecl::cuda::CudaRuntime>(device.clone()),
+            };
+            Ok(job.run::<B>(device, env))
+        }
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => {
+            type B = burn::backend::Wgpu;
+            let device = burn::backend::wgpu::WgpuDevice::default();
+            let env = BackendEnv {
+                kind,
+                device_name: format!("{} {:?}", B::name(&device), device),
+                memory: MemoryProbe::cubecl::<burn::cubecl::wgpu::WgpuRuntime>(device.clone()),
+            };
+            Ok(job.run::<B>(device, env))
+        }
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("ensure_compiled() rejected {kind}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_is_an_error() {
+        for kind in BackendKind::ALL {
+            assert_eq!(kind.as_str().parse::<BackendKind>().unwrap(), kind);
+        }
+        assert!("tpu".parse::<BackendKind>().is_err());
+    }
+
+    #[test]
+    fn missing_backend_names_its_feature() {
+        match BackendKind::ALL.into_iter().find(|b| !b.is_compiled()) {
+            Some(kind) => {
+                let message = kind.ensure_compiled().unwrap_err().to_string();
+                assert!(
+                    message.contains(&format!("--features {}", kind.feature())),
+                    "{message}"
+                );
+            }
+            None => assert_eq!(BackendKind::compiled().len(), 3),
+        }
+    }
+}

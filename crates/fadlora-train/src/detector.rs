@@ -1,0 +1,288 @@
+//! The detector: wav2vec2 front end + a pluggable classifier back end, its loss and score.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use burn::config::Config;
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use fadlora_model::{Wav2Vec2Config, Wav2Vec2Model};
+use serde::{Deserialize, Serialize};
+
+use crate::config::LoraSection;
+use crate::{lora_hookup, TrainError};
+
+/// Which back end sits on the wav2vec2 features. New back ends (AASIST) become new variants
+/// of this and of [`Head`]; the trainer only sees `Detector::forward`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadKind {
+    /// Mean over frames of the last hidden state, then `Linear(hidden, 2)`
+    /// (the DESIGN.md §5 benchmark detector).
+    #[default]
+    MeanLinear,
+}
+
+/// The classifier back end. Output logits `[batch, 2]`: index 0 = spoof, 1 = bona fide.
+#[derive(Module, Debug)]
+pub enum Head<B: Backend> {
+    MeanLinear(MeanLinearHead<B>),
+}
+
+#[derive(Module, Debug)]
+pub struct MeanLinearHead<B: Backend> {
+    pub linear: Linear<B>,
+}
+
+impl HeadKind {
+    pub fn init<B: Backend>(self, hidden: usize, device: &B::Device) -> Head<B> {
+        match self {
+            HeadKind::MeanLinear => Head::MeanLinear(MeanLinearHead {
+                linear: LinearConfig::new(hidden, 2).init(device),
+            }),
+        }
+    }
+}
+
+impl<B: Backend> Head<B> {
+    /// `hidden` `[batch, frames, width]` -> logits `[batch, 2]`.
+    pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
+        match self {
+            Head::MeanLinear(head) => {
+                let [batch, _, width] = hidden.dims();
+                let pooled = hidden.mean_dim(1).reshape([batch, width]);
+                head.linear.forward(pooled)
+            }
+        }
+    }
+}
+
+/// Where the frozen (or, in full fine-tuning, initial) front-end weights come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BaseSource {
+    /// Random initialisation from this seed (backend RNG): no pretrained checkpoint exists.
+    Random { seed: u64 },
+    /// A Hugging Face model directory.
+    Pretrained { dir: PathBuf },
+}
+
+/// Everything needed to rebuild a detector's structure.
+#[derive(Config, Debug)]
+pub struct DetectorConfig {
+    pub wav2vec2: Wav2Vec2Config,
+    #[config(default = "HeadKind::MeanLinear")]
+    pub head: HeadKind,
+    /// `None` = full fine-tuning (nothing frozen).
+    pub lora: Option<LoraSection>,
+}
+
+/// wav2vec2 + back end.
+#[derive(Module, Debug)]
+pub struct Detector<B: Backend> {
+    pub wav2vec2: Wav2Vec2Model<B>,
+    pub head: Head<B>,
+}
+
+impl DetectorConfig {
+    /// Builds the detector: the front end from `source`, LoRA adapters if configured (which
+    /// freeze every pretrained tensor), a fresh head, and then deterministic parameter ids
+    /// (see [`assign_param_ids`]). Every parameter is materialised here, in module order, so
+    /// random initialisation consumes the backend RNG the same way in every run.
+    pub fn build<B: Backend>(
+        &self,
+        source: &BaseSource,
+        device: &B::Device,
+    ) -> Result<Detector<B>, TrainError> {
+        let wav2vec2 = match source {
+            BaseSource::Random { seed } => {
+                B::seed(device, *seed);
+                self.wav2vec2.init(device)
+            }
+            BaseSource::Pretrained { dir } => {
+                let weights = fadlora_model::load::find_weights(dir)?;
+                Wav2Vec2Model::from_file(self.wav2vec2.clone(), &weights, device)?
+            }
+        };
+        let wav2vec2 = match &self.lora {
+            Some(lora) => lora_hookup::apply(wav2vec2, lora, device)?,
+            None => wav2vec2,
+        };
+        let head = self.head.init(self.wav2vec2.hidden_size, device);
+        Ok(assign_param_ids(Detector { wav2vec2, head }))
+    }
+}
+
+impl<B: Backend> Detector<B> {
+    /// `waveforms` `[batch, samples]` -> logits `[batch, 2]` (0 = spoof, 1 = bona fide).
+    pub fn forward(&self, waveforms: Tensor<B, 2>) -> Tensor<B, 2> {
+        let hidden = self.wav2vec2.forward(waveforms, false).last_hidden_state;
+        self.head.forward(hidden)
+    }
+}
+
+/// The countermeasure score of each row: bona fide logit minus spoof logit. It is the log
+/// odds `log p(bona fide) - log p(spoof)` of the softmax, so it ranks trials exactly as the
+/// bona fide log-softmax or probability does; higher = more bona fide. `0` is the decision
+/// boundary of the classifier.
+pub fn bonafide_scores<B: Backend>(logits: Tensor<B, 2>) -> Tensor<B, 1> {
+    let [batch, _] = logits.dims();
+    let bonafide = logits.clone().slice([0..batch, 1..2]);
+    let spoof = logits.slice([0..batch, 0..1]);
+    (bonafide - spoof).reshape([batch])
+}
+
+/// Class-weighted cross-entropy with PyTorch's reduction: `sum_i w[y_i] * nll_i / sum_i w[y_i]`
+/// (`nn.CrossEntropyLoss(weight=...)`, as SSL_Anti-spoofing trains). `weights` = `[spoof, bona
+/// fide]`; `labels` are class indices (1 = bona fide).
+pub fn weighted_cross_entropy<B: Backend>(
+    logits: Tensor<B, 2>,
+    labels: Tensor<B, 1, Int>,
+    weights: [f64; 2],
+) -> Tensor<B, 1> {
+    let [batch, _] = logits.dims();
+    let device = logits.device();
+    let log_probs = log_softmax(logits, 1);
+    let picked = log_probs
+        .gather(1, labels.clone().reshape([batch, 1]))
+        .reshape([batch]);
+    let class_weights =
+        Tensor::<B, 1>::from_floats([weights[0] as f32, weights[1] as f32], &device);
+    let w = class_weights.select(0, labels);
+    // A batch made only of a zero-weight class has no loss rather than 0/0.
+    let norm = w.clone().sum().clamp_min(1e-12);
+    (picked * w).sum().neg() / norm
+}
+
+/// Gives every parameter an id derived from its position in the module, so ids (which key
+/// optimizer state and gradients) are the same in every process that builds this structure;
+/// a resumed run can then load the optimizer record saved by the interrupted one.
+pub fn assign_param_ids<B: Backend, M: Module<B>>(module: M) -> M {
+    struct Ids(u64);
+    impl<B: Backend> ModuleMapper<B> for Ids {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let (_, tensor, mapper) = param.consume();
+            self.0 += 1;
+            // Offset keeps them apart from ids burn generates for anything else.
+            Param::from_mapped_value(ParamId::from(0xFAD1_0000_0000 + self.0), tensor, mapper)
+        }
+    }
+    module.map(&mut Ids(0))
+}
+
+/// Parameter counts read from the module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParamCounts {
+    /// Parameters that receive gradients (`is_require_grad`); only meaningful on an autodiff
+    /// backend.
+    pub trainable: usize,
+    pub total: usize,
+}
+
+/// Dotted module paths (burn-store's naming) of the float parameters, split by whether they
+/// require gradients.
+pub struct ParamPaths {
+    pub trainable: BTreeSet<String>,
+    pub frozen: BTreeSet<String>,
+    pub counts: ParamCounts,
+}
+
+pub fn param_paths<B: Backend, M: Module<B>>(module: &M) -> ParamPaths {
+    struct Walk {
+        stack: Vec<String>,
+        out: ParamPaths,
+    }
+    impl<B: Backend> ModuleVisitor<B> for Walk {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.stack.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.stack.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let path = self.stack.join(".");
+            let n = param.lazy_shape().num_elements();
+            self.out.counts.total += n;
+            if param.is_require_grad() {
+                self.out.counts.trainable += n;
+                self.out.trainable.insert(path);
+            } else {
+                self.out.frozen.insert(path);
+            }
+        }
+    }
+    let mut walk = Walk {
+        stack: Vec::new(),
+        out: ParamPaths {
+            trainable: BTreeSet::new(),
+            frozen: BTreeSet::new(),
+            counts: ParamCounts {
+                trainable: 0,
+                total: 0,
+            },
+        },
+    };
+    module.visit(&mut walk);
+    walk.out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+
+    type B = Flex;
+
+    #[test]
+    fn weighted_ce_matches_pytorch_reduction() {
+        let device = Default::default();
+        let logits = Tensor::<B, 2>::from_floats([[2.0, 0.5], [0.1, 0.3], [-1.0, 1.0]], &device);
+        let labels = Tensor::<B, 1, Int>::from_ints([0, 1, 0], &device);
+        let loss: f32 = weighted_cross_entropy(logits, labels, [0.1, 0.9]).into_scalar();
+        // By hand: nll = [log(1+e^-1.5), log(1+e^-0.2), log(1+e^2)], weights [0.1, 0.9, 0.1].
+        let nll = |d: f64| (1.0 + (-d).exp()).ln();
+        let expected = (0.1 * nll(1.5) + 0.9 * nll(0.2) + 0.1 * nll(-2.0)) / 1.1;
+        assert!(
+            (loss as f64 - expected).abs() < 1e-6,
+            "{loss} vs {expected}"
+        );
+    }
+
+    #[test]
+    fn score_is_bonafide_minus_spoof_logit() {
+        let device = Default::default();
+        let logits = Tensor::<B, 2>::from_floats([[2.0, 0.5], [0.1, 0.3]], &device);
+        let scores: Vec<f32> = bonafide_scores(logits).into_data().to_vec().unwrap();
+        assert!((scores[0] + 1.5).abs() < 1e-6 && (scores[1] - 0.2).abs() < 1e-6);
+    }
+
+    #[test]
+    fn full_fine_tuning_trains_everything_and_ids_are_stable() {
+        let device = Default::default();
+        let config = DetectorConfig::new(crate::testing::micro_wav2vec2());
+        let build = || {
+            config
+                .build::<Autodiff<B>>(&BaseSource::Random { seed: 3 }, &device)
+                .unwrap()
+        };
+        let (a, b) = (build(), build());
+        let paths = param_paths(&a);
+        assert_eq!(paths.counts.trainable, paths.counts.total);
+        assert!(paths.frozen.is_empty());
+        assert_eq!(paths.counts.total, fadlora_model::count_params(&a));
+        assert!(
+            paths.trainable.contains("head.MeanLinear.linear.weight"),
+            "{:?}",
+            paths.trainable
+        );
+        // Same seed, same weights; same structure, same ids.
+        let (Head::MeanLinear(ha), Head::MeanLinear(hb)) = (&a.head, &b.head);
+        assert_eq!(ha.linear.weight.id, hb.linear.weight.id);
+        assert_eq!(
+            ha.linear.weight.val().into_data(),
+            hb.linear.weight.val().into_data()
+        );
+    }
+}

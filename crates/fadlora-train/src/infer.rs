@@ -1,0 +1,120 @@
+//! Using a trained detector: scoring a dataset split and scoring single files.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use fadlora_audio::{fixed_length, load_mono_16k, normalize_zero_mean_unit_variance};
+use fadlora_data::{AudioDataset, CropMode, DatasetSpec, Split};
+
+use crate::backend::{run_on, BackendEnv, BackendJob, BackendKind};
+use crate::checkpoint::{load_detector, DetectorFile, DETECTOR_FILE};
+use crate::config::NormalizationChoice;
+use crate::detector::bonafide_scores;
+use crate::scores::{score_dataset, ScoredSet};
+use crate::TrainError;
+
+/// A run folder or its `best/` folder -> the folder holding `detector.json`.
+pub fn resolve_checkpoint(dir: &Path) -> Result<PathBuf, TrainError> {
+    for candidate in [dir.to_path_buf(), dir.join("best")] {
+        if candidate.join(DETECTOR_FILE).is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(TrainError::Checkpoint {
+        path: dir.to_path_buf(),
+        message: format!("no {DETECTOR_FILE} here or in best/ (is this a training output folder?)"),
+    })
+}
+
+/// Scores split `split` of `dataset` with the detector in `checkpoint`.
+pub fn evaluate_checkpoint(
+    checkpoint: &Path,
+    dataset: &DatasetSpec,
+    split: Option<&str>,
+    backend: BackendKind,
+    batch_size: usize,
+    class_weights: [f64; 2],
+) -> Result<ScoredSet, TrainError> {
+    let dir = resolve_checkpoint(checkpoint)?;
+    let mut utterances = dataset.load()?;
+    if let Some(split) = split {
+        let wanted = Split::parse(split);
+        utterances.retain(|u| u.split == wanted);
+        if utterances.is_empty() {
+            return Err(TrainError::Dataset {
+                dataset: dataset.to_string(),
+                what: format!("split `{split}` has no utterances"),
+            });
+        }
+    }
+    struct Job<'a> {
+        dir: &'a Path,
+        utterances: Vec<fadlora_data::Utterance>,
+        batch_size: usize,
+        class_weights: [f64; 2],
+    }
+    impl BackendJob for Job<'_> {
+        type Output = Result<ScoredSet, TrainError>;
+        fn run<B: Backend>(self, device: B::Device, mut env: BackendEnv) -> Self::Output {
+            let (model, info) = load_detector::<B>(self.dir, &device)?;
+            let ds = AudioDataset::new(self.utterances, info.crop_samples, CropMode::First)
+                .with_normalization(info.normalization.to_data());
+            ds.check_files_exist()?;
+            score_dataset(
+                &model,
+                &ds,
+                self.batch_size,
+                self.class_weights,
+                &device,
+                &mut env.memory,
+            )
+        }
+    }
+    run_on(
+        backend,
+        Job {
+            dir: &dir,
+            utterances,
+            batch_size,
+            class_weights,
+        },
+    )?
+}
+
+/// Bona fide score of each file (same crop and normalisation as in training's evaluation).
+pub fn detect_files(
+    checkpoint: &Path,
+    files: &[PathBuf],
+    backend: BackendKind,
+) -> Result<(Vec<f64>, DetectorFile), TrainError> {
+    let dir = resolve_checkpoint(checkpoint)?;
+    struct Job<'a> {
+        dir: &'a Path,
+        files: &'a [PathBuf],
+    }
+    impl BackendJob for Job<'_> {
+        type Output = Result<(Vec<f64>, DetectorFile), TrainError>;
+        fn run<B: Backend>(self, device: B::Device, _env: BackendEnv) -> Self::Output {
+            let (model, info) = load_detector::<B>(self.dir, &device)?;
+            let mut scores = Vec::with_capacity(self.files.len());
+            for file in self.files {
+                let audio = load_mono_16k(file).map_err(|e| TrainError::Dataset {
+                    dataset: file.display().to_string(),
+                    what: e.to_string(),
+                })?;
+                let mut wave = fixed_length(&audio, info.crop_samples);
+                if info.normalization == NormalizationChoice::ZeroMeanUnitVariance {
+                    normalize_zero_mean_unit_variance(&mut wave);
+                }
+                let input = Tensor::<B, 2>::from_data(
+                    TensorData::new(wave, [1, info.crop_samples]),
+                    &device,
+                );
+                let score: f32 = bonafide_scores(model.forward(input)).into_scalar().elem();
+                scores.push(score as f64);
+            }
+            Ok((scores, info))
+        }
+    }
+    run_on(backend, Job { dir: &dir, files })?
+}

@@ -1,0 +1,38 @@
+//! Training and evaluation of fake-audio detectors: a wav2vec2 front end (fully fine-tuned or
+//! LoRA-adapted) with a pluggable back end, trained from a validated run TOML on any compiled
+//! backend, with EER-based model selection on the dev set, resumable checkpoints, score files
+//! and a JSON run record with resource measurements.
+//!
+//! - [`RunConfig`]: the run TOML ([`config`] documents every key).
+//! - [`train()`]: trains or resumes a run; writes into `output_dir`:
+//!   `config.toml` (resolved), `progress.json`, `checkpoints/epoch-NNNN/`, `best/`
+//!   (`detector.json` + `trainable.safetensors` [+ `base.safetensors`]),
+//!   `scores/{dev,eval}.txt`, `record.json`.
+//! - [`checkpoint::load_detector`] + [`scores::score_dataset`]: evaluate a trained detector.
+//! - [`scores::evaluate_scores`]: EER / min t-DCF of a score file against a protocol.
+//! - [`bench::bench_step`]: one-training-step benchmark.
+//! - [`backend`]: the `flex` / `cuda` / `wgpu` switch.
+
+pub mod backend;
+pub mod bench;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod detector;
+mod error;
+pub mod infer;
+mod lora_hookup;
+pub mod measure;
+pub mod record;
+pub mod scores;
+pub mod train;
+
+#[doc(hidden)]
+pub mod testing;
+
+pub use backend::{run_on, BackendEnv, BackendJob, BackendKind};
+pub use config::RunConfig;
+pub use detector::{Detector, DetectorConfig, HeadKind};
+pub use error::TrainError;
+pub use record::RunRecord;
+pub use train::{train, TrainOptions, TrainOutcome};

@@ -1,0 +1,189 @@
+//! Resource measurement for run records and benchmarks: peak memory, step-time statistics,
+//! device and source-tree identification.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+/// Reads the current device usage `(in use, reserved)` in bytes.
+type UsageSampler = Box<dyn Fn() -> Option<(u64, u64)>>;
+
+/// How a backend's peak memory is observed.
+pub struct MemoryProbe {
+    kind: &'static str,
+    /// Current device usage `(in use, reserved)`; `None` for the CPU, whose peak the kernel
+    /// keeps for us.
+    sampler: Option<UsageSampler>,
+    peak_in_use: u64,
+    peak_reserved: u64,
+}
+
+/// Peak memory as recorded in run records and benchmark output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeakMemory {
+    /// The figure to compare: peak RSS on the CPU; on cubecl backends the largest pool
+    /// reservation seen (what the device actually had to hold).
+    pub peak_mem_bytes: Option<u64>,
+    /// cubecl only: the largest `bytes_in_use` seen at the sampling points.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_in_use_bytes: Option<u64>,
+    /// What the number is, in words.
+    pub kind: String,
+}
+
+impl MemoryProbe {
+    /// Process peak resident set size (`VmHWM` of `/proc/self/status`). It covers the whole
+    /// process lifetime, so in a process that ran other work first it is an upper bound.
+    pub fn process_rss() -> Self {
+        MemoryProbe {
+            kind: "process peak RSS (VmHWM)",
+            sampler: None,
+            peak_in_use: 0,
+            peak_reserved: 0,
+        }
+    }
+
+    /// cubecl's memory-pool statistics, sampled by [`MemoryProbe::sample`] (burn 0.21 has no
+    /// peak counter, so the peak is the largest value at the points the trainer samples:
+    /// after each forward pass, where activations are largest, and after each step).
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    pub fn cubecl<R: burn::cubecl::prelude::Runtime>(device: R::Device) -> Self {
+        MemoryProbe {
+            kind:
+                "cubecl memory pool: max bytes_reserved sampled after forward and after each step",
+            sampler: Some(Box::new(move || {
+                let usage = R::client(&device).memory_usage().ok()?;
+                Some((
+                    usage.bytes_in_use + usage.bytes_padding,
+                    usage.bytes_reserved,
+                ))
+            })),
+            peak_in_use: 0,
+            peak_reserved: 0,
+        }
+    }
+
+    pub fn sample(&mut self) {
+        if let Some(sampler) = &self.sampler {
+            if let Some((in_use, reserved)) = sampler() {
+                self.peak_in_use = self.peak_in_use.max(in_use);
+                self.peak_reserved = self.peak_reserved.max(reserved);
+            }
+        }
+    }
+
+    pub fn peak(&self) -> PeakMemory {
+        match self.sampler {
+            None => PeakMemory {
+                peak_mem_bytes: peak_rss_bytes(),
+                peak_in_use_bytes: None,
+                kind: self.kind.into(),
+            },
+            Some(_) => PeakMemory {
+                peak_mem_bytes: Some(self.peak_reserved),
+                peak_in_use_bytes: Some(self.peak_in_use),
+                kind: self.kind.into(),
+            },
+        }
+    }
+}
+
+/// `VmHWM` from `/proc/self/status`, in bytes (Linux only).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The CPU model from `/proc/cpuinfo` and the number of threads available.
+pub fn cpu_name() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{model} ({threads} threads)")
+}
+
+/// `git rev-parse HEAD` of the tree containing `dir`, with `-dirty` when it has local
+/// changes; `None` outside a repository or without git.
+pub fn git_commit(dir: &Path) -> Option<String> {
+    let run = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let head = run(&["rev-parse", "HEAD"])?;
+    let dirty =
+        run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(if dirty { format!("{head}-dirty") } else { head })
+}
+
+/// Summary of per-step durations.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TimeStats {
+    pub count: usize,
+    pub median_ms: f64,
+    /// Nearest-rank 90th percentile (as `tools/bench/torch_step.py`).
+    pub p90_ms: f64,
+    pub min_ms: f64,
+    pub mean_ms: f64,
+}
+
+impl TimeStats {
+    /// `None` for an empty sample.
+    pub fn of(samples_ms: &[f64]) -> Option<TimeStats> {
+        if samples_ms.is_empty() {
+            return None;
+        }
+        let mut sorted = samples_ms.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let n = sorted.len();
+        let median = if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        };
+        let rank = ((0.9 * n as f64).ceil() as usize).clamp(1, n);
+        Some(TimeStats {
+            count: n,
+            median_ms: median,
+            p90_ms: sorted[rank - 1],
+            min_ms: sorted[0],
+            mean_ms: sorted.iter().sum::<f64>() / n as f64,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_stats_median_and_nearest_rank_p90() {
+        let s = TimeStats::of(&[5.0, 1.0, 3.0, 2.0, 4.0, 6.0, 7.0, 8.0, 9.0, 10.0]).unwrap();
+        assert_eq!(s.median_ms, 5.5);
+        assert_eq!(s.p90_ms, 9.0);
+        assert_eq!(s.min_ms, 1.0);
+        assert_eq!(TimeStats::of(&[2.0]).unwrap().p90_ms, 2.0);
+        assert!(TimeStats::of(&[]).is_none());
+    }
+
+    #[test]
+    fn peak_rss_is_read_on_linux() {
+        if cfg!(target_os = "linux") {
+            assert!(peak_rss_bytes().unwrap() > 1 << 20);
+        }
+    }
+}
