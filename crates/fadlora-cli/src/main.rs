@@ -2,6 +2,7 @@
 
 mod data_check;
 mod model_cmds;
+mod train_cmds;
 
 use std::process::ExitCode;
 
@@ -9,7 +10,11 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "fadlora", version, about = "Fake audio detection with LoRA-adapted wav2vec2")]
+#[command(
+    name = "fadlora",
+    version,
+    about = "Fake audio detection with LoRA-adapted wav2vec2"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,6 +31,14 @@ enum Command {
     Features(model_cmds::FeaturesArgs),
     /// Print a wav2vec2 architecture summary and parameter counts.
     Params(model_cmds::ParamsArgs),
+    /// Train a detector from a run TOML.
+    Train(train_cmds::TrainArgs),
+    /// Score a dataset with a trained detector and report its EER.
+    Eval(train_cmds::EvalArgs),
+    /// Score single audio files with a trained detector.
+    Detect(train_cmds::DetectArgs),
+    /// Compute the EER (and min t-DCF) of a score file, like the ASVspoof evaluation script.
+    Eer(train_cmds::EerArgs),
     /// Micro-benchmarks that print one JSON object (driven by `cargo xtask bench`).
     Bench {
         #[command(subcommand)]
@@ -43,6 +56,8 @@ enum DataCommand {
 enum BenchCommand {
     /// Forward pass of the wav2vec2 encoder.
     Forward(model_cmds::BenchForwardArgs),
+    /// One training step (forward + backward + optimizer).
+    Step(train_cmds::BenchStepArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,12 +77,36 @@ fn main() -> ExitCode {
         Command::Bench {
             command: BenchCommand::Forward(args),
         } => model_cmds::bench_forward(args),
+        Command::Train(args) => train_cmds::train(args),
+        Command::Eval(args) => train_cmds::eval(args),
+        Command::Detect(args) => train_cmds::detect(args),
+        Command::Eer(args) => train_cmds::eer(args),
+        Command::Bench {
+            command: BenchCommand::Step(args),
+        } => train_cmds::bench_step(args),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_chain(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes joined by ": ", leaving out a cause whose text the message before
+/// it already ends with (library errors often print their source inline as well).
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if message.ends_with(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
