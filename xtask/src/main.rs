@@ -46,6 +46,10 @@ enum BenchTask {
         /// Backend to benchmark; selects the cargo feature the binary is built with.
         #[arg(long, default_value = "flex")]
         backend: String,
+        /// Also run tools/bench/torch_forward.py with this Python (torch + transformers
+        /// installed) on the same arguments, and print both results with their ratio.
+        #[arg(long, value_name = "PYTHON")]
+        torch: Option<PathBuf>,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -54,6 +58,10 @@ enum BenchTask {
         /// Backend to benchmark; selects the cargo feature the binary is built with.
         #[arg(long, default_value = "flex")]
         backend: String,
+        /// Also run tools/bench/torch_step.py with this Python (torch + transformers + peft
+        /// installed) on the same arguments, and print both results with their ratio.
+        #[arg(long, value_name = "PYTHON")]
+        torch: Option<PathBuf>,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -85,17 +93,69 @@ fn feature_for_backend(backend: &str) -> Result<&'static str> {
     })
 }
 
-/// Builds `fadlora` in release with only the benchmarked backend compiled in, then runs
-/// `fadlora bench <which>`.
-fn run_bench(root: &Path, which: &str, backend: &str, args: &[String]) -> Result<()> {
+/// Builds `fadlora` in release with only the benchmarked backend compiled in and runs
+/// `fadlora bench <which>`; with `torch`, runs the PyTorch twin of the benchmark right after,
+/// on the same machine and arguments, and reports the ratio of the medians.
+fn bench(
+    root: &Path,
+    which: &str,
+    backend: &str,
+    torch: Option<&Path>,
+    args: &[String],
+) -> Result<()> {
     let feature = feature_for_backend(backend)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(Command::new(cargo)
-        .current_dir(root)
-        .args(["run", "--quiet", "--release", "-p", "fadlora-cli"])
-        .args(["--no-default-features", "--features", feature, "--"])
-        .args(["bench", which, "--backend", backend])
-        .args(args))
+    let ours = capture_json(
+        Command::new(cargo)
+            .current_dir(root)
+            .args(["run", "--quiet", "--release", "-p", "fadlora-cli"])
+            .args(["--no-default-features", "--features", feature, "--"])
+            .args(["bench", which, "--backend", backend])
+            .args(args),
+    )?;
+    let Some(python) = torch else {
+        println!("{ours}");
+        return Ok(());
+    };
+    let device = if backend == "flex" { "cpu" } else { "cuda" };
+    let script = root.join(format!("tools/bench/torch_{which}.py"));
+    let theirs = capture_json(
+        Command::new(python)
+            .arg(&script)
+            .args(["--device", device])
+            .args(args),
+    )?;
+    let median_key = if which == "step" { "step_ms_median" } else { "median_ms" };
+    let median = |v: &serde_json::Value| v[median_key].as_f64();
+    let ratio = match (median(&ours), median(&theirs)) {
+        (Some(a), Some(b)) if b > 0.0 => serde_json::json!(a / b),
+        _ => bail!("both benchmarks must report `{median_key}`"),
+    };
+    let combined = serde_json::json!({
+        "fadlora": ours,
+        "pytorch": theirs,
+        "median_ratio_fadlora_over_pytorch": ratio,
+    });
+    println!("{}", serde_json::to_string_pretty(&combined)?);
+    Ok(())
+}
+
+/// Runs a benchmark command that prints one JSON object on stdout and parses it.
+fn capture_json(command: &mut Command) -> Result<serde_json::Value> {
+    let output = command
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("failed to start {command:?}"))?;
+    if !output.status.success() {
+        bail!("{command:?} exited with {}", output.status);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let json = stdout
+        .lines()
+        .rev()
+        .find(|line| line.trim_start().starts_with('{'))
+        .with_context(|| format!("{command:?} printed no JSON object:\n{stdout}"))?;
+    serde_json::from_str(json).with_context(|| format!("{command:?} printed invalid JSON"))
 }
 
 fn main() -> Result<()> {
@@ -113,10 +173,20 @@ fn main() -> Result<()> {
             .context("python3 is needed to run the corpus builder")
         }
         Task::Bench {
-            command: BenchTask::Forward { backend, args },
-        } => run_bench(&root, "forward", &backend, &args),
+            command:
+                BenchTask::Forward {
+                    backend,
+                    torch,
+                    args,
+                },
+        } => bench(&root, "forward", &backend, torch.as_deref(), &args),
         Task::Bench {
-            command: BenchTask::Step { backend, args },
-        } => run_bench(&root, "step", &backend, &args),
+            command:
+                BenchTask::Step {
+                    backend,
+                    torch,
+                    args,
+                },
+        } => bench(&root, "step", &backend, torch.as_deref(), &args),
     }
 }
