@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
+use burn::backend::Autodiff;
 use burn::prelude::*;
-use fadlora_model::{ParamSummary, Wav2Vec2Config, Wav2Vec2Model};
+use fadlora_model::lora::parse_targets;
+use fadlora_model::{count_trainable, LoraConfig, ParamSummary, Wav2Vec2Config, Wav2Vec2Model};
 
 use fadlora_train::{run_on, BackendEnv, BackendJob, BackendKind};
 
@@ -28,6 +30,12 @@ LAYERS
          first transformer layer, N >= 1 the output of layer N (un-normed in the pre-LN layout)
   all    every N from 0 to num_hidden_layers, plus last
   A comma-separated list mixes them: --layers 6,12,last
+
+ADAPTER
+  --adapter DIR loads a LoRA adapter in Hugging Face PEFT's layout (adapter_config.json +
+  adapter_model.safetensors, as PEFT's save_pretrained or fadlora writes it) onto the checkpoint
+  and folds it into the weights, so the adapted encoder runs at the base model's cost. Tensors
+  stored beside the adapters under `fadlora.` (a detector head) are ignored.
 
 INPUT
   Audio is decoded and resampled to 16 kHz mono. It is normalised to zero mean and unit
@@ -53,6 +61,9 @@ pub struct FeaturesArgs {
     /// Override preprocessor_config.json's `do_normalize` (needed when the file is absent).
     #[arg(long)]
     do_normalize: Option<bool>,
+    /// A LoRA adapter directory in PEFT's layout to apply (merged) on the checkpoint.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// Tensor backend to run on.
     #[arg(long, default_value = "flex")]
     backend: BackendKind,
@@ -61,9 +72,19 @@ pub struct FeaturesArgs {
     audio: Vec<PathBuf>,
 }
 
+const PARAMS_AFTER_HELP: &str = "\
+LORA
+  With --rank (or --ranks), the counts of LoRA on the --lora projections (default q,v) follow:
+  trainable parameters (adapters only, every pretrained weight frozen), the total, and the
+  reduction factor against full fine-tuning (which trains every parameter). They are read from
+  an adapted model as PEFT's get_nb_trainable_parameters() does; nothing is allocated.
+  Projections: q, k, v, o (attention output), ffn_in, ffn_out (feed-forward).
+  --ranks 1,2,4,8,16,32,64 prints one row per rank, after the full fine-tuning row.";
+
 /// Arguments of `fadlora params`.
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["checkpoint", "preset"])))]
+#[command(after_help = PARAMS_AFTER_HELP)]
 pub struct ParamsArgs {
     /// Hugging Face model directory; only its config.json is read.
     #[arg(long)]
@@ -71,6 +92,21 @@ pub struct ParamsArgs {
     /// A built-in configuration.
     #[arg(long, value_parser = ["xls-r-300m", "base", "tiny"])]
     preset: Option<String>,
+    /// Comma-separated projections to adapt with LoRA (q, k, v, o, ffn_in, ffn_out).
+    #[arg(long, value_name = "TARGETS")]
+    lora: Option<String>,
+    /// LoRA rank.
+    #[arg(long, conflicts_with = "ranks")]
+    rank: Option<usize>,
+    /// Comma-separated LoRA ranks: one table row each.
+    #[arg(long, value_delimiter = ',')]
+    ranks: Option<Vec<usize>>,
+    /// LoRA alpha (scaling alpha / r; does not change the counts). Default 2 x rank.
+    #[arg(long)]
+    alpha: Option<f64>,
+    /// Comma-separated encoder layer indices to adapt (default: all).
+    #[arg(long, value_delimiter = ',')]
+    layers: Option<Vec<usize>>,
 }
 
 /// Arguments of `fadlora bench forward`.
@@ -223,8 +259,21 @@ impl BackendJob for ExtractFeatures<'_> {
 
     fn run<B: Backend>(self, device: B::Device, _env: BackendEnv) -> Result<()> {
         let args = self.args;
-        let model = Wav2Vec2Model::<B>::from_pretrained(&args.checkpoint, &device)
+        let mut model = Wav2Vec2Model::<B>::from_pretrained(&args.checkpoint, &device)
             .with_context(|| format!("cannot load {}", args.checkpoint.display()))?;
+        if let Some(dir) = &args.adapter {
+            let (adapted, extras) = model
+                .load_adapter_with_extras(dir, &device)
+                .with_context(|| format!("cannot apply the adapter in {}", dir.display()))?;
+            if !extras.is_empty() {
+                tracing::info!(
+                    "{}: ignoring {} non-adapter tensors (e.g. a detector head)",
+                    dir.display(),
+                    extras.len()
+                );
+            }
+            model = adapted.merge_lora();
+        }
         let need_hidden = self.layers.iter().any(|l| matches!(l, Layer::Hidden(_)));
         for path in &args.audio {
             let mut wave = fadlora_audio::load_mono_16k(path)?;
@@ -319,7 +368,40 @@ pub fn params(args: ParamsArgs) -> Result<ExitCode> {
         ),
         (None, None) => bail!("pass --checkpoint DIR or --preset NAME"),
     };
+    let ranks = match (args.rank, &args.ranks) {
+        (Some(rank), _) => vec![rank],
+        (None, Some(ranks)) => ranks.clone(),
+        (None, None) => {
+            ensure!(
+                args.lora.is_none() && args.alpha.is_none() && args.layers.is_none(),
+                "--lora, --alpha and --layers describe LoRA adapters: give their --rank (or --ranks)"
+            );
+            Vec::new()
+        }
+    };
+    // Everything is checked before anything is printed.
+    let targets = parse_targets(args.lora.as_deref().unwrap_or("q,v"))?;
+    let configs = ranks
+        .iter()
+        .map(|&rank| {
+            let lora = LoraConfig {
+                rank,
+                alpha: args.alpha.unwrap_or(2.0 * rank as f64),
+                dropout: 0.0,
+                targets: targets.clone(),
+                layers: args.layers.clone(),
+                use_rslora: false,
+            };
+            lora.check(config.num_hidden_layers)?;
+            Ok(lora)
+        })
+        .collect::<Result<Vec<_>>>()?;
     print!("{}", params_report(&config, &source)?);
+    if configs.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!();
+    print!("{}", lora_table(&config, &configs)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -400,6 +482,74 @@ fn params_report(config: &Wav2Vec2Config, source: &str) -> Result<String> {
     }
     row("encoder layer norm", counts.encoder_layer_norm);
     row("total", counts.total);
+    Ok(s)
+}
+
+/// Trainable and total parameters of full fine-tuning and of each LoRA configuration.
+struct CountLora<'a> {
+    config: &'a Wav2Vec2Config,
+    loras: &'a [LoraConfig],
+}
+
+impl BackendJob for CountLora<'_> {
+    type Output = (fadlora_model::ParamCounts, Vec<fadlora_model::ParamCounts>);
+
+    fn run<B: Backend>(self, device: B::Device, _env: BackendEnv) -> Self::Output {
+        // Gradients exist only on an autodiff backend: that is where `require_grad` is kept.
+        // The model is lazy: freezing, adapting and counting allocate nothing.
+        let model = self.config.init::<Autodiff<B>>(&device);
+        let full = count_trainable(&model);
+        let adapted = self
+            .loras
+            .iter()
+            .map(|lora| count_trainable(&model.clone().with_lora(lora, &device)))
+            .collect();
+        (full, adapted)
+    }
+}
+
+/// The LoRA rows of `fadlora params`: one for full fine-tuning, one per configuration.
+fn lora_table(config: &Wav2Vec2Config, loras: &[LoraConfig]) -> Result<String> {
+    let (full, adapted) = run_on(BackendKind::default_compiled(), CountLora { config, loras })?;
+    let mut s = String::new();
+    let mut line = |text: String| {
+        s.push_str(&text);
+        s.push('\n');
+    };
+    line(format!(
+        "{:<18}{:<24}{:>6}{:>8}{:>15}{:>15}{:>12}",
+        "fine-tuning", "targets", "rank", "alpha", "trainable", "total", "reduction"
+    ));
+    line(format!(
+        "{:<18}{:<24}{:>6}{:>8}{:>15}{:>15}{:>12}",
+        "full",
+        "all",
+        "-",
+        "-",
+        thousands(full.trainable),
+        thousands(full.total),
+        "1.0x"
+    ));
+    for (lora, counts) in loras.iter().zip(adapted) {
+        let targets: Vec<&str> = lora.targets.iter().map(|t| t.as_str()).collect();
+        let layers = match &lora.layers {
+            None => String::new(),
+            Some(l) => format!(
+                " @{}",
+                l.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+            ),
+        };
+        line(format!(
+            "{:<18}{:<24}{:>6}{:>8}{:>15}{:>15}{:>12}",
+            "LoRA",
+            format!("{}{layers}", targets.join(",")),
+            lora.rank,
+            lora.alpha,
+            thousands(counts.trainable),
+            thousands(counts.total),
+            format!("{:.1}x", counts.reduction_vs(full.trainable))
+        ));
+    }
     Ok(s)
 }
 

@@ -132,6 +132,74 @@ fn one_layer_of_one_file_is_a_single_npy_without_normalisation() {
     assert!(diff <= TOL, "{diff}");
 }
 
+/// The adapted encoder (PEFT's `qv_r4` on stable_layer) run by the binary, merged, against the
+/// model crate's unmerged adapter forward (which tests/lora.rs checks against PEFT within 1e-4).
+#[test]
+fn adapter_features_equal_the_unmerged_adapted_model() {
+    use burn::backend::Flex;
+    use burn::prelude::*;
+    use fadlora_model::Wav2Vec2Model;
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("feats");
+    let checkpoint = fixture(&["stable_layer", "safetensors_weight_g"]);
+    let adapter = fixture(&["..", "peft", "qv_r4"]);
+    let wav = fixture(&["stable_layer", "audio.wav"]);
+    fadlora(&[
+        "features",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--adapter",
+        adapter.to_str().unwrap(),
+        "--layers",
+        "2,last",
+        "--out",
+        out.to_str().unwrap(),
+        wav.to_str().unwrap(),
+    ]);
+    let device = Default::default();
+    let model = Wav2Vec2Model::<Flex>::from_pretrained(&checkpoint, &device)
+        .unwrap()
+        .load_adapter(&adapter, &device)
+        .unwrap();
+    let mut wave = fadlora_audio::load_mono_16k(&wav).unwrap();
+    fadlora_audio::normalize_zero_mean_unit_variance(&mut wave);
+    let samples = wave.len();
+    let result = model.forward(
+        Tensor::<Flex, 2>::from_data(TensorData::new(wave, [1, samples]), &device),
+        true,
+    );
+    let as_pair = |t: Tensor<Flex, 3>| {
+        let [_, frames, hidden] = t.dims();
+        (vec![frames, hidden], t.into_data().to_vec::<f32>().unwrap())
+    };
+    let base = reference(&fixture(&[
+        "stable_layer",
+        "features_reference.safetensors",
+    ]));
+    for (file, want, base_key) in [
+        (
+            "audio.layer2.npy",
+            as_pair(result.hidden_states.unwrap()[2].clone()),
+            "hidden_states.2",
+        ),
+        (
+            "audio.last.npy",
+            as_pair(result.last_hidden_state),
+            "last_hidden_state",
+        ),
+    ] {
+        let got = read_npy(&out.join(file));
+        let diff = max_diff(&got, &want);
+        let from_base = max_diff(&got, &base[base_key]);
+        println!(
+            "adapter {file}: max |diff| vs unmerged = {diff:.3e}, vs base model = {from_base:.3}"
+        );
+        assert!(diff <= TOL, "{file}: {diff}");
+        assert!(from_base > 0.1, "{file}: the adapter changed nothing");
+    }
+}
+
 #[test]
 fn a_missing_backend_or_bad_layer_is_a_clear_error() {
     let checkpoint = fixture(&["base_group", "safetensors_weight_g"]);

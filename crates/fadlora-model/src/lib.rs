@@ -4,19 +4,27 @@
 //!
 //! Activations are time-major (`[batch, frames, channels]`) throughout; the convolutions are
 //! im2col + matmul (see [`conv`]) because burn 0.21's `Conv1d` is far slower on these shapes.
+//!
+//! LoRA ([`lora`]): [`Wav2Vec2Model::with_lora`] freezes the pretrained weights and adds
+//! adapters to any of the six encoder projections; [`adapter`] reads and writes them in
+//! Hugging Face PEFT's layout; [`count_trainable`] gives PEFT's trainable-parameter count.
 
+pub mod adapter;
 pub mod config;
 pub mod conv;
 pub mod encoder;
 pub mod feature;
 pub mod linear;
 pub mod load;
+pub mod lora;
 pub mod model;
 pub mod norm;
 pub mod params;
 
+pub use adapter::{AdapterError, SaveAdapterOptions};
 pub use config::{ConfigError, FeatExtractNorm, Wav2Vec2Config};
 pub use linear::EncoderLinear;
 pub use load::{LoadError, TensorSource};
+pub use lora::{LoraConfig, LoraError, LoraLinear, LoraTarget};
 pub use model::{Wav2Vec2Model, Wav2Vec2Output};
-pub use params::{count_params, ParamSummary};
+pub use params::{count_params, count_trainable, ParamCounts, ParamSummary};

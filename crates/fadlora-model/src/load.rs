@@ -151,6 +151,11 @@ impl TensorSource {
         format!("{}{name}", self.prefix)
     }
 
+    /// Every key of the checkpoint, as stored (with any `wav2vec2.` prefix).
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
     /// Shape of `name` in the checkpoint, if present.
     pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
         self.tensors

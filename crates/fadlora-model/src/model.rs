@@ -9,6 +9,7 @@ use crate::config::Wav2Vec2Config;
 use crate::encoder::Encoder;
 use crate::feature::{FeatureEncoder, FeatureProjection};
 use crate::load::{LoadError, TensorSource};
+use crate::lora::LoraConfig;
 
 /// Outputs of [`Wav2Vec2Model::forward`], as Hugging Face's `Wav2Vec2BaseModelOutput`.
 #[derive(Debug, Clone)]
@@ -36,6 +37,9 @@ pub struct Wav2Vec2Model<B: Backend> {
     pub encoder: Encoder<B>,
     #[module(skip)]
     pub config: Wav2Vec2Config,
+    /// The adapters' configuration once [`Wav2Vec2Model::with_lora`] has frozen the model.
+    #[module(skip)]
+    pub lora: Option<LoraConfig>,
 }
 
 impl Wav2Vec2Config {
@@ -52,6 +56,7 @@ impl Wav2Vec2Config {
             feature_projection: FeatureProjection::init(self, device),
             encoder: Encoder::init(self, device),
             config: self.clone(),
+            lora: None,
         }
     }
 }
@@ -90,6 +95,7 @@ impl<B: Backend> Wav2Vec2Model<B> {
             feature_projection: FeatureProjection::from_checkpoint(&config, src, device)?,
             encoder: Encoder::from_checkpoint(&config, src, device)?,
             config,
+            lora: None,
         };
         src.finish()?;
         Ok(model)

@@ -21,6 +21,58 @@ pub fn count_params<B: Backend, M: Module<B>>(module: &M) -> usize {
     counter.0
 }
 
+/// Trainable and total parameters of a module, in Hugging Face / PEFT accounting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ParamCounts {
+    /// Parameters with `require_grad`: those an optimizer updates. Only an autodiff backend
+    /// tracks gradients; on any other backend this is 0.
+    pub trainable: usize,
+    pub total: usize,
+}
+
+impl ParamCounts {
+    /// How many times fewer parameters train than in `full` (full fine-tuning's count).
+    pub fn reduction_vs(&self, full: usize) -> f64 {
+        full as f64 / self.trainable.max(1) as f64
+    }
+}
+
+struct RequireGradCounter(ParamCounts);
+
+impl<B: Backend> ModuleVisitor<B> for RequireGradCounter {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let n = param.lazy_shape().num_elements();
+        self.0.total += n;
+        if require_grad(param) {
+            self.0.trainable += n;
+        }
+    }
+}
+
+/// Whether `param` will receive gradients, without initialising it if it is lazy.
+///
+/// burn 0.21 keeps a lazy parameter's flag private; `Param::transform_for_load` is the public
+/// path that reads it without initialising (it gives a loaded tensor the parameter's autodiff
+/// setting). Loading a one-element stand-in into a lazy clone therefore reveals the flag at
+/// the cost of one element, and `param` itself stays lazy.
+pub fn require_grad<B: Backend, const D: usize>(param: &Param<Tensor<B, D>>) -> bool {
+    if param.is_initialized() {
+        return param.is_require_grad();
+    }
+    let stand_in = Tensor::<B, D>::zeros([1; D], &param.lazy_device());
+    param
+        .clone()
+        .transform_for_load(stand_in, param.id)
+        .is_require_grad()
+}
+
+/// Trainable (`is_require_grad`) and total float parameters of `module`.
+pub fn count_trainable<B: Backend, M: Module<B>>(module: &M) -> ParamCounts {
+    let mut counter = RequireGradCounter(ParamCounts::default());
+    module.visit(&mut counter);
+    counter.0
+}
+
 /// Parameters per block of a [`Wav2Vec2Model`], in Hugging Face's accounting (weight norm's
 /// `g` and `v` both count; `masked_spec_embed` is not part of this model).
 #[derive(Debug, Clone, PartialEq, Eq)]

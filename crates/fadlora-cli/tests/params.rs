@@ -1,0 +1,139 @@
+//! `fadlora params` with LoRA: the trainable counts on the XLS-R 300M preset equal those PEFT
+//! reports on the same architecture (fixtures/peft/fixture_info.json, measured with PEFT 0.21.2).
+
+use std::process::Command;
+
+const FIXTURE_INFO: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../fixtures/peft/fixture_info.json"
+);
+
+fn fadlora(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fadlora"))
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn peft_counts() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(FIXTURE_INFO).unwrap()).unwrap()
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The cells of the LoRA table row whose targets and rank are given.
+fn row<'a>(table: &'a str, targets: &str, rank: usize) -> Vec<&'a str> {
+    table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| {
+            cells.first() == Some(&"LoRA")
+                && cells.get(1) == Some(&targets)
+                && cells.get(2) == Some(&rank.to_string().as_str())
+        })
+        .unwrap_or_else(|| panic!("no LoRA row {targets} r={rank} in\n{table}"))
+}
+
+#[test]
+fn rank_table_for_query_value_matches_peft() {
+    let (ok, out, err) = fadlora(&[
+        "params",
+        "--preset",
+        "xls-r-300m",
+        "--ranks",
+        "1,2,4,8,16,32,64",
+    ]);
+    assert!(ok, "{err}");
+    println!("{out}");
+    let info = peft_counts();
+    let full = info["xls_r_300m"]["wav2vec2model_params_without_masked_spec_embed"]
+        .as_u64()
+        .unwrap();
+    let full_row = out
+        .lines()
+        .find(|l| l.starts_with("full "))
+        .expect("full fine-tuning row");
+    assert!(full_row.contains(&thousands(full)), "{full_row}");
+    for rank in [1, 2, 4, 8, 16, 32, 64] {
+        let peft = &info["xls_r_300m"]["lora"][format!("q,v r={rank}")];
+        let trainable = peft["trainable"].as_u64().unwrap();
+        assert_eq!(trainable, 98_304 * rank as u64);
+        let cells = row(&out, "q,v", rank);
+        assert_eq!(cells[4], thousands(trainable), "r={rank}");
+        assert_eq!(cells[5], thousands(full + trainable), "r={rank}");
+        let reduction = peft["reduction_vs_full_without_masked_spec_embed"]
+            .as_f64()
+            .unwrap();
+        assert_eq!(cells[6], format!("{reduction:.1}x"), "r={rank}");
+    }
+    // The paper's "198x" for ~1.6M parameters.
+    assert_eq!(row(&out, "q,v", 16)[6], "200.5x");
+}
+
+#[test]
+fn wider_target_sets_match_peft() {
+    let info = peft_counts();
+    for (flag, key) in [
+        ("q,k,v,o", "q,k,v,o r=8"),
+        ("q,k,v,o,ffn_in,ffn_out", "q,k,v,o,ffn_in,ffn_out r=8"),
+    ] {
+        let (ok, out, err) = fadlora(&[
+            "params",
+            "--preset",
+            "xls-r-300m",
+            "--lora",
+            flag,
+            "--rank",
+            "8",
+        ]);
+        assert!(ok, "{err}");
+        let want = info["xls_r_300m"]["lora"][key]["trainable"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(row(&out, flag, 8)[4], thousands(want), "{flag}");
+    }
+    let (ok, out, _) = fadlora(&[
+        "params",
+        "--preset",
+        "xls-r-300m",
+        "--lora",
+        "q,v",
+        "--rank",
+        "4",
+    ]);
+    assert!(ok);
+    assert_eq!(row(&out, "q,v", 4)[4], "393,216");
+}
+
+#[test]
+fn bad_lora_arguments_are_clear_errors() {
+    let (ok, out, err) = fadlora(&[
+        "params", "--preset", "tiny", "--lora", "q,query", "--rank", "4",
+    ]);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(
+        err.contains("`query`") && err.contains("q, k, v, o, ffn_in, ffn_out"),
+        "{err}"
+    );
+    let (ok, _, err) = fadlora(&["params", "--preset", "tiny", "--lora", "q,v"]);
+    assert!(!ok && err.contains("--rank"), "{err}");
+    let (ok, _, err) = fadlora(&[
+        "params", "--preset", "tiny", "--rank", "4", "--layers", "0,9",
+    ]);
+    assert!(!ok && err.contains("layer index 9"), "{err}");
+}

@@ -1,0 +1,619 @@
+//! Low-rank adaptation (LoRA, Hu et al. 2021) of the encoder's linear layers, as Hugging Face
+//! PEFT does it: `y = x W + b + s * B(A(dropout(x)))` with `s = alpha / r` (or `alpha / sqrt(r)`
+//! with rsLoRA), `A` Kaiming-uniform and `B` zero, so an adapted model starts exactly at the
+//! pretrained one.
+//!
+//! [`Wav2Vec2Model::with_lora`] freezes every pretrained parameter and puts trainable adapters on
+//! the projections a [`LoraConfig`] names; full fine-tuning is the same model without it.
+//! Adapters fold into the weights for inference ([`Wav2Vec2Model::merge_lora`]) and travel in
+//! PEFT's file layout ([`crate::adapter`]).
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::config::Config;
+use burn::module::{Initializer, Module, ModuleMapper, Param};
+use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::prelude::*;
+use burn::tensor::module::linear;
+use serde::{Deserialize, Serialize};
+
+use crate::encoder::EncoderLayer;
+use crate::model::Wav2Vec2Model;
+
+/// Why a LoRA configuration cannot be applied.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LoraError {
+    #[error("unknown LoRA target `{name}` (valid: {valid})")]
+    UnknownTarget { name: String, valid: String },
+    #[error("LoRA layer index {layer} is out of range: the model has layers 0..{num_layers}")]
+    LayerOutOfRange { layer: usize, num_layers: usize },
+    #[error("invalid LoRA setting `{field}`: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("the model already carries LoRA adapters; adapt the base model once")]
+    AlreadyAdapted,
+    #[error("the model carries no LoRA adapters")]
+    NotAdapted,
+}
+
+/// An encoder projection that can carry an adapter. Names (`q`, `k`, `v`, `o`, `ffn_in`,
+/// `ffn_out`) are those of run TOMLs and the command line; [`LoraTarget::hf_name`] gives the
+/// Hugging Face module name PEFT's `target_modules` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoraTarget {
+    Q,
+    K,
+    V,
+    O,
+    FfnIn,
+    FfnOut,
+}
+
+impl LoraTarget {
+    pub const ALL: [LoraTarget; 6] = [
+        LoraTarget::Q,
+        LoraTarget::K,
+        LoraTarget::V,
+        LoraTarget::O,
+        LoraTarget::FfnIn,
+        LoraTarget::FfnOut,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoraTarget::Q => "q",
+            LoraTarget::K => "k",
+            LoraTarget::V => "v",
+            LoraTarget::O => "o",
+            LoraTarget::FfnIn => "ffn_in",
+            LoraTarget::FfnOut => "ffn_out",
+        }
+    }
+
+    /// The module name in Hugging Face's `Wav2Vec2EncoderLayer` (PEFT's `target_modules`).
+    pub fn hf_name(self) -> &'static str {
+        match self {
+            LoraTarget::Q => "q_proj",
+            LoraTarget::K => "k_proj",
+            LoraTarget::V => "v_proj",
+            LoraTarget::O => "out_proj",
+            LoraTarget::FfnIn => "intermediate_dense",
+            LoraTarget::FfnOut => "output_dense",
+        }
+    }
+
+    /// The module path inside an encoder layer (`attention.q_proj`, ...).
+    pub fn hf_path(self) -> &'static str {
+        match self {
+            LoraTarget::Q => "attention.q_proj",
+            LoraTarget::K => "attention.k_proj",
+            LoraTarget::V => "attention.v_proj",
+            LoraTarget::O => "attention.out_proj",
+            LoraTarget::FfnIn => "feed_forward.intermediate_dense",
+            LoraTarget::FfnOut => "feed_forward.output_dense",
+        }
+    }
+
+    /// Reads a PEFT `target_modules` entry: a module name (`q_proj`) or its path inside the
+    /// layer (`attention.q_proj`).
+    pub fn from_hf_name(name: &str) -> Result<Self, LoraError> {
+        Self::ALL
+            .into_iter()
+            .find(|t| name == t.hf_name() || name == t.hf_path())
+            .ok_or_else(|| LoraError::UnknownTarget {
+                name: name.to_string(),
+                valid: Self::ALL.map(LoraTarget::hf_name).join(", "),
+            })
+    }
+
+    /// `(d_in, d_out)` of this projection in `config`'s encoder.
+    pub fn dims(self, config: &crate::Wav2Vec2Config) -> (usize, usize) {
+        let (h, f) = (config.hidden_size, config.intermediate_size);
+        match self {
+            LoraTarget::FfnIn => (h, f),
+            LoraTarget::FfnOut => (f, h),
+            _ => (h, h),
+        }
+    }
+}
+
+impl FromStr for LoraTarget {
+    type Err = LoraError;
+
+    fn from_str(s: &str) -> Result<Self, LoraError> {
+        let s = s.trim();
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| LoraError::UnknownTarget {
+                name: s.to_string(),
+                valid: Self::ALL.map(LoraTarget::as_str).join(", "),
+            })
+    }
+}
+
+impl fmt::Display for LoraTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parses a comma-separated target list (`q,v`), in the order given, without duplicates.
+pub fn parse_targets(list: &str) -> Result<Vec<LoraTarget>, LoraError> {
+    let mut targets = Vec::new();
+    for part in list.split(',').filter(|p| !p.trim().is_empty()) {
+        let target: LoraTarget = part.parse()?;
+        if !targets.contains(&target) {
+            targets.push(target);
+        }
+    }
+    Ok(targets)
+}
+
+/// Which projections of which layers get adapters, and how they are shaped and scaled.
+#[derive(Config, Debug, PartialEq)]
+pub struct LoraConfig {
+    /// Rank `r` of every adapter.
+    pub rank: usize,
+    /// `alpha`: the adapter output is scaled by `alpha / r` (`alpha / sqrt(r)` with rsLoRA).
+    pub alpha: f64,
+    /// Dropout on the adapter's input (training only), as PEFT's `lora_dropout`.
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    #[config(default = "vec![LoraTarget::Q, LoraTarget::V]")]
+    pub targets: Vec<LoraTarget>,
+    /// Encoder layer indices to adapt (PEFT's `layers_to_transform`); all when `None`.
+    pub layers: Option<Vec<usize>>,
+    /// Rank-stabilised scaling `alpha / sqrt(r)` (Kalajdzievski 2023; PEFT's `use_rslora`).
+    #[config(default = false)]
+    pub use_rslora: bool,
+}
+
+impl LoraConfig {
+    /// The factor on `B(A(x))`.
+    pub fn scaling(&self) -> f64 {
+        if self.use_rslora {
+            self.alpha / (self.rank as f64).sqrt()
+        } else {
+            self.alpha / self.rank as f64
+        }
+    }
+
+    /// Checks the values, and the layer indices against a model of `num_layers` layers.
+    pub fn check(&self, num_layers: usize) -> Result<(), LoraError> {
+        let invalid = |field, message: &str| LoraError::Invalid {
+            field,
+            message: message.to_string(),
+        };
+        if self.rank == 0 {
+            return Err(invalid("rank", "must be at least 1"));
+        }
+        if !(self.alpha.is_finite() && self.alpha > 0.0) {
+            return Err(invalid("alpha", "must be a positive number"));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(invalid("dropout", "must lie in [0, 1)"));
+        }
+        if self.targets.is_empty() {
+            return Err(invalid(
+                "targets",
+                "name at least one of q, k, v, o, ffn_in, ffn_out",
+            ));
+        }
+        if let Some(layers) = &self.layers {
+            if layers.is_empty() {
+                return Err(invalid("layers", "leave it out to adapt every layer"));
+            }
+            if let Some(&layer) = layers.iter().find(|&&l| l >= num_layers) {
+                return Err(LoraError::LayerOutOfRange { layer, num_layers });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether encoder layer `index` is adapted.
+    pub fn adapts_layer(&self, index: usize) -> bool {
+        self.layers.as_ref().is_none_or(|l| l.contains(&index))
+    }
+
+    /// The settings of one adapter of shape `d_in -> d_out`.
+    pub fn linear(&self, d_input: usize, d_output: usize) -> LoraLinearConfig {
+        LoraLinearConfig::new(d_input, d_output, self.rank, self.alpha)
+            .with_dropout(self.dropout)
+            .with_use_rslora(self.use_rslora)
+    }
+}
+
+/// One adapter: `A` `[d_input, rank]` and `B` `[rank, d_output]` (burn's `[in, out]` layout,
+/// the transposes of PEFT's `lora_A.weight` `[r, in]` and `lora_B.weight` `[out, r]`).
+#[derive(Config, Debug)]
+pub struct LoraLinearConfig {
+    pub d_input: usize,
+    pub d_output: usize,
+    pub rank: usize,
+    pub alpha: f64,
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    #[config(default = false)]
+    pub use_rslora: bool,
+}
+
+impl LoraLinearConfig {
+    pub fn scaling(&self) -> f64 {
+        if self.use_rslora {
+            self.alpha / (self.rank as f64).sqrt()
+        } else {
+            self.alpha / self.rank as f64
+        }
+    }
+
+    /// A fresh adapter: `A` as torch's `kaiming_uniform_(a = sqrt(5))` (PEFT's default, i.e.
+    /// U(-1/sqrt(d_in), 1/sqrt(d_in))), `B` zero. Lazily initialised and trainable.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Lora<B> {
+        let a = Initializer::KaimingUniform {
+            gain: 1.0 / 3f64.sqrt(),
+            fan_out_only: false,
+        }
+        .init_with(
+            [self.d_input, self.rank],
+            Some(self.d_input),
+            Some(self.rank),
+            device,
+        );
+        let b = Initializer::Zeros.init([self.rank, self.d_output], device);
+        Lora {
+            a,
+            b,
+            dropout: DropoutConfig::new(self.dropout).init(),
+            scaling: self.scaling(),
+            merged: false,
+        }
+    }
+
+    /// An adapter with the given `A` `[d_input, rank]` and `B` `[rank, d_output]` (trainable).
+    pub fn init_with<B: Backend>(&self, a: Tensor<B, 2>, b: Tensor<B, 2>) -> Lora<B> {
+        assert_eq!(a.dims(), [self.d_input, self.rank], "shape of A");
+        assert_eq!(b.dims(), [self.rank, self.d_output], "shape of B");
+        Lora {
+            a: Param::from_tensor(a),
+            b: Param::from_tensor(b),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            scaling: self.scaling(),
+            merged: false,
+        }
+    }
+}
+
+/// The low-rank update `s * B(A(dropout(x)))` of one linear layer.
+#[derive(Module, Debug)]
+pub struct Lora<B: Backend> {
+    /// `[d_input, rank]`.
+    pub a: Param<Tensor<B, 2>>,
+    /// `[rank, d_output]`.
+    pub b: Param<Tensor<B, 2>>,
+    pub dropout: Dropout,
+    pub scaling: f64,
+    /// Whether `s * A B` is currently folded into the base weight (then the adapter is skipped
+    /// in `forward`).
+    pub merged: bool,
+}
+
+impl<B: Backend> Lora<B> {
+    pub fn rank(&self) -> usize {
+        self.a.lazy_shape().dims::<2>()[1]
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let down = linear(self.dropout.forward(x), self.a.val(), None);
+        linear(down, self.b.val(), None) * self.scaling
+    }
+
+    /// `s * A B` `[d_input, d_output]`, outside the autodiff graph.
+    fn delta(&self) -> Tensor<B, 2> {
+        (self.a.val().matmul(self.b.val()) * self.scaling).detach()
+    }
+}
+
+/// A linear layer `y = x W + b` (`W` `[d_in, d_out]`) that may carry a LoRA adapter. Without
+/// one it is exactly burn's `Linear`, with the same parameter names, so checkpoints written
+/// before and after adaptation share the paths of the base weights.
+#[derive(Module, Debug)]
+pub struct LoraLinear<B: Backend> {
+    pub weight: Param<Tensor<B, 2>>,
+    pub bias: Option<Param<Tensor<B, 1>>>,
+    pub lora: Option<Lora<B>>,
+}
+
+impl<B: Backend> From<Linear<B>> for LoraLinear<B> {
+    fn from(linear: Linear<B>) -> Self {
+        Self {
+            weight: linear.weight,
+            bias: linear.bias,
+            lora: None,
+        }
+    }
+}
+
+impl LoraLinearConfig {
+    /// Wraps `base`: freezes its weight and bias (no gradient is computed or kept for them) and
+    /// adds a fresh adapter.
+    pub fn wrap<B: Backend>(&self, base: Linear<B>, device: &B::Device) -> LoraLinear<B> {
+        let [d_in, d_out] = base.weight.lazy_shape().dims();
+        assert_eq!(
+            (d_in, d_out),
+            (self.d_input, self.d_output),
+            "LoRA shape does not match the wrapped linear layer"
+        );
+        LoraLinear {
+            weight: base.weight.set_require_grad(false),
+            bias: base.bias.map(|b| b.set_require_grad(false)),
+            lora: Some(self.init(device)),
+        }
+    }
+}
+
+impl<B: Backend> LoraLinear<B> {
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let base = linear(
+            x.clone(),
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+        );
+        match &self.lora {
+            Some(lora) if !lora.merged => base + lora.forward(x),
+            _ => base,
+        }
+    }
+
+    /// Folds the adapter into `W` (`W + s A B`) so inference costs one matmul; the adapter is
+    /// kept (inactive) so [`Self::unmerge`] can restore `W`. No-op without an adapter or when
+    /// already merged.
+    pub fn merge(mut self) -> Self {
+        if let Some(lora) = self.lora.as_mut().filter(|l| !l.merged) {
+            let delta = lora.delta();
+            self.weight = self.weight.map(|w| {
+                let require_grad = w.is_require_grad();
+                (w + delta).set_require_grad(require_grad)
+            });
+            lora.merged = true;
+        }
+        self
+    }
+
+    /// Takes a merged adapter back out of `W`.
+    pub fn unmerge(mut self) -> Self {
+        if let Some(lora) = self.lora.as_mut().filter(|l| l.merged) {
+            let delta = lora.delta();
+            self.weight = self.weight.map(|w| {
+                let require_grad = w.is_require_grad();
+                (w - delta).set_require_grad(require_grad)
+            });
+            lora.merged = false;
+        }
+        self
+    }
+}
+
+/// Marks every float parameter as frozen without initialising lazy ones (burn's
+/// `Module::no_grad` materialises them, which for XLS-R means allocating 1.3 GB to count).
+struct Freeze;
+
+impl<B: Backend> ModuleMapper<B> for Freeze {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        param.set_require_grad(false)
+    }
+}
+
+impl<B: Backend> EncoderLayer<B> {
+    /// The projection `target` of this layer.
+    pub fn projection(&self, target: LoraTarget) -> &crate::EncoderLinear<B> {
+        match target {
+            LoraTarget::Q => &self.attention.q_proj,
+            LoraTarget::K => &self.attention.k_proj,
+            LoraTarget::V => &self.attention.v_proj,
+            LoraTarget::O => &self.attention.out_proj,
+            LoraTarget::FfnIn => &self.feed_forward.intermediate_dense,
+            LoraTarget::FfnOut => &self.feed_forward.output_dense,
+        }
+    }
+
+    pub fn projection_mut(&mut self, target: LoraTarget) -> &mut crate::EncoderLinear<B> {
+        match target {
+            LoraTarget::Q => &mut self.attention.q_proj,
+            LoraTarget::K => &mut self.attention.k_proj,
+            LoraTarget::V => &mut self.attention.v_proj,
+            LoraTarget::O => &mut self.attention.out_proj,
+            LoraTarget::FfnIn => &mut self.feed_forward.intermediate_dense,
+            LoraTarget::FfnOut => &mut self.feed_forward.output_dense,
+        }
+    }
+
+    fn map_projections(
+        mut self,
+        f: &mut impl FnMut(LoraTarget, LoraLinear<B>) -> LoraLinear<B>,
+    ) -> Self {
+        self.attention.q_proj = f(LoraTarget::Q, self.attention.q_proj);
+        self.attention.k_proj = f(LoraTarget::K, self.attention.k_proj);
+        self.attention.v_proj = f(LoraTarget::V, self.attention.v_proj);
+        self.attention.out_proj = f(LoraTarget::O, self.attention.out_proj);
+        self.feed_forward.intermediate_dense =
+            f(LoraTarget::FfnIn, self.feed_forward.intermediate_dense);
+        self.feed_forward.output_dense = f(LoraTarget::FfnOut, self.feed_forward.output_dense);
+        self
+    }
+}
+
+impl<B: Backend> Wav2Vec2Model<B> {
+    /// Freezes every pretrained parameter (`require_grad = false`: no gradient is computed or
+    /// stored for it) and adds trainable adapters as `config` says. Lazily initialised weights
+    /// stay lazy, so the trainable count of a big preset costs no memory.
+    ///
+    /// # Panics
+    /// If `config` is invalid for this model or the model is already adapted; see
+    /// [`Self::try_with_lora`].
+    pub fn with_lora(self, config: &LoraConfig, device: &B::Device) -> Self {
+        self.try_with_lora(config, device)
+            .unwrap_or_else(|e| panic!("cannot apply LoRA: {e}"))
+    }
+
+    /// [`Self::with_lora`], returning an error for an invalid configuration.
+    pub fn try_with_lora(self, config: &LoraConfig, device: &B::Device) -> Result<Self, LoraError> {
+        if self.lora.is_some() {
+            return Err(LoraError::AlreadyAdapted);
+        }
+        config.check(self.config.num_hidden_layers)?;
+        let mut model = self.map(&mut Freeze);
+        let arch = model.config.clone();
+        let layers = std::mem::take(&mut model.encoder.layers);
+        model.encoder.layers = layers
+            .into_iter()
+            .enumerate()
+            .map(|(index, layer)| {
+                if !config.adapts_layer(index) {
+                    return layer;
+                }
+                layer.map_projections(&mut |target, proj| {
+                    if !config.targets.contains(&target) {
+                        return proj;
+                    }
+                    let (d_in, d_out) = target.dims(&arch);
+                    LoraLinear {
+                        lora: Some(config.linear(d_in, d_out).init(device)),
+                        ..proj
+                    }
+                })
+            })
+            .collect();
+        model.lora = Some(config.clone());
+        Ok(model)
+    }
+
+    /// The adapters of this model: `(layer, target, adapter)` in layer then target order.
+    pub fn adapters(&self) -> Vec<(usize, LoraTarget, &Lora<B>)> {
+        let mut out = Vec::new();
+        for (index, layer) in self.encoder.layers.iter().enumerate() {
+            for target in LoraTarget::ALL {
+                if let Some(lora) = &layer.projection(target).lora {
+                    out.push((index, target, lora));
+                }
+            }
+        }
+        out
+    }
+
+    fn map_linears(mut self, f: impl Fn(LoraLinear<B>) -> LoraLinear<B>) -> Self {
+        let layers = std::mem::take(&mut self.encoder.layers);
+        self.encoder.layers = layers
+            .into_iter()
+            .map(|layer| layer.map_projections(&mut |_, proj| f(proj)))
+            .collect();
+        self
+    }
+
+    /// Folds every adapter into its base weight: the same outputs (up to rounding) at the cost
+    /// of the base model. [`Self::unmerge_lora`] undoes it.
+    pub fn merge_lora(self) -> Self {
+        self.map_linears(LoraLinear::merge)
+    }
+
+    pub fn unmerge_lora(self) -> Self {
+        self.map_linears(LoraLinear::unmerge)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+
+    type B = Flex;
+
+    #[test]
+    fn targets_parse_and_name_the_valid_ones() {
+        assert_eq!(
+            parse_targets("q, v,q").unwrap(),
+            vec![LoraTarget::Q, LoraTarget::V]
+        );
+        for t in LoraTarget::ALL {
+            assert_eq!(t.as_str().parse::<LoraTarget>().unwrap(), t);
+            assert_eq!(LoraTarget::from_hf_name(t.hf_name()).unwrap(), t);
+            assert_eq!(LoraTarget::from_hf_name(t.hf_path()).unwrap(), t);
+        }
+        let err = "query".parse::<LoraTarget>().unwrap_err().to_string();
+        assert!(
+            err.contains("`query`") && err.contains("q, k, v, o, ffn_in, ffn_out"),
+            "{err}"
+        );
+        let err = LoraTarget::from_hf_name("fc9").unwrap_err().to_string();
+        assert!(
+            err.contains("`fc9`") && err.contains("intermediate_dense"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_is_kaiming_uniform_and_b_is_zero() {
+        let device = Default::default();
+        let lora: Lora<B> = LoraLinearConfig::new(64, 32, 8, 16.0).init(&device);
+        let a: Vec<f32> = lora.a.val().into_data().to_vec().unwrap();
+        let bound = 1.0 / 64f32.sqrt();
+        assert_eq!(a.len(), 64 * 8);
+        assert!(
+            a.iter().all(|x| x.abs() <= bound),
+            "A outside the Kaiming bound"
+        );
+        // Uniform on [-bound, bound] has standard deviation bound / sqrt(3).
+        let std = (a.iter().map(|x| x * x).sum::<f32>() / a.len() as f32).sqrt();
+        assert!((std / (bound / 3f32.sqrt()) - 1.0).abs() < 0.1, "std {std}");
+        let b: Vec<f32> = lora.b.val().into_data().to_vec().unwrap();
+        assert!(b.iter().all(|&x| x == 0.0));
+        assert_eq!(lora.scaling, 2.0);
+        let rs = LoraLinearConfig::new(64, 32, 4, 8.0).with_use_rslora(true);
+        assert_eq!(rs.scaling(), 4.0);
+    }
+
+    #[test]
+    fn wrapped_linear_freezes_the_base_and_matches_the_formula() {
+        type AB = Autodiff<B>;
+        let device = Default::default();
+        let base = burn::nn::LinearConfig::new(6, 5).init::<AB>(&device);
+        let config = LoraLinearConfig::new(6, 5, 2, 3.0);
+        let mut layer = config.wrap(base, &device);
+        let x = Tensor::<AB, 3>::random([2, 4, 6], burn::tensor::Distribution::Default, &device);
+        // At init the adapted layer is the base layer, bit for bit.
+        let plain = linear(
+            x.clone(),
+            layer.weight.val(),
+            layer.bias.as_ref().map(|b| b.val()),
+        );
+        assert_eq!(
+            layer.forward(x.clone()).into_data(),
+            plain.clone().into_data()
+        );
+        // With a non-zero B: x W + b + (alpha / r) x A B.
+        let lora = layer.lora.as_mut().unwrap();
+        lora.b = Param::from_tensor(Tensor::random(
+            [2, 5],
+            burn::tensor::Distribution::Default,
+            &device,
+        ));
+        let expected = plain
+            + x.clone()
+                .matmul(lora.a.val().unsqueeze())
+                .matmul(lora.b.val().unsqueeze())
+                * 1.5;
+        let out = layer.forward(x);
+        out.clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Default::default());
+        let grads = out.sum().backward();
+        assert!(layer.weight.grad(&grads).is_none());
+        assert!(layer.bias.as_ref().unwrap().grad(&grads).is_none());
+        let lora = layer.lora.as_ref().unwrap();
+        assert!(lora.a.grad(&grads).is_some() && lora.b.grad(&grads).is_some());
+    }
+}

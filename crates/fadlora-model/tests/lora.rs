@@ -1,0 +1,405 @@
+//! LoRA against Hugging Face PEFT: adapters made by PEFT 0.21.2 on the `stable_layer` fixture
+//! (fixtures/peft) reproduce PEFT's hidden states; init, merging, freezing and the trainable
+//! counts on XLS-R 300M behave as PEFT's.
+
+mod common;
+
+use std::path::PathBuf;
+
+use burn::backend::Autodiff;
+use burn::module::Param;
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use common::*;
+use fadlora_model::adapter::{ExtraTensor, ADAPTER_WEIGHTS_FILE};
+use fadlora_model::lora::LoraTarget::{FfnIn, FfnOut, K, O, Q, V};
+use fadlora_model::{
+    count_trainable, AdapterError, LoraConfig, LoraError, LoraTarget, SaveAdapterOptions,
+    Wav2Vec2Config, Wav2Vec2Model,
+};
+
+const PEFT_TOL: f32 = 1e-4;
+const MERGE_TOL: f32 = 1e-5;
+
+const PEFT_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/peft");
+
+fn peft_dir(name: &str) -> PathBuf {
+    PathBuf::from(PEFT_FIXTURES).join(name)
+}
+
+fn base<Bk: Backend>() -> Wav2Vec2Model<Bk> {
+    Wav2Vec2Model::from_pretrained(
+        fixture(&["stable_layer", "safetensors_weight_g"]),
+        &Default::default(),
+    )
+    .unwrap()
+}
+
+/// The base model without dropout and LayerDrop, which act on an autodiff backend and would
+/// make outputs (and which layers get gradients) random.
+fn base_deterministic<Bk: Backend>() -> Wav2Vec2Model<Bk> {
+    let dir = fixture(&["stable_layer", "safetensors_weight_g"]);
+    let mut arch = Wav2Vec2Config::from_hf_json_file(dir.join("config.json")).unwrap();
+    arch.hidden_dropout = 0.0;
+    arch.attention_dropout = 0.0;
+    arch.activation_dropout = 0.0;
+    arch.feat_proj_dropout = 0.0;
+    arch.layerdrop = 0.0;
+    Wav2Vec2Model::from_file(arch, &dir.join("model.safetensors"), &Default::default()).unwrap()
+}
+
+fn reference_input() -> Tensor<TB, 2> {
+    let reference = read_reference(&fixture(&["stable_layer", "reference.safetensors"]));
+    let input = &reference["input_values"];
+    tensor(input, [input.shape[0], input.shape[1]])
+}
+
+/// Every hidden state plus the last one, in order.
+fn outputs<Bk: Backend>(model: &Wav2Vec2Model<Bk>, input: Tensor<Bk, 2>) -> Vec<Tensor<Bk, 3>> {
+    let out = model.forward(input, true);
+    let mut all = out.hidden_states.unwrap();
+    all.push(out.last_hidden_state);
+    all
+}
+
+fn max_diff<const D: usize>(a: &Tensor<TB, D>, b: &Tensor<TB, D>) -> f32 {
+    let (sa, va) = values(a);
+    let (sb, vb) = values(b);
+    assert_eq!(sa, sb);
+    va.iter()
+        .zip(&vb)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn all_targets(rank: usize) -> LoraConfig {
+    LoraConfig::new(rank, 2.0 * rank as f64).with_targets(LoraTarget::ALL.to_vec())
+}
+
+/// Replaces every B (zero at init) with random values (seeded; the scale of PEFT's fixtures)
+/// so the adapters change the output.
+fn randomise_b<Bk: Backend>(mut model: Wav2Vec2Model<Bk>) -> Wav2Vec2Model<Bk> {
+    let device = Default::default();
+    Bk::seed(&device, 11);
+    for layer in &mut model.encoder.layers {
+        for target in LoraTarget::ALL {
+            if let Some(lora) = layer.projection_mut(target).lora.as_mut() {
+                let [r, d_out] = lora.b.lazy_shape().dims();
+                lora.b = Param::from_tensor(Tensor::random(
+                    [r, d_out],
+                    Distribution::Normal(0.0, 0.25),
+                    &device,
+                ));
+            }
+        }
+    }
+    model
+}
+
+#[test]
+fn at_init_the_adapted_model_equals_the_base_exactly() {
+    let input = reference_input();
+    let base_model = base::<TB>();
+    let want: Vec<_> = outputs(&base_model, input.clone());
+    for config in [
+        all_targets(4),
+        LoraConfig::new(8, 16.0).with_use_rslora(true),
+        LoraConfig::new(2, 1.0)
+            .with_targets(vec![K, FfnOut])
+            .with_layers(Some(vec![1])),
+    ] {
+        let adapted = base_model.clone().with_lora(&config, &Default::default());
+        for (got, want) in outputs(&adapted, input.clone()).iter().zip(&want) {
+            assert_eq!(got.to_data(), want.to_data(), "{config:?}");
+        }
+    }
+    // The same on the autodiff backend used for training (where dropout and LayerDrop act,
+    // so they are switched off to compare).
+    type AB = Autodiff<TB>;
+    let input_ad = Tensor::<AB, 2>::from_data(input.to_data(), &Default::default());
+    let dir = fixture(&["stable_layer", "safetensors_weight_g"]);
+    let mut arch = Wav2Vec2Config::from_hf_json_file(dir.join("config.json")).unwrap();
+    arch.hidden_dropout = 0.0;
+    arch.attention_dropout = 0.0;
+    arch.activation_dropout = 0.0;
+    arch.feat_proj_dropout = 0.0;
+    arch.layerdrop = 0.0;
+    let plain =
+        Wav2Vec2Model::<AB>::from_file(arch, &dir.join("model.safetensors"), &Default::default())
+            .unwrap();
+    let adapted = plain
+        .clone()
+        .with_lora(&all_targets(4), &Default::default());
+    assert_eq!(
+        adapted
+            .forward(input_ad.clone(), false)
+            .last_hidden_state
+            .into_data(),
+        plain.forward(input_ad, false).last_hidden_state.into_data()
+    );
+}
+
+#[test]
+fn only_adapters_require_and_receive_gradients() {
+    type AB = Autodiff<TB>;
+    let device = Default::default();
+    let config = LoraConfig::new(4, 8.0)
+        .with_targets(vec![Q, V, FfnIn])
+        .with_layers(Some(vec![0]));
+    let model = base_deterministic::<AB>().with_lora(&config, &device);
+    let counts = count_trainable(&model);
+    // Layer 0 only: q, v (32 -> 32) and ffn_in (32 -> 64), r = 4.
+    assert_eq!(counts.trainable, 4 * (32 + 32) * 2 + 4 * (32 + 64));
+    assert_eq!(
+        counts.total,
+        fadlora_model::count_params(&base::<TB>()) + counts.trainable
+    );
+    let model = randomise_b(model);
+    let input = Tensor::<AB, 2>::from_data(reference_input().to_data(), &device);
+    let grads = model
+        .forward(input, false)
+        .last_hidden_state
+        .sum()
+        .backward();
+    struct Check<'a> {
+        grads: &'a <AB as burn::tensor::backend::AutodiffBackend>::Gradients,
+        with: usize,
+        without: usize,
+    }
+    impl burn::module::ModuleVisitor<AB> for Check<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
+            let has = param.grad(self.grads).is_some();
+            assert_eq!(has, param.is_require_grad(), "param {}", param.id);
+            if has {
+                self.with += 1;
+            } else {
+                self.without += 1;
+            }
+        }
+    }
+    let mut check = Check {
+        grads: &grads,
+        with: 0,
+        without: 0,
+    };
+    burn::module::Module::visit(&model, &mut check);
+    assert_eq!(check.with, 6, "A and B of three adapters");
+    assert!(check.without > 30);
+}
+
+#[test]
+fn xls_r_300m_trainable_counts_equal_peft() {
+    type AB = Autodiff<TB>;
+    let device = Default::default();
+    let full = 315_437_696;
+    let xls_r = Wav2Vec2Config::xls_r_300m().init::<AB>(&device);
+    let base_counts = count_trainable(&xls_r);
+    assert_eq!((base_counts.trainable, base_counts.total), (full, full));
+    let cases: Vec<(Vec<LoraTarget>, usize, usize)> = vec![
+        (vec![Q, V], 1, 98_304),
+        (vec![Q, V], 4, 393_216),
+        (vec![Q, V], 16, 1_572_864),
+        (vec![Q, K, V, O], 8, 1_572_864),
+        (vec![Q, K, V, O, FfnIn, FfnOut], 8, 3_538_944),
+    ];
+    for (targets, rank, want) in cases {
+        let config = LoraConfig::new(rank, 2.0 * rank as f64).with_targets(targets.clone());
+        let model = xls_r.clone().with_lora(&config, &device);
+        let counts = count_trainable(&model);
+        println!(
+            "XLS-R 300M LoRA {targets:?} r={rank}: trainable {} of {} ({:.1}x fewer than {full})",
+            counts.trainable,
+            counts.total,
+            counts.reduction_vs(full)
+        );
+        assert_eq!(counts.trainable, want, "{targets:?} r={rank}");
+        assert_eq!(counts.total, full + want);
+        // Freezing and counting left the 315M pretrained weights (and the adapters) lazy.
+        let lazy = model.encoder.layers.iter().all(|l| {
+            let q = &l.attention.q_proj;
+            !q.weight.is_initialized() && !q.lora.as_ref().unwrap().a.is_initialized()
+        });
+        assert!(lazy, "counting materialised parameters");
+    }
+}
+
+#[test]
+fn peft_fixtures_reproduce_peft_hidden_states() {
+    let device = Default::default();
+    let input = reference_input();
+    for name in ["qv_r4", "all_r2", "qv_r4_rslora"] {
+        let dir = peft_dir(name);
+        let reference = read_reference(&dir.join("reference.safetensors"));
+        let model = base::<TB>()
+            .load_adapter(&dir, &device)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(peft_dir("fixture_info.json")).unwrap())
+                .unwrap();
+        let peft_trainable = info["variants"][name]["trainable_params_peft"]
+            .as_u64()
+            .unwrap() as usize;
+        // The unmerged model; trainable counts need gradients, so count on autodiff.
+        let ad_model = base::<Autodiff<TB>>().load_adapter(&dir, &device).unwrap();
+        assert_eq!(
+            count_trainable(&ad_model).trainable,
+            peft_trainable,
+            "{name}"
+        );
+
+        let merged = model.clone().merge_lora();
+        let got = outputs(&model, input.clone());
+        let got_merged = outputs(&merged, input.clone());
+        let names: Vec<String> = (0..got.len() - 1)
+            .map(|i| format!("hidden_states.{i}"))
+            .chain(["last_hidden_state".to_string()])
+            .collect();
+        for ((key, out), out_merged) in names.iter().zip(&got).zip(&got_merged) {
+            let diff = max_abs_diff(out, &reference[key], key);
+            let diff_merged = max_abs_diff(out_merged, &reference[key], key);
+            println!(
+                "peft/{name} {key}: max |diff| vs PEFT = {diff:.3e} (merged {diff_merged:.3e})"
+            );
+            assert!(diff <= PEFT_TOL, "{name} {key}: {diff}");
+            assert!(
+                diff_merged <= PEFT_TOL,
+                "{name} {key} merged: {diff_merged}"
+            );
+        }
+        // The adapter really acts: the output differs from the base model's.
+        let base_out = outputs(&base::<TB>(), input.clone());
+        assert!(max_diff(&got[2], &base_out[2]) > 0.1, "{name}");
+    }
+}
+
+#[test]
+fn merged_equals_unmerged_and_unmerge_restores_the_weights() {
+    let device = Default::default();
+    let input = reference_input();
+    let config = all_targets(4).with_layers(Some(vec![0, 1]));
+    let model = randomise_b(base::<TB>().with_lora(&config, &device));
+    let unmerged = outputs(&model, input.clone());
+    let merged_model = model.clone().merge_lora();
+    let merged = outputs(&merged_model, input.clone());
+    let mut worst = 0f32;
+    for (a, b) in unmerged.iter().zip(&merged) {
+        worst = worst.max(max_diff(a, b));
+    }
+    println!("merged vs unmerged: max |diff| = {worst:.3e}");
+    assert!(worst <= MERGE_TOL, "{worst}");
+    // Merging changed the weights, and merging twice is a no-op.
+    let w = |m: &Wav2Vec2Model<TB>| m.encoder.layers[1].attention.q_proj.weight.val();
+    assert!(max_diff(&w(&model), &w(&merged_model)) > 1e-3);
+    let twice = merged_model.clone().merge_lora();
+    assert_eq!(w(&twice).into_data(), w(&merged_model).into_data());
+    let restored = merged_model.unmerge_lora();
+    assert!(max_diff(&w(&model), &w(&restored)) < 1e-6);
+    let again = outputs(&restored, input);
+    assert!(max_diff(&again[3], &unmerged[3]) <= MERGE_TOL);
+}
+
+#[test]
+fn broken_peft_adapters_are_clear_errors() {
+    let device = Default::default();
+    let err = base::<TB>()
+        .load_adapter(&peft_dir("broken_wrong_rank"), &device)
+        .unwrap_err();
+    let message = err.to_string();
+    println!("broken_wrong_rank: {message}");
+    assert!(
+        matches!(&err, AdapterError::Shape { rank: 8, expected, found, .. }
+            if expected == &vec![8, 32] && found == &vec![4, 32]),
+        "{err:?}"
+    );
+    assert!(
+        message.contains("base_model.model.encoder.layers.0.attention.q_proj.lora_A.weight")
+            && message.contains("[4, 32]")
+            && message.contains("[8, 32]"),
+        "{message}"
+    );
+
+    let err = base::<TB>()
+        .load_adapter(&peft_dir("broken_unknown_target"), &device)
+        .unwrap_err();
+    let message = err.to_string();
+    println!("broken_unknown_target: {message}");
+    assert!(
+        matches!(&err, AdapterError::Lora { source: LoraError::UnknownTarget { name, .. }, .. } if name == "fc9"),
+        "{err:?}"
+    );
+    assert!(
+        message.contains("`fc9`") && message.contains("q_proj, k_proj, v_proj, out_proj"),
+        "{message}"
+    );
+}
+
+#[test]
+fn invalid_lora_configs_are_rejected() {
+    let device = Default::default();
+    let err = "query".parse::<LoraTarget>().unwrap_err().to_string();
+    assert!(err.contains("`query`") && err.contains("q, k, v, o, ffn_in, ffn_out"));
+    let err = base::<TB>()
+        .try_with_lora(&LoraConfig::new(4, 8.0).with_layers(Some(vec![2])), &device)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        LoraError::LayerOutOfRange {
+            layer: 2,
+            num_layers: 2
+        }
+    );
+    let adapted = base::<TB>().with_lora(&LoraConfig::new(4, 8.0), &device);
+    assert_eq!(
+        adapted
+            .try_with_lora(&LoraConfig::new(4, 8.0), &device)
+            .unwrap_err(),
+        LoraError::AlreadyAdapted
+    );
+    let err = base::<TB>()
+        .try_with_lora(&LoraConfig::new(0, 8.0), &device)
+        .unwrap_err();
+    assert!(err.to_string().contains("rank"), "{err}");
+}
+
+#[test]
+fn saved_adapters_load_back_to_the_same_outputs() {
+    let device = Default::default();
+    let input = reference_input();
+    let config = LoraConfig::new(3, 5.0)
+        .with_targets(vec![Q, O, FfnIn, FfnOut])
+        .with_layers(Some(vec![1]))
+        .with_use_rslora(true);
+    let model = randomise_b(base::<TB>().with_lora(&config, &device));
+    let dir = tempfile::tempdir().unwrap();
+    let head = ExtraTensor {
+        shape: vec![2, 32],
+        data: (0..64).map(|i| i as f32 / 7.0).collect(),
+    };
+    let options = SaveAdapterOptions {
+        base_model_name_or_path: Some("fixtures/wav2vec2/stable_layer/safetensors_weight_g".into()),
+        extras: [("head.linear.weight".to_string(), head.clone())].into(),
+    };
+    model.save_adapter(dir.path(), &options).unwrap();
+    // Adapters only: 4 projections x (A + B) of r = 3, plus the head.
+    let size = std::fs::metadata(dir.path().join(ADAPTER_WEIGHTS_FILE))
+        .unwrap()
+        .len();
+    assert!(size < 8_000, "{size} bytes");
+    let (loaded, extras) = base::<TB>()
+        .load_adapter_with_extras(dir.path(), &device)
+        .unwrap();
+    assert_eq!(loaded.lora.as_ref(), Some(&config));
+    assert_eq!(extras["head.linear.weight"], head);
+    for (a, b) in outputs(&model, input.clone())
+        .iter()
+        .zip(&outputs(&loaded, input))
+    {
+        assert_eq!(a.to_data(), b.to_data());
+    }
+    // Without asking for extras, a head in the file is an unexpected tensor.
+    let err = base::<TB>()
+        .load_adapter(dir.path(), &device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("fadlora.head.linear.weight"), "{err}");
+}
