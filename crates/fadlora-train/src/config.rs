@@ -47,9 +47,7 @@
 //! patience = 3
 //! ```
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use fadlora_data::{DatasetSpec, Normalization, SSL_ANTI_SPOOFING_SAMPLES};
 use fadlora_model::Wav2Vec2Config;
@@ -250,55 +248,10 @@ impl ModelSection {
     }
 }
 
-/// Which encoder projection a LoRA adapter wraps (the names of issue 4's `LoraTarget`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LoraTargetName {
-    Q,
-    K,
-    V,
-    O,
-    FfnIn,
-    FfnOut,
-}
-
-impl LoraTargetName {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LoraTargetName::Q => "q",
-            LoraTargetName::K => "k",
-            LoraTargetName::V => "v",
-            LoraTargetName::O => "o",
-            LoraTargetName::FfnIn => "ffn_in",
-            LoraTargetName::FfnOut => "ffn_out",
-        }
-    }
-}
-
-impl FromStr for LoraTargetName {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s.trim() {
-            "q" => LoraTargetName::Q,
-            "k" => LoraTargetName::K,
-            "v" => LoraTargetName::V,
-            "o" => LoraTargetName::O,
-            "ffn_in" => LoraTargetName::FfnIn,
-            "ffn_out" => LoraTargetName::FfnOut,
-            other => {
-                return Err(format!(
-                    "unknown LoRA target `{other}` (q, k, v, o, ffn_in, ffn_out)"
-                ))
-            }
-        })
-    }
-}
-
-impl fmt::Display for LoraTargetName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Which encoder projection a LoRA adapter wraps: the model crate's own target type, so the
+/// run TOML, the sweep and the model speak one language (`q`, `k`, `v`, `o`, `ffn_in`,
+/// `ffn_out`).
+pub use fadlora_model::lora::LoraTarget as LoraTargetName;
 
 /// The `[lora]` table: the same fields as `fadlora_model::lora::LoraConfig` (issue 4), so the
 /// sweep TOMLs and the model crate speak one language.
@@ -327,6 +280,18 @@ fn default_targets() -> Vec<LoraTargetName> {
 impl LoraSection {
     pub fn alpha(&self) -> f64 {
         self.alpha.unwrap_or(2.0 * self.rank as f64)
+    }
+
+    /// The model crate's configuration of these adapters.
+    pub fn to_lora_config(&self) -> fadlora_model::LoraConfig {
+        fadlora_model::LoraConfig {
+            rank: self.rank,
+            alpha: self.alpha(),
+            dropout: self.dropout,
+            targets: self.targets.clone(),
+            layers: self.layers.clone(),
+            use_rslora: self.use_rslora,
+        }
     }
 }
 

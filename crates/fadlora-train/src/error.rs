@@ -49,8 +49,8 @@ pub enum TrainError {
     #[error("{} holds a run with a different configuration (differences: {diff}); use another output_dir or delete it", dir.display())]
     ConfigChanged { dir: PathBuf, diff: String },
 
-    #[error("LoRA is not available yet: {0}")]
-    LoraUnavailable(String),
+    #[error(transparent)]
+    Lora(#[from] fadlora_model::LoraError),
 
     #[error("training diverged at step {step}: loss is {loss}")]
     Diverged { step: u64, loss: f64 },
