@@ -139,12 +139,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     Ok(())
 }
 
-/// Reads a score file: `utt_id score` per line (extra leading columns, as in some ASVspoof
-/// score files, are allowed: the id is the first field, the score the last).
-pub fn read_score_file(path: &Path) -> Result<Vec<(String, f64)>, TrainError> {
+/// The non-blank lines of a whitespace-separated score file whose last column is a number:
+/// calls `row(line_number, fields, score)` for each, and names file and line on any error.
+fn for_each_scored_line(
+    path: &Path,
+    expected: &str,
+    mut row: impl FnMut(usize, &[&str], f64) -> Result<(), String>,
+) -> Result<(), TrainError> {
     let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-    let mut seen = HashMap::new();
-    let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.is_empty() {
@@ -152,19 +154,32 @@ pub fn read_score_file(path: &Path) -> Result<Vec<(String, f64)>, TrainError> {
         }
         let bad = |why: String| TrainError::Invalid(format!("{}:{}: {why}", path.display(), i + 1));
         if fields.len() < 2 {
-            return Err(bad(format!("expected `utt_id score`, found `{line}`")));
+            return Err(bad(format!("expected `{expected}`, found `{line}`")));
         }
-        let score: f64 = fields[fields.len() - 1]
+        let last = fields[fields.len() - 1];
+        let score: f64 = last
             .parse()
-            .map_err(|_| bad(format!("`{}` is not a number", fields[fields.len() - 1])))?;
-        if let Some(first) = seen.insert(fields[0].to_string(), i + 1) {
-            return Err(bad(format!(
+            .map_err(|_| bad(format!("`{last}` is not a number")))?;
+        row(i + 1, &fields, score).map_err(bad)?;
+    }
+    Ok(())
+}
+
+/// Reads a score file: `utt_id score` per line (extra leading columns, as in some ASVspoof
+/// score files, are allowed: the id is the first field, the score the last).
+pub fn read_score_file(path: &Path) -> Result<Vec<(String, f64)>, TrainError> {
+    let mut seen = HashMap::new();
+    let mut out = Vec::new();
+    for_each_scored_line(path, "utt_id score", |line, fields, score| {
+        if let Some(first) = seen.insert(fields[0].to_string(), line) {
+            return Err(format!(
                 "utterance `{}` is scored twice (first on line {first})",
                 fields[0]
-            )));
+            ));
         }
         out.push((fields[0].to_string(), score));
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -282,30 +297,15 @@ pub fn evaluate_scores(
 /// in the second-to-last column (ASVspoof 2019 `*.asv.*.scores.txt`; the reference script
 /// reads columns 1 and 2).
 pub fn read_asv_scores(path: &Path) -> Result<AsvScores, TrainError> {
-    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
     let mut asv = AsvScores::default();
-    for (i, line) in text.lines().enumerate() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.is_empty() {
-            continue;
-        }
-        let bad = |why: String| TrainError::Invalid(format!("{}:{}: {why}", path.display(), i + 1));
-        if fields.len() < 2 {
-            return Err(bad(format!("expected `[id] key score`, found `{line}`")));
-        }
-        let score: f64 = fields[fields.len() - 1]
-            .parse()
-            .map_err(|_| bad(format!("`{}` is not a number", fields[fields.len() - 1])))?;
+    for_each_scored_line(path, "[id] key score", |_, fields, score| {
         match fields[fields.len() - 2] {
             "target" => asv.target.push(score),
             "nontarget" => asv.nontarget.push(score),
             "spoof" => asv.spoof.push(score),
-            other => {
-                return Err(bad(format!(
-                    "key `{other}` is none of target, nontarget, spoof"
-                )))
-            }
+            other => return Err(format!("key `{other}` is none of target, nontarget, spoof")),
         }
-    }
+        Ok(())
+    })?;
     Ok(asv)
 }
