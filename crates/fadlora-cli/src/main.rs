@@ -4,6 +4,7 @@ mod data_check;
 mod model_cmds;
 mod train_cmds;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -66,6 +67,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_env("FADLORA_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -59,11 +59,14 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
         record.epochs.len()
     );
     println!(
-        "dev {}: EER {:.6}%",
+        "dev (split `{}`): EER {:.6}%",
         record.dev.split, record.dev.eer_percent
     );
     if let Some(eval) = &record.eval {
-        println!("eval {}: EER {:.6}%", eval.split, eval.eer_percent);
+        println!(
+            "eval (split `{}`): EER {:.6}%",
+            eval.split, eval.eer_percent
+        );
     }
     if let Some(t) = &record.step_time {
         println!(
