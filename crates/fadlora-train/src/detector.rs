@@ -86,6 +86,15 @@ pub struct Detector<B: Backend> {
     pub head: Head<B>,
 }
 
+impl<B: Backend> Detector<B> {
+    /// For inference: folds any LoRA adapters into the frozen weights, so scoring costs what
+    /// the base model costs (a no-op after full fine-tuning).
+    pub fn merge_adapters(mut self) -> Self {
+        self.wav2vec2 = self.wav2vec2.merge_lora();
+        self
+    }
+}
+
 impl DetectorConfig {
     /// Builds the detector: the front end from `source`, LoRA adapters if configured (which
     /// freeze every pretrained tensor), a fresh head, and then deterministic parameter ids

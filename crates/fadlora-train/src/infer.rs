@@ -57,6 +57,7 @@ pub fn evaluate_checkpoint(
         type Output = Result<ScoredSet, TrainError>;
         fn run<B: Backend>(self, device: B::Device, mut env: BackendEnv) -> Self::Output {
             let (model, info) = load_detector::<B>(self.dir, &device)?;
+            let model = model.merge_adapters();
             let ds = AudioDataset::new(self.utterances, info.crop_samples, CropMode::First)
                 .with_normalization(info.normalization.to_data());
             ds.check_files_exist()?;
@@ -96,6 +97,7 @@ pub fn detect_files(
         type Output = Result<(Vec<f64>, DetectorFile), TrainError>;
         fn run<B: Backend>(self, device: B::Device, _env: BackendEnv) -> Self::Output {
             let (model, info) = load_detector::<B>(self.dir, &device)?;
+            let model = model.merge_adapters();
             let mut scores = Vec::with_capacity(self.files.len());
             for file in self.files {
                 let audio = load_mono_16k(file).map_err(|e| TrainError::Dataset {
