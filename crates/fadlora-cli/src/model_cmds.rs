@@ -12,6 +12,7 @@ use burn::prelude::*;
 use fadlora_model::lora::parse_targets;
 use fadlora_model::{count_trainable, LoraConfig, ParamSummary, Wav2Vec2Config, Wav2Vec2Model};
 
+use fadlora_train::measure::TimeStats;
 use fadlora_train::{run_on, BackendEnv, BackendJob, BackendKind};
 
 const FEATURES_AFTER_HELP: &str = "\
@@ -595,19 +596,6 @@ fn time_ms(f: impl FnOnce()) -> f64 {
     start.elapsed().as_secs_f64() * 1e3
 }
 
-fn median_p90(mut xs: Vec<f64>) -> (f64, f64) {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    let median = if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    };
-    // Nearest-rank percentile.
-    let p90 = xs[((0.9 * n as f64).ceil() as usize).clamp(1, n) - 1];
-    (median, p90)
-}
-
 impl BackendJob for BenchForward<'_> {
     type Output = serde_json::Value;
 
@@ -647,7 +635,9 @@ impl BackendJob for BenchForward<'_> {
                 layers.push(t_layers);
             }
         }
-        let (median, p90) = median_p90(total);
+        // `--iters` is at least 1 (checked before dispatch), so every sample is non-empty.
+        let median = |xs: &[f64]| TimeStats::of(xs).map_or(f64::NAN, |t| t.median_ms);
+        let whole = TimeStats::of(&total).expect("at least one timed iteration");
         let round = |x: f64| (x * 100.0).round() / 100.0;
         serde_json::json!({
             "backend": args.backend.as_str(),
@@ -659,13 +649,13 @@ impl BackendJob for BenchForward<'_> {
             "frames": self.config.num_frames(args.samples),
             "warmup": args.warmup,
             "iters": args.iters,
-            "median_ms": round(median),
-            "p90_ms": round(p90),
-            "utterances_per_s": round(args.batch as f64 / (median / 1e3)),
+            "median_ms": round(whole.median_ms),
+            "p90_ms": round(whole.p90_ms),
+            "utterances_per_s": round(args.batch as f64 / (whole.median_ms / 1e3)),
             "split_ms": {
-                "feature_encoder": round(median_p90(conv).0),
-                "positional_conv": round(median_p90(pos).0),
-                "transformer_layers": round(median_p90(layers).0),
+                "feature_encoder": round(median(&conv)),
+                "positional_conv": round(median(&pos)),
+                "transformer_layers": round(median(&layers)),
             },
         })
     }
@@ -722,12 +712,5 @@ mod tests {
                 .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
         });
         assert_eq!(layer_rows.count(), 24);
-    }
-
-    #[test]
-    fn percentiles() {
-        assert_eq!(median_p90(vec![3.0, 1.0, 2.0]), (2.0, 3.0));
-        let xs: Vec<f64> = (1..=10).map(f64::from).collect();
-        assert_eq!(median_p90(xs), (5.5, 9.0));
     }
 }
