@@ -125,7 +125,11 @@ fn bench(
             .args(["--device", device])
             .args(args),
     )?;
-    let median_key = if which == "step" { "step_ms_median" } else { "median_ms" };
+    let median_key = if which == "step" {
+        "step_ms_median"
+    } else {
+        "median_ms"
+    };
     let median = |v: &serde_json::Value| v[median_key].as_f64();
     let ratio = match (median(&ours), median(&theirs)) {
         (Some(a), Some(b)) if b > 0.0 => serde_json::json!(a / b),
