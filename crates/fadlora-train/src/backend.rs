@@ -131,6 +131,11 @@ pub fn run_on<J: BackendJob>(kind: BackendKind, job: J) -> Result<J::Output, Tra
         BackendKind::Cuda => {
             type B = burn::backend::Cuda;
             let device = burn::backend::cuda::CudaDevice::default();
+            probe_device::<B>(
+                kind,
+                &device,
+                "is an NVIDIA driver installed and a GPU visible?",
+            )?;
             let env = BackendEnv {
                 kind,
                 device_name: format!("{} {:?}", B::name(&device), device),
@@ -142,6 +147,11 @@ pub fn run_on<J: BackendJob>(kind: BackendKind, job: J) -> Result<J::Output, Tra
         BackendKind::Wgpu => {
             type B = burn::backend::Wgpu;
             let device = burn::backend::wgpu::WgpuDevice::default();
+            probe_device::<B>(
+                kind,
+                &device,
+                "no Vulkan adapter: install a GPU driver, or `mesa-vulkan-drivers` for the CPU one",
+            )?;
             let env = BackendEnv {
                 kind,
                 device_name: format!("{} {:?}", B::name(&device), device),
@@ -152,6 +162,28 @@ pub fn run_on<J: BackendJob>(kind: BackendKind, job: J) -> Result<J::Output, Tra
         #[allow(unreachable_patterns)]
         _ => unreachable!("ensure_compiled() rejected {kind}"),
     }
+}
+
+/// Runs one tiny operation on a GPU backend before the job. cubecl reports a device that
+/// cannot start (no adapter, no driver) by panicking in its worker thread and then in the
+/// caller; catching that here turns it into an error instead of a crash mid-run.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn probe_device<B: Backend>(
+    kind: BackendKind,
+    device: &B::Device,
+    hint: &'static str,
+) -> Result<(), TrainError> {
+    let device = device.clone();
+    let quiet = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        burn::tensor::Tensor::<B, 1>::zeros([1], &device).into_data();
+    }));
+    std::panic::set_hook(quiet);
+    started.map_err(|_| TrainError::DeviceUnavailable {
+        backend: kind.as_str(),
+        hint,
+    })
 }
 
 #[cfg(test)]

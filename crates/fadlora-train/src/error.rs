@@ -21,6 +21,12 @@ pub enum TrainError {
         compiled: String,
     },
 
+    #[error("backend `{backend}` is compiled in but its device does not start ({hint})")]
+    DeviceUnavailable {
+        backend: &'static str,
+        hint: &'static str,
+    },
+
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
