@@ -569,25 +569,23 @@ impl RunConfig {
             return Err(invalid("data.crop_samples", "must be positive"));
         }
         if let Some(lora) = &self.lora {
-            if lora.rank == 0 {
-                return Err(invalid("lora.rank", "must be at least 1"));
-            }
-            if lora.alpha.is_some_and(|a| !(a.is_finite() && a > 0.0)) {
-                return Err(invalid("lora.alpha", "must be a positive number"));
-            }
-            if !(0.0..1.0).contains(&lora.dropout) {
-                return Err(invalid("lora.dropout", "must lie in [0, 1)"));
-            }
-            if lora.targets.is_empty() {
-                return Err(invalid(
-                    "lora.targets",
-                    "name at least one of q, k, v, o, ffn_in, ffn_out",
-                ));
-            }
-            if let Some(layers) = &lora.layers {
-                if layers.is_empty() {
-                    return Err(invalid("lora.layers", "leave it out to adapt every layer"));
-                }
+            // The model crate decides what a valid LoRA setting is; this only points at the
+            // TOML key. Layer indices are checked against the architecture at injection.
+            if let Err(err) = lora.to_lora_config().check(usize::MAX) {
+                return Err(match err {
+                    fadlora_model::lora::LoraError::Invalid { field, message } => {
+                        let key = match field {
+                            "rank" => "lora.rank",
+                            "alpha" => "lora.alpha",
+                            "dropout" => "lora.dropout",
+                            "targets" => "lora.targets",
+                            "layers" => "lora.layers",
+                            _ => "lora",
+                        };
+                        invalid(key, message)
+                    }
+                    other => invalid("lora", other.to_string()),
+                });
             }
         }
         let o = &self.optim;
