@@ -173,14 +173,19 @@ pub struct LoraConfig {
     pub use_rslora: bool,
 }
 
+/// `alpha / r`, or `alpha / sqrt(r)` with rank-stabilised scaling.
+fn scaling(alpha: f64, rank: usize, use_rslora: bool) -> f64 {
+    if use_rslora {
+        alpha / (rank as f64).sqrt()
+    } else {
+        alpha / rank as f64
+    }
+}
+
 impl LoraConfig {
     /// The factor on `B(A(x))`.
     pub fn scaling(&self) -> f64 {
-        if self.use_rslora {
-            self.alpha / (self.rank as f64).sqrt()
-        } else {
-            self.alpha / self.rank as f64
-        }
+        scaling(self.alpha, self.rank, self.use_rslora)
     }
 
     /// Checks the values, and the layer indices against a model of `num_layers` layers.
@@ -244,11 +249,7 @@ pub struct LoraLinearConfig {
 
 impl LoraLinearConfig {
     pub fn scaling(&self) -> f64 {
-        if self.use_rslora {
-            self.alpha / (self.rank as f64).sqrt()
-        } else {
-            self.alpha / self.rank as f64
-        }
+        scaling(self.alpha, self.rank, self.use_rslora)
     }
 
     /// A fresh adapter: `A` as torch's `kaiming_uniform_(a = sqrt(5))` (PEFT's default, i.e.
