@@ -67,6 +67,8 @@ pub struct RunConfig {
     pub backend: BackendKind,
     #[serde(default)]
     pub seed: u64,
+    /// Required in a run TOML; a sweep's base leaves it out and the sweep sets it per run.
+    #[serde(default)]
     pub output_dir: PathBuf,
     pub data: DataSection,
     pub model: ModelSection,
@@ -440,9 +442,10 @@ impl TrainSection {
 }
 
 /// A semantic problem found after parsing: the dotted key and what is wrong with it.
-struct Invalid {
-    key: &'static str,
-    message: String,
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invalid {
+    pub key: &'static str,
+    pub message: String,
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> Invalid {
@@ -483,13 +486,24 @@ impl RunConfig {
                 message: err.message().trim().to_string(),
             }
         })?;
+        if config.output_dir.as_os_str().is_empty() {
+            return Err(located(
+                text,
+                path,
+                "output_dir",
+                "is required: the folder that receives checkpoints, scores and the run record"
+                    .into(),
+            ));
+        }
         if let Err(Invalid { key, message }) = config.check() {
             return Err(located(text, path, key, message));
         }
         Ok(config)
     }
 
-    fn check(&self) -> Result<(), Invalid> {
+    /// Every rule a parsed configuration must satisfy beyond its types, as the first broken
+    /// rule's dotted key and message. Paths are not opened.
+    pub fn check(&self) -> Result<(), Invalid> {
         if has_known_prefix(&self.data.dataset) {
             DatasetSpec::parse(&self.data.dataset)
                 .map_err(|e| invalid("data.dataset", e.to_string()))?;
@@ -660,7 +674,8 @@ impl RunConfig {
         Ok(())
     }
 
-    fn resolve_paths(&mut self, base: &Path) {
+    /// Makes relative paths (dataset, checkpoint, config, output_dir) relative to `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
         let join = |p: &Path| {
             if p.is_relative() {
                 base.join(p)
@@ -712,7 +727,9 @@ fn has_known_prefix(spec: &str) -> bool {
         .is_some_and(|(kind, _)| KNOWN_PREFIXES.contains(&kind.to_ascii_lowercase().as_str()))
 }
 
-fn located(text: &str, path: &Path, key: &str, message: String) -> TrainError {
+/// A [`TrainError::Config`] for `key` (dotted) in the TOML `text`, with the line where the key
+/// is written when it is.
+pub fn located(text: &str, path: &Path, key: &str, message: String) -> TrainError {
     TrainError::Config {
         path: path.to_path_buf(),
         line: key_line(text, key),
@@ -729,7 +746,8 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// The line where the dotted `key` is written, walking toml's spanned document (so dotted
 /// keys, inline tables and `[table]` headers are all found). `None` when it is not written
 /// at all (a default value, or a missing table).
-fn key_line(text: &str, key: &str) -> Option<usize> {
+/// The 1-based line where the dotted `key` is written in the TOML `text`, if it is.
+pub fn key_line(text: &str, key: &str) -> Option<usize> {
     let doc = toml::de::DeTable::parse(text).ok()?;
     let mut table = doc.get_ref();
     let mut parts = key.split('.').peekable();
