@@ -6,7 +6,8 @@
 //! - [`RunConfig`]: the run TOML ([`config`] documents every key).
 //! - [`train()`]: trains or resumes a run; writes into `output_dir`:
 //!   `config.toml` (resolved), `progress.json`, `checkpoints/epoch-NNNN/`, `best/`
-//!   (`detector.json` + `trainable.safetensors` [+ `base.safetensors`]),
+//!   (`detector.json` + `trainable.safetensors` [+ `base.safetensors`]; LoRA runs also
+//!   `adapter/` in PEFT's layout),
 //!   `scores/{dev,eval}.txt`, `record.json`.
 //! - [`checkpoint::load_detector`] + [`scores::score_dataset`]: evaluate a trained detector.
 //! - [`scores::evaluate_scores`]: EER / min t-DCF of a score file against a protocol.

@@ -48,6 +48,9 @@ use crate::TrainError;
 pub const PROGRESS_FILE: &str = "progress.json";
 pub const RECORD_FILE: &str = "record.json";
 pub const CONFIG_FILE: &str = "config.toml";
+/// `best/adapter/`: the selected LoRA adapters in PEFT's layout (`adapter_config.json` +
+/// `adapter_model.safetensors`).
+pub const ADAPTER_DIR: &str = "adapter";
 
 /// How a training invocation behaves beyond the run TOML.
 #[derive(Debug, Clone, Default)]
@@ -587,6 +590,22 @@ where
         .best
         .ok_or_else(|| TrainError::Invalid("no epoch was completed".into()))?;
     let model = load_params(model, &best_dir.join(TRAINABLE_FILE))?.valid();
+    if config.lora.is_some() {
+        // The selected adapters also in PEFT's layout, for use outside fadlora.
+        let options = fadlora_model::adapter::SaveAdapterOptions {
+            base_model_name_or_path: config
+                .model
+                .checkpoint
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            extras: Default::default(),
+        };
+        let adapter_dir = best_dir.join(ADAPTER_DIR);
+        model
+            .wav2vec2
+            .save_adapter(&adapter_dir, &options)
+            .map_err(|e| TrainError::Invalid(format!("{}: {e}", adapter_dir.display())))?;
+    }
     let dev = score_dataset(
         &model,
         &dev_ds,
