@@ -1,0 +1,726 @@
+//! The experiment TOML: a base run plus sweep axes that combine as a grid.
+//!
+//! ```toml
+//! name = "rank_ablation"                 # results/<name>/
+//! description = "LoRA rank on q+v vs full fine-tuning"
+//!
+//! [base]                                 # a run TOML without `name` and `output_dir`
+//! backend = "flex"
+//! [base.data]
+//! dataset = "asvspoof2019:../datasets/mini"
+//! [base.model]
+//! preset = "tiny"
+//! [base.train]
+//! epochs = 3
+//!
+//! [sweep]
+//! ranks = [1, 4, 16]                     # LoRA ranks
+//! targets = [["q", "v"], ["q", "k", "v", "o"]]   # target sets
+//! alpha_per_rank = 2.0                   # alpha = 2 r   (or `alpha = 16.0`: fixed)
+//! layers = ["all", [0, 1]]               # adapted layer selections
+//! crop_samples = [16000, 32000]          # input lengths
+//! seeds = [0, 1]
+//! full_finetune = true                   # add the full fine-tuning baseline
+//! full_lr = 1e-5                         # its learning rate (default: base.optim.lr)
+//! exclude = [{ rank = 16, targets = ["q", "k", "v", "o"] }]
+//! include = [{ rank = 8, targets = ["o"] }]
+//! ```
+//!
+//! Every axis left out takes the base's value. Paths are relative to the TOML's folder.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use fadlora_train::config::{key_line, located, Invalid, LoraSection, LoraTargetName};
+use fadlora_train::RunConfig;
+use serde::Deserialize;
+
+use crate::plan::{targets_label, Mode, Plan, PlannedRun, RunAxes};
+use crate::SweepError;
+
+/// A parsed and validated experiment TOML.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    pub name: String,
+    pub description: String,
+    /// The TOML file, and its text (for locating keys in later errors).
+    pub source: PathBuf,
+    text: String,
+    /// Paths as written in the TOML (relative to its folder).
+    pub base: RunConfig,
+    pub sweep: SweepSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExperimentFile {
+    name: String,
+    #[serde(default)]
+    description: String,
+    base: RunConfig,
+    #[serde(default)]
+    sweep: SweepSection,
+}
+
+/// The `[sweep]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSection {
+    /// LoRA ranks. Left out: `base.lora.rank` if the base is a LoRA run, else no LoRA runs.
+    #[serde(default)]
+    pub ranks: Option<Vec<usize>>,
+    /// Target-module sets. Left out: `base.lora.targets`, else `[["q", "v"]]`.
+    #[serde(default)]
+    pub targets: Option<Vec<Vec<LoraTargetName>>>,
+    /// A fixed LoRA alpha for every rank.
+    #[serde(default)]
+    pub alpha: Option<f64>,
+    /// alpha = this * rank. Neither given: `base.lora.alpha` if set, else 2 * rank.
+    #[serde(default)]
+    pub alpha_per_rank: Option<f64>,
+    /// Adapted-layer selections: `"all"` or a list of encoder layer indices.
+    #[serde(default)]
+    pub layers: Option<Vec<LayerSelection>>,
+    /// Input lengths in samples (training crops and evaluation windows).
+    #[serde(default)]
+    pub crop_samples: Option<Vec<usize>>,
+    #[serde(default)]
+    pub seeds: Option<Vec<u64>>,
+    /// Add full fine-tuning runs (one per seed and input length).
+    #[serde(default)]
+    pub full_finetune: bool,
+    /// Learning rate of the full fine-tuning runs (they usually need a far smaller one than
+    /// LoRA: SSL_Anti-spoofing fine-tunes XLS-R at 1e-6). Default: `base.optim.lr`.
+    #[serde(default)]
+    pub full_lr: Option<f64>,
+    /// Grid points matching every key of a rule are dropped.
+    #[serde(default)]
+    pub exclude: Vec<RunRule>,
+    /// Extra runs outside the grid, one per seed unless the rule names a seed.
+    #[serde(default)]
+    pub include: Vec<RunRule>,
+}
+
+/// `"all"` or explicit layer indices.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum LayerSelection {
+    Keyword(String),
+    Indices(Vec<usize>),
+}
+
+impl LayerSelection {
+    fn layers(&self) -> Result<Option<Vec<usize>>, String> {
+        match self {
+            LayerSelection::Keyword(k) if k == "all" => Ok(None),
+            LayerSelection::Keyword(k) => Err(format!(
+                "`{k}` is not a layer selection: write \"all\" or a list of layer indices"
+            )),
+            LayerSelection::Indices(v) => Ok(Some(v.clone())),
+        }
+    }
+}
+
+/// A set of axis values; a run matches when it has every value named.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRule {
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub rank: Option<usize>,
+    #[serde(default)]
+    pub targets: Option<Vec<LoraTargetName>>,
+    #[serde(default)]
+    pub layers: Option<LayerSelection>,
+    #[serde(default)]
+    pub crop_samples: Option<usize>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+impl RunRule {
+    fn matches(&self, axes: &RunAxes) -> Result<bool, String> {
+        let layers = self.layers.as_ref().map(|l| l.layers()).transpose()?;
+        Ok(self.mode.is_none_or(|m| m == axes.mode)
+            && self.rank.is_none_or(|r| axes.rank == Some(r))
+            && self
+                .targets
+                .as_ref()
+                .is_none_or(|t| axes.targets.as_ref().is_some_and(|a| same_set(a, t)))
+            && layers.is_none_or(|l| axes.mode == Mode::Lora && axes.layers == l)
+            && self.crop_samples.is_none_or(|c| axes.crop_samples == c)
+            && self.seed.is_none_or(|s| axes.seed == s))
+    }
+}
+
+fn same_set(a: &[LoraTargetName], b: &[LoraTargetName]) -> bool {
+    let a: BTreeSet<_> = a.iter().map(|t| t.as_str()).collect();
+    let b: BTreeSet<_> = b.iter().map(|t| t.as_str()).collect();
+    a == b
+}
+
+/// The axes after defaults, in grid order.
+struct Axes {
+    ranks: Vec<usize>,
+    targets: Vec<Vec<LoraTargetName>>,
+    layers: Vec<Option<Vec<usize>>>,
+    crops: Vec<usize>,
+    seeds: Vec<u64>,
+}
+
+impl Experiment {
+    /// Reads and validates an experiment TOML. Errors name the file, line and dotted key.
+    pub fn load(path: impl AsRef<Path>) -> Result<Experiment, SweepError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| SweepError::io(path, e))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates TOML text; `path` names the source and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Experiment, SweepError> {
+        let file: ExperimentFile =
+            toml::from_str(text).map_err(|err| fadlora_train::TrainError::Config {
+                path: path.to_path_buf(),
+                line: err
+                    .span()
+                    .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
+                key: String::new(),
+                message: err.message().trim().to_string(),
+            })?;
+        let experiment = Experiment {
+            name: file.name,
+            description: file.description,
+            source: path.to_path_buf(),
+            text: text.to_string(),
+            base: file.base,
+            sweep: file.sweep,
+        };
+        experiment.check()?;
+        Ok(experiment)
+    }
+
+    fn error(&self, key: &str, message: impl Into<String>) -> SweepError {
+        located(&self.text, &self.source, key, message.into()).into()
+    }
+
+    fn check(&self) -> Result<(), SweepError> {
+        let name_ok = !self.name.is_empty()
+            && !self.name.starts_with('.')
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !name_ok {
+            return Err(self.error(
+                "name",
+                "names the results folder: use letters, digits, `-`, `_` or `.`",
+            ));
+        }
+        if !self.base.output_dir.as_os_str().is_empty() {
+            return Err(self.error(
+                "base.output_dir",
+                "is set by the sweep (<results>/<experiment>/<run-id>): remove it",
+            ));
+        }
+        if self.base.name.is_some() {
+            return Err(self.error("base.name", "is set by the sweep (the run ID): remove it"));
+        }
+        if let Err(Invalid { key, message }) = self.base.check() {
+            return Err(self.error(&format!("base.{key}"), message));
+        }
+        let s = &self.sweep;
+        if s.alpha.is_some() && s.alpha_per_rank.is_some() {
+            return Err(self.error(
+                "sweep.alpha_per_rank",
+                "give `alpha` (fixed) or `alpha_per_rank` (alpha = c * r), not both",
+            ));
+        }
+        for (key, empty) in [
+            (
+                "sweep.ranks",
+                s.ranks.as_ref().is_some_and(|v| v.is_empty()),
+            ),
+            (
+                "sweep.targets",
+                s.targets.as_ref().is_some_and(|v| v.is_empty()),
+            ),
+            (
+                "sweep.layers",
+                s.layers.as_ref().is_some_and(|v| v.is_empty()),
+            ),
+            (
+                "sweep.crop_samples",
+                s.crop_samples.as_ref().is_some_and(|v| v.is_empty()),
+            ),
+            (
+                "sweep.seeds",
+                s.seeds.as_ref().is_some_and(|v| v.is_empty()),
+            ),
+        ] {
+            if empty {
+                return Err(self.error(key, "is empty: leave it out to use the base's value"));
+            }
+        }
+        if let Some(layers) = &s.layers {
+            for l in layers {
+                l.layers().map_err(|m| self.error("sweep.layers", m))?;
+            }
+        }
+        for (key, rules) in [("sweep.exclude", &s.exclude), ("sweep.include", &s.include)] {
+            for rule in rules {
+                if let Some(l) = &rule.layers {
+                    l.layers().map_err(|m| self.error(key, m))?;
+                }
+            }
+        }
+        for rule in &s.include {
+            if rule.mode != Some(Mode::Full)
+                && rule.rank.is_none()
+                && self.base.lora.is_none()
+                && s.ranks.is_none()
+            {
+                return Err(self.error(
+                    "sweep.include",
+                    "a LoRA run needs a `rank` (or `mode = \"full\"` for full fine-tuning)",
+                ));
+            }
+        }
+        for (n, rule) in s.include.iter().enumerate() {
+            if rule.mode == Some(Mode::Full)
+                && (rule.rank.is_some() || rule.targets.is_some() || rule.layers.is_some())
+            {
+                return Err(self.error(
+                    "sweep.include",
+                    format!(
+                        "entry {}: full fine-tuning has no `rank`, `targets` or `layers`",
+                        n + 1
+                    ),
+                ));
+            }
+        }
+        // Building the plan validates every run; do it now so a bad TOML fails on load.
+        let runs = self.runs()?;
+        if runs.is_empty() {
+            return Err(self.error(
+                "sweep",
+                "describes no runs: list `ranks`, set `full_finetune = true`, or `include` runs",
+            ));
+        }
+        Ok(())
+    }
+
+    fn axes(&self) -> Axes {
+        let s = &self.sweep;
+        let base_lora = self.base.lora.as_ref();
+        let mut axes = Axes {
+            ranks: s
+                .ranks
+                .clone()
+                .or_else(|| base_lora.map(|l| vec![l.rank]))
+                .unwrap_or_default(),
+            targets: s
+                .targets
+                .clone()
+                .or_else(|| base_lora.map(|l| vec![l.targets.clone()]))
+                .unwrap_or_else(|| vec![vec![LoraTargetName::Q, LoraTargetName::V]]),
+            layers: match &s.layers {
+                Some(list) => list
+                    .iter()
+                    .map(|l| l.layers().expect("checked on load"))
+                    .collect(),
+                None => vec![base_lora.and_then(|l| l.layers.clone())],
+            },
+            crops: s
+                .crop_samples
+                .clone()
+                .unwrap_or_else(|| vec![self.base.data.crop_samples]),
+            seeds: s.seeds.clone().unwrap_or_else(|| vec![self.base.seed]),
+        };
+        // Order does not make a different run: `["v", "q"]` is `["q", "v"]`.
+        for targets in &mut axes.targets {
+            canonical(targets);
+        }
+        for layers in axes.layers.iter_mut().flatten() {
+            canonical(layers);
+        }
+        axes
+    }
+
+    fn alpha_for(&self, rank: usize) -> f64 {
+        let s = &self.sweep;
+        if let Some(a) = s.alpha {
+            a
+        } else if let Some(c) = s.alpha_per_rank {
+            c * rank as f64
+        } else if let Some(a) = self.base.lora.as_ref().and_then(|l| l.alpha) {
+            a
+        } else {
+            2.0 * rank as f64
+        }
+    }
+
+    /// The grid points, excludes dropped and includes added, deduplicated, in run order: seed
+    /// outermost, so the first pass over the grid gives one complete set of results.
+    fn points(&self) -> Result<Vec<(RunAxes, &'static str)>, SweepError> {
+        let axes = self.axes();
+        let mut points = Vec::new();
+        for &seed in &axes.seeds {
+            for &crop in &axes.crops {
+                if self.sweep.full_finetune {
+                    points.push(full_axes(crop, seed));
+                }
+                for layers in &axes.layers {
+                    for targets in &axes.targets {
+                        for &rank in &axes.ranks {
+                            points.push(RunAxes {
+                                mode: Mode::Lora,
+                                rank: Some(rank),
+                                alpha: Some(self.alpha_for(rank)),
+                                targets: Some(targets.clone()),
+                                layers: layers.clone(),
+                                crop_samples: crop,
+                                seed,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        let mut kept = Vec::new();
+        let mut rule_used = vec![false; self.sweep.exclude.len()];
+        for point in points {
+            let mut excluded = false;
+            for (n, rule) in self.sweep.exclude.iter().enumerate() {
+                let hit = rule
+                    .matches(&point)
+                    .map_err(|m| self.error("sweep.exclude", m))?;
+                rule_used[n] |= hit;
+                excluded |= hit;
+            }
+            if !excluded {
+                kept.push((point, "grid"));
+            }
+        }
+        if let Some(n) = rule_used.iter().position(|used| !used) {
+            return Err(self.error(
+                "sweep.exclude",
+                format!("entry {} matches no run of the grid (a typo?)", n + 1),
+            ));
+        }
+        for rule in &self.sweep.include {
+            let seeds = match rule.seed {
+                Some(s) => vec![s],
+                None => axes.seeds.clone(),
+            };
+            let crop = rule.crop_samples.unwrap_or(axes.crops[0]);
+            for seed in seeds {
+                let point = if rule.mode == Some(Mode::Full) {
+                    full_axes(crop, seed)
+                } else {
+                    let rank = rule
+                        .rank
+                        .or(axes.ranks.first().copied())
+                        .unwrap_or(self.base.lora.as_ref().map(|l| l.rank).unwrap_or_default());
+                    RunAxes {
+                        mode: Mode::Lora,
+                        rank: Some(rank),
+                        alpha: Some(self.alpha_for(rank)),
+                        targets: Some({
+                            let mut t = rule
+                                .targets
+                                .clone()
+                                .unwrap_or_else(|| axes.targets[0].clone());
+                            canonical(&mut t);
+                            t
+                        }),
+                        layers: match &rule.layers {
+                            Some(l) => l.layers().expect("checked on load").map(|mut l| {
+                                canonical(&mut l);
+                                l
+                            }),
+                            None => axes.layers[0].clone(),
+                        },
+                        crop_samples: crop,
+                        seed,
+                    }
+                };
+                kept.push((point, "include"));
+            }
+        }
+        Ok(kept)
+    }
+
+    /// The run configuration of one grid point, paths as written in the TOML.
+    fn run_config(&self, axes: &RunAxes) -> RunConfig {
+        let mut config = self.base.clone();
+        config.seed = axes.seed;
+        config.data.crop_samples = axes.crop_samples;
+        config.lora = match axes.mode {
+            Mode::Full => {
+                if let Some(lr) = self.sweep.full_lr {
+                    config.optim.lr = lr;
+                }
+                None
+            }
+            Mode::Lora => {
+                let base = self.base.lora.as_ref();
+                Some(LoraSection {
+                    rank: axes.rank.expect("LoRA runs have a rank"),
+                    alpha: axes.alpha,
+                    dropout: base.map(|l| l.dropout).unwrap_or(0.0),
+                    targets: axes.targets.clone().expect("LoRA runs have targets"),
+                    layers: axes.layers.clone(),
+                    use_rslora: base.is_some_and(|l| l.use_rslora),
+                })
+            }
+        };
+        config
+    }
+
+    /// Which TOML key a problem with a generated run should point at.
+    fn sweep_key(&self, run_key: &str, origin: &str) -> String {
+        if origin == "include" {
+            return "sweep.include".into();
+        }
+        let s = &self.sweep;
+        let axis = match run_key {
+            "lora.rank" if s.ranks.is_some() => Some("sweep.ranks"),
+            "lora.targets" if s.targets.is_some() => Some("sweep.targets"),
+            "lora.layers" if s.layers.is_some() => Some("sweep.layers"),
+            "lora.alpha" if s.alpha.is_some() => Some("sweep.alpha"),
+            "lora.alpha" if s.alpha_per_rank.is_some() => Some("sweep.alpha_per_rank"),
+            "data.crop_samples" if s.crop_samples.is_some() => Some("sweep.crop_samples"),
+            "seed" if s.seeds.is_some() => Some("sweep.seeds"),
+            "optim.lr" | "optim.min_lr" if s.full_lr.is_some() => Some("sweep.full_lr"),
+            _ => None,
+        };
+        axis.map(String::from)
+            .unwrap_or_else(|| format!("base.{run_key}"))
+    }
+
+    /// The validated runs, with IDs, paths as written and no output folder.
+    fn runs(&self) -> Result<Vec<(RunAxes, String, String, RunConfig)>, SweepError> {
+        let points = self.points()?;
+        let arch_layers = self
+            .base
+            .model
+            .preset
+            .as_ref()
+            .and_then(|_| self.base.model.wav2vec2_config().ok())
+            .map(|c| c.num_hidden_layers);
+        let mut runs: Vec<(RunAxes, String, String, RunConfig)> = Vec::new();
+        for (axes, origin) in points {
+            let config = self.run_config(&axes);
+            if let Err(Invalid { key, message }) = config.check() {
+                return Err(self.error(&self.sweep_key(key, origin), message));
+            }
+            if let (Some(lora), Some(n)) = (&config.lora, arch_layers) {
+                if let Err(e) = lora.to_lora_config().check(n) {
+                    return Err(self.error(&self.sweep_key("lora.layers", origin), e.to_string()));
+                }
+            }
+            let mut group = match axes.mode {
+                Mode::Full => "full".to_string(),
+                Mode::Lora => format!(
+                    "lora-{}-r{}",
+                    targets_label(axes.targets.as_deref().unwrap_or_default()),
+                    axes.rank.unwrap_or_default()
+                ),
+            };
+            // Suffixes depend on this run alone, never on which other runs the TOML lists, so
+            // growing the grid never renames (and so retrains) existing runs.
+            if axes.mode == Mode::Lora && axes.layers.is_some() {
+                group.push_str(&format!("-L{}", axes.layers_label().replace(',', ".")));
+            }
+            if axes.crop_samples != self.base.data.crop_samples {
+                group.push_str(&format!("-len{}", axes.crop_samples));
+            }
+            let id = format!("{group}-s{}-{}", axes.seed, config_hash(&config));
+            if runs.iter().any(|(_, other, _, _)| *other == id) {
+                continue; // an include that repeats a grid point
+            }
+            runs.push((axes, id, group, config));
+        }
+        Ok(runs)
+    }
+
+    /// The runs with resolved paths, writing into `<results>/<name>/<run-id>`.
+    pub fn plan(&self, results: &Path) -> Result<Plan, SweepError> {
+        let cwd = std::env::current_dir().map_err(|e| SweepError::io(Path::new("."), e))?;
+        // One spelling per place: the trainer refuses to resume a folder whose configuration
+        // text changed, so `./x.toml` and `x.toml` must give the same absolute paths.
+        let results = normalize(&cwd.join(results));
+        let dir = results.join(&self.name);
+        let toml_dir = normalize(&cwd.join(self.source.parent().unwrap_or(Path::new("."))));
+        let runs = self
+            .runs()?
+            .into_iter()
+            .map(|(axes, id, group, mut config)| {
+                config.resolve_paths(&toml_dir);
+                config.data.dataset = normalize_spec(&config.data.dataset);
+                config.model.checkpoint = config.model.checkpoint.as_deref().map(normalize);
+                config.model.config = config.model.config.as_deref().map(normalize);
+                config.name = Some(id.clone());
+                config.output_dir = dir.join(&id);
+                PlannedRun {
+                    id,
+                    group,
+                    axes,
+                    config,
+                }
+            })
+            .collect();
+        Ok(Plan {
+            experiment: self.name.clone(),
+            description: self.description.clone(),
+            source: normalize(&cwd.join(&self.source)),
+            dir,
+            runs,
+        })
+    }
+
+    /// Checks that the dataset and checkpoint the runs read exist, naming the key, the path
+    /// and where to get the data when they do not.
+    pub fn check_inputs(&self, plan: &Plan) -> Result<(), SweepError> {
+        let Some(run) = plan.runs.first() else {
+            return Ok(());
+        };
+        let config = &run.config;
+        let spec = &config.data.dataset;
+        let (kind, path) = match spec.split_once(':') {
+            Some((kind, path)) if !kind.contains('/') && kind.len() > 1 => {
+                (kind.to_ascii_lowercase(), PathBuf::from(path))
+            }
+            _ => (String::new(), PathBuf::from(spec)),
+        };
+        if !path.exists() {
+            return Err(self.missing("base.data.dataset", path, dataset_hint(&kind)));
+        }
+        if let Some(checkpoint) = &config.model.checkpoint {
+            if !checkpoint.join("config.json").is_file() {
+                let path = if checkpoint.is_dir() {
+                    checkpoint.join("config.json")
+                } else {
+                    checkpoint.clone()
+                };
+                return Err(self.missing("base.model.checkpoint", path, CHECKPOINT_HINT.into()));
+            }
+        }
+        if let Some(file) = &config.model.config {
+            if !file.is_file() {
+                return Err(self.missing(
+                    "base.model.config",
+                    file.clone(),
+                    "Give a Hugging Face wav2vec2 config.json.".into(),
+                ));
+            }
+        }
+        // With a checkpoint or config file the layer count is only known now.
+        let arch = config
+            .model
+            .wav2vec2_config()
+            .map_err(|e| self.error("base.model", e.to_string()))?;
+        for run in &plan.runs {
+            if let Some(lora) = &run.config.lora {
+                if let Err(e) = lora.to_lora_config().check(arch.num_hidden_layers) {
+                    return Err(self.error("sweep.layers", format!("{}: {e}", run.id)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn missing(&self, key: &str, path: PathBuf, hint: String) -> SweepError {
+        SweepError::MissingInput {
+            source_toml: self.source.clone(),
+            line: key_line(&self.text, key),
+            key: key.into(),
+            path,
+            hint,
+        }
+    }
+}
+
+/// `a/./b/../c` → `a/c`, without touching the file system (the paths may not exist yet).
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// [`normalize`] on the path part of a dataset spec (`kind:PATH` or a bare path).
+fn normalize_spec(spec: &str) -> String {
+    match spec.split_once(':') {
+        Some((kind, path)) if !kind.contains('/') && kind.len() > 1 => {
+            format!("{kind}:{}", normalize(Path::new(path)).display())
+        }
+        _ => normalize(Path::new(spec)).display().to_string(),
+    }
+}
+
+fn canonical<T: Ord>(values: &mut Vec<T>) {
+    values.sort();
+    values.dedup();
+}
+
+fn full_axes(crop: usize, seed: u64) -> RunAxes {
+    RunAxes {
+        mode: Mode::Full,
+        rank: None,
+        alpha: None,
+        targets: None,
+        layers: None,
+        crop_samples: crop,
+        seed,
+    }
+}
+
+const CHECKPOINT_HINT: &str = "It must be a Hugging Face wav2vec2 folder (config.json + \
+model.safetensors or pytorch_model.bin). XLS-R 300M is `facebook/wav2vec2-xls-r-300m` \
+(https://huggingface.co/facebook/wav2vec2-xls-r-300m): download it once, e.g. `huggingface-cli \
+download facebook/wav2vec2-xls-r-300m --local-dir PATH`, and point the key at PATH (fadlora \
+never downloads).";
+
+fn dataset_hint(kind: &str) -> String {
+    match kind {
+        "asvspoof2019" | "asvspoof2019-la" => "ASVspoof 2019 LA is LA.zip from \
+https://datashare.ed.ac.uk/handle/10283/3336; unpack it and point the key at the `LA` folder \
+(it holds ASVspoof2019_LA_train/, _dev/, _eval/ and ASVspoof2019_LA_cm_protocols/)."
+            .into(),
+        "asvspoof2021-la" | "asvspoof2021-df" => "ASVspoof 2021 LA/DF audio is on Zenodo \
+(https://www.asvspoof.org/index2021.html links it) and the keys are \
+LA-keys-full.tar.gz / DF-keys-full.tar.gz; point the key at the folder holding both."
+            .into(),
+        "itw" | "in-the-wild" => "In-the-Wild is release_in_the_wild.zip \
+(https://deepfake-total.com/in_the_wild); point the key at the folder holding meta.csv."
+            .into(),
+        _ => "`fadlora data check` describes the dataset layouts fadlora reads.".into(),
+    }
+}
+
+/// FNV-1a over the canonical JSON of the configuration (paths as written, no output folder):
+/// stable across processes, platforms and Rust versions, unlike `std`'s hasher.
+fn config_hash(config: &RunConfig) -> String {
+    let mut canonical = config.clone();
+    canonical.name = None;
+    canonical.output_dir = PathBuf::new();
+    let json = serde_json::to_string(&canonical).expect("a RunConfig always serialises");
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in json.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:08x}", (hash >> 32) ^ (hash & 0xffff_ffff))
+}

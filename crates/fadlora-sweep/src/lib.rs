@@ -1,0 +1,18 @@
+//! Ablation sweeps: an experiment TOML (a base run plus sweep axes) expands into a grid of runs
+//! with stable IDs; the runner trains each in its own `fadlora train` process, skips finished
+//! runs, resumes interrupted ones and never leaves a half-written record.
+//!
+//! - [`Experiment`]: the experiment TOML (`experiments/README.md` documents every key),
+//!   validated with `file:line: key` errors.
+//! - [`Plan`]: its runs and the results folder layout ([`plan`] shows it).
+//! - [`run_sweep`]: runs a plan, reporting each start, finish and failure as it happens.
+
+mod error;
+pub mod experiment;
+pub mod plan;
+pub mod runner;
+
+pub use error::SweepError;
+pub use experiment::Experiment;
+pub use plan::{Mode, Plan, PlannedRun, RunAxes, RunState};
+pub use runner::{run_sweep, SweepEvent, SweepOptions, SweepOutcome};

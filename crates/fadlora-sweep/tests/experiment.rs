@@ -1,0 +1,402 @@
+//! Experiment TOML: grid expansion, stable run IDs, include/exclude rules, and errors that
+//! name the key and line.
+
+use std::path::Path;
+
+use fadlora_sweep::{Experiment, Mode, SweepError};
+
+const BASE: &str = r#"
+name = "demo"
+
+[base]
+backend = "flex"
+[base.data]
+dataset = "asvspoof2019:../datasets/mini"
+crop_samples = 16000
+[base.model]
+preset = "tiny"
+[base.train]
+epochs = 1
+"#;
+
+fn experiment(sweep: &str) -> Result<Experiment, SweepError> {
+    Experiment::parse(
+        &format!("{BASE}\n{sweep}"),
+        Path::new("experiments/demo.toml"),
+    )
+}
+
+fn located(result: Result<Experiment, SweepError>) -> (Option<usize>, String, String) {
+    match result {
+        Err(SweepError::Config(fadlora_train::TrainError::Config {
+            line, key, message, ..
+        })) => (line, key, message),
+        other => panic!("expected a located config error, got {other:?}"),
+    }
+}
+
+fn ids(e: &Experiment) -> Vec<String> {
+    e.plan(Path::new("/tmp/results"))
+        .unwrap()
+        .runs
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
+}
+
+#[test]
+fn axes_combine_as_a_grid_with_the_baseline_per_seed_and_length() {
+    let e = experiment(
+        r#"
+[sweep]
+ranks = [1, 4]
+targets = [["q", "v"], ["q", "k", "v", "o"]]
+crop_samples = [16000, 32000]
+seeds = [0, 1]
+full_finetune = true
+"#,
+    )
+    .unwrap();
+    let plan = e.plan(Path::new("/tmp/results")).unwrap();
+    // (2 ranks x 2 target sets + 1 full) x 2 lengths x 2 seeds
+    assert_eq!(plan.runs.len(), 20);
+    let full: Vec<_> = plan
+        .runs
+        .iter()
+        .filter(|r| r.axes.mode == Mode::Full)
+        .collect();
+    assert_eq!(full.len(), 4);
+    assert!(full.iter().all(|r| r.config.lora.is_none()));
+    // Seed is the outer loop: the first half of the plan is one complete seed.
+    assert!(plan.runs[..10].iter().all(|r| r.axes.seed == 0));
+    let r = plan
+        .runs
+        .iter()
+        .find(|r| r.id.starts_with("lora-q+k+v+o-r4-len32000-s1-"))
+        .expect("every grid point has a readable ID");
+    let lora = r.config.lora.as_ref().unwrap();
+    assert_eq!(
+        (
+            lora.rank,
+            lora.alpha(),
+            r.config.data.crop_samples,
+            r.config.seed
+        ),
+        (4, 8.0, 32000, 1)
+    );
+    assert_eq!(r.group, "lora-q+k+v+o-r4-len32000");
+    // The base length needs no suffix.
+    assert!(plan.runs.iter().any(|r| r.group == "lora-q+k+v+o-r4"));
+    assert_eq!(
+        r.config.output_dir,
+        Path::new("/tmp/results/demo").join(&r.id)
+    );
+    assert_eq!(r.config.name.as_deref(), Some(r.id.as_str()));
+    // Paths resolve against the TOML's folder.
+    assert!(
+        r.config.data.dataset.ends_with("/datasets/mini"),
+        "{}",
+        r.config.data.dataset
+    );
+    assert!(
+        !r.config.data.dataset.contains("experiments"),
+        "{}",
+        r.config.data.dataset
+    );
+    let mut unique = ids(&e);
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 20);
+}
+
+#[test]
+fn ids_are_stable_and_change_only_with_the_run_they_name() {
+    let before = ids(&experiment("[sweep]\nranks = [1, 4]\nfull_finetune = true\n").unwrap());
+    // Same TOML again: same IDs.
+    assert_eq!(
+        before,
+        ids(&experiment("[sweep]\nranks = [1, 4]\nfull_finetune = true\n").unwrap())
+    );
+    // Adding a rank keeps every existing ID.
+    let grown = ids(&experiment("[sweep]\nranks = [1, 4, 16]\nfull_finetune = true\n").unwrap());
+    assert_eq!(grown.len(), 4);
+    for id in &before {
+        assert!(grown.contains(id), "{id} changed when a rank was added");
+    }
+    // Adding an input length or a layer selection keeps every existing ID too: a run's name
+    // depends on its own configuration only.
+    let more = ids(&experiment(
+        "[sweep]\nranks = [1, 4]\nfull_finetune = true\ncrop_samples = [16000, 32000]\nlayers = [\"all\", [0]]\n",
+    )
+    .unwrap());
+    assert_eq!(more.len(), 2 * (1 + 2 * 2));
+    for id in &before {
+        assert!(
+            more.contains(id),
+            "{id} changed when a length and a layer selection were added"
+        );
+    }
+    // Target order is not a different run.
+    assert_eq!(
+        ids(&experiment("[sweep]\nranks = [4]\ntargets = [[\"v\", \"q\"]]\n").unwrap()),
+        ids(&experiment("[sweep]\nranks = [4]\ntargets = [[\"q\", \"v\"]]\n").unwrap())
+    );
+    // Changing the epoch budget changes every ID (the runs are different runs).
+    let text = format!("{BASE}\n[sweep]\nranks = [1, 4]\nfull_finetune = true\n")
+        .replace("epochs = 1", "epochs = 2");
+    let changed = ids(&Experiment::parse(&text, Path::new("experiments/demo.toml")).unwrap());
+    for id in &changed {
+        assert!(!before.contains(id));
+    }
+    // The hash part is 8 hex digits.
+    let hash = before[0].rsplit('-').next().unwrap();
+    assert_eq!(hash.len(), 8);
+    assert!(hash.chars().all(|c| c.is_ascii_hexdigit()));
+}
+
+#[test]
+fn exclude_drops_matching_points_and_include_adds_runs_per_seed() {
+    let e = experiment(
+        r#"
+[sweep]
+ranks = [1, 4, 16]
+targets = [["q", "v"], ["q", "k", "v", "o"]]
+seeds = [0, 1]
+exclude = [{ rank = 16, targets = ["v", "q", "k", "o"] }, { rank = 1, seed = 1 }]
+include = [{ rank = 8, targets = ["o"] }, { mode = "full", seed = 0 }, { rank = 4, targets = ["q", "v"] }]
+"#,
+    )
+    .unwrap();
+    let plan = e.plan(Path::new("/r")).unwrap();
+    let has = |pred: &dyn Fn(&fadlora_sweep::PlannedRun) -> bool| {
+        plan.runs.iter().filter(|r| pred(r)).count()
+    };
+    // exclude: targets match as a set, in any order
+    assert_eq!(
+        has(&|r| r.axes.rank == Some(16) && r.axes.targets_label() == "q+k+v+o"),
+        0
+    );
+    assert_eq!(
+        has(&|r| r.axes.rank == Some(16) && r.axes.targets_label() == "q+v"),
+        2
+    );
+    assert_eq!(has(&|r| r.axes.rank == Some(1) && r.axes.seed == 1), 0);
+    // include without a seed: once per seed; with a seed: once
+    assert_eq!(
+        has(&|r| r.axes.rank == Some(8) && r.axes.targets_label() == "o"),
+        2
+    );
+    assert_eq!(has(&|r| r.axes.mode == Mode::Full), 1);
+    // an include that repeats a grid point adds nothing
+    assert_eq!(
+        has(&|r| r.axes.rank == Some(4) && r.axes.targets_label() == "q+v"),
+        2
+    );
+    // 12 grid points - 2 - 2 excluded + 2 + 1 included
+    assert_eq!(plan.runs.len(), 11);
+
+    // An include without a rank takes the first of `ranks`.
+    let e = experiment("[sweep]\nranks = [2, 8]\ninclude = [{ targets = [\"o\"] }]\n").unwrap();
+    let plan = e.plan(Path::new("/r")).unwrap();
+    assert!(plan.runs.iter().any(|r| r.group == "lora-o-r2"));
+
+    // A rule that matches nothing is a typo, not a silent no-op.
+    let (_, key, message) = located(experiment(
+        "[sweep]\nranks = [2, 8]\nexclude = [{ rank = 3 }]\n",
+    ));
+    assert_eq!(key, "sweep.exclude");
+    assert!(message.contains("entry 1 matches no run"), "{message}");
+    let (_, key, _) = located(experiment(
+        "[sweep]\nranks = [2]\ninclude = [{ mode = \"full\", rank = 4 }]\n",
+    ));
+    assert_eq!(key, "sweep.include");
+}
+
+#[test]
+fn plans_spell_paths_one_way_so_runs_resume_from_any_directory() {
+    let a = Experiment::parse(
+        &format!("{BASE}\n[sweep]\nranks = [4]\n"),
+        Path::new("experiments/demo.toml"),
+    )
+    .unwrap();
+    let b = Experiment::parse(
+        &format!("{BASE}\n[sweep]\nranks = [4]\n"),
+        Path::new("./experiments/../experiments/demo.toml"),
+    )
+    .unwrap();
+    let pa = a.plan(Path::new("results")).unwrap();
+    let pb = b.plan(Path::new("./results/")).unwrap();
+    assert_eq!(pa.runs[0].config.to_toml(), pb.runs[0].config.to_toml());
+    assert!(
+        !pa.runs[0].config.data.dataset.contains(".."),
+        "{}",
+        pa.runs[0].config.data.dataset
+    );
+}
+
+#[test]
+fn alpha_rules_fixed_scaled_and_default() {
+    let alpha_of = |sweep: &str| -> Vec<f64> {
+        experiment(sweep)
+            .unwrap()
+            .plan(Path::new("/r"))
+            .unwrap()
+            .runs
+            .iter()
+            .map(|r| r.config.lora.as_ref().unwrap().alpha())
+            .collect()
+    };
+    assert_eq!(
+        alpha_of("[sweep]\nranks = [2, 8]\nalpha = 16.0\n"),
+        vec![16.0, 16.0]
+    );
+    assert_eq!(
+        alpha_of("[sweep]\nranks = [2, 8]\nalpha_per_rank = 1.0\n"),
+        vec![2.0, 8.0]
+    );
+    assert_eq!(alpha_of("[sweep]\nranks = [2, 8]\n"), vec![4.0, 16.0]);
+    // Without a sweep rule, `base.lora.alpha` applies to every rank.
+    let text = format!("{BASE}\n[base.lora]\nrank = 1\nalpha = 5.0\n[sweep]\nranks = [2, 8]\n");
+    let e = Experiment::parse(&text, Path::new("e.toml")).unwrap();
+    let alphas: Vec<f64> = e
+        .plan(Path::new("/r"))
+        .unwrap()
+        .runs
+        .iter()
+        .map(|r| r.config.lora.as_ref().unwrap().alpha())
+        .collect();
+    assert_eq!(alphas, vec![5.0, 5.0]);
+}
+
+#[test]
+fn layer_selections_and_full_lr() {
+    let e = experiment(
+        "[sweep]\nranks = [4]\nlayers = [\"all\", [0, 1]]\nfull_finetune = true\nfull_lr = 1e-6\n",
+    )
+    .unwrap();
+    let plan = e.plan(Path::new("/r")).unwrap();
+    let layers: Vec<_> = plan
+        .runs
+        .iter()
+        .filter_map(|r| r.config.lora.as_ref().map(|l| l.layers.clone()))
+        .collect();
+    assert_eq!(layers, vec![None, Some(vec![0, 1])]);
+    assert!(plan.runs.iter().any(|r| r.group == "lora-q+v-r4-L0.1"));
+    let full = plan
+        .runs
+        .iter()
+        .find(|r| r.axes.mode == Mode::Full)
+        .unwrap();
+    assert_eq!(full.config.optim.lr, 1e-6);
+    let lora = plan
+        .runs
+        .iter()
+        .find(|r| r.axes.mode == Mode::Lora)
+        .unwrap();
+    assert_eq!(lora.config.optim.lr, 1e-4);
+}
+
+#[test]
+fn malformed_experiments_name_the_key_and_line() {
+    // Line numbers count from the start of BASE (which begins with a newline).
+    let base_lines = BASE.lines().count();
+
+    let (line, _, message) = located(experiment("[sweep]\nranks = [1, 4]\nrankz = [2]\n"));
+    assert_eq!(line, Some(base_lines + 4));
+    assert!(message.contains("unknown field `rankz`"), "{message}");
+
+    let (line, key, message) = located(experiment("[sweep]\nranks = [0, 4]\n"));
+    assert_eq!((line, key.as_str()), (Some(base_lines + 3), "sweep.ranks"));
+    assert!(message.contains("at least 1"), "{message}");
+
+    let (line, key, message) = located(experiment(
+        "[sweep]\nranks = [4]\ntargets = [[\"q\", \"x\"]]\n",
+    ));
+    assert_eq!(line, Some(base_lines + 4), "{key}: {message}");
+
+    let (line, key, _) = located(experiment("[sweep]\nranks = [4]\ncrop_samples = [100]\n"));
+    assert_eq!(
+        (line, key.as_str()),
+        (Some(base_lines + 4), "sweep.crop_samples")
+    );
+
+    let (line, key, _) = located(experiment("[sweep]\nranks = [4]\nlayers = [[0, 7]]\n"));
+    assert_eq!((line, key.as_str()), (Some(base_lines + 4), "sweep.layers"));
+
+    let (_, key, _) = located(experiment(
+        "[sweep]\nranks = [4]\nalpha = 2.0\nalpha_per_rank = 1.0\n",
+    ));
+    assert_eq!(key, "sweep.alpha_per_rank");
+
+    let (_, key, _) = located(experiment("[sweep]\n"));
+    assert_eq!(key, "sweep");
+
+    let text = BASE.replace("epochs = 1", "epochs = 1\nbatch_size = 0") + "[sweep]\nranks = [4]\n";
+    let (line, key, _) = located(Experiment::parse(&text, Path::new("e.toml")));
+    assert_eq!((line, key.as_str()), (Some(13), "base.train.batch_size"));
+
+    let text = BASE.replace("[base]\n", "[base]\noutput_dir = \"x\"\n") + "[sweep]\nranks = [4]\n";
+    let (line, key, _) = located(Experiment::parse(&text, Path::new("e.toml")));
+    assert_eq!((line, key.as_str()), (Some(5), "base.output_dir"));
+
+    let (_, key, _) = located(Experiment::parse(
+        &BASE.replace("name = \"demo\"", "name = \"../up\""),
+        Path::new("e.toml"),
+    ));
+    assert_eq!(key, "name");
+}
+
+#[test]
+fn a_missing_dataset_or_checkpoint_is_named_with_where_to_get_it() {
+    let text = BASE.replace(
+        "asvspoof2019:../datasets/mini",
+        "asvspoof2019:/nonexistent/LA",
+    ) + "[sweep]\nranks = [4]\n";
+    let e = Experiment::parse(&text, Path::new("e.toml")).unwrap();
+    let plan = e
+        .plan(Path::new("/r"))
+        .expect("--plan works without the data");
+    let err = e.check_inputs(&plan).unwrap_err().to_string();
+    assert!(
+        err.contains("e.toml:7: `base.data.dataset`: /nonexistent/LA does not exist"),
+        "{err}"
+    );
+    assert!(err.contains("datashare.ed.ac.uk"), "{err}");
+
+    let text = BASE
+        .replace(
+            "asvspoof2019:../datasets/mini",
+            &format!(
+                "asvspoof2019:{}/../../datasets/mini",
+                env!("CARGO_MANIFEST_DIR")
+            ),
+        )
+        .replace("preset = \"tiny\"", "checkpoint = \"/nonexistent/xls-r\"")
+        + "[sweep]\nranks = [4]\n";
+    let e = Experiment::parse(&text, Path::new("e.toml")).unwrap();
+    let plan = e.plan(Path::new("/r")).unwrap();
+    let err = e.check_inputs(&plan).unwrap_err().to_string();
+    assert!(
+        err.contains("`base.model.checkpoint`: /nonexistent/xls-r does not exist"),
+        "{err}"
+    );
+    assert!(err.contains("facebook/wav2vec2-xls-r-300m"), "{err}");
+}
+
+#[test]
+fn shipped_experiments_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let e = Experiment::load(&path).unwrap_or_else(|err| panic!("{err}"));
+            assert!(!e.plan(Path::new("/r")).unwrap().runs.is_empty());
+            seen += 1;
+        }
+    }
+    assert!(
+        seen >= 4,
+        "quickstart, rank, target and length ablations ship"
+    );
+}
