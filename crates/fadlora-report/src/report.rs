@@ -1,0 +1,1012 @@
+//! `results/<experiment>/report/`: tables, figures and `report.md`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use fadlora_data::{Label, Split};
+use fadlora_sweep::plan::{write_atomic, RunState};
+use fadlora_sweep::{Mode, Plan, PlannedRun};
+use fadlora_train::record::SplitResult;
+use fadlora_train::RunRecord;
+use plotters::style::RGBColor;
+
+use crate::figures::{
+    save_figure, BarPanel, BarsFigure, DetData, DetFigure, HLine, Marker, Point, Series, XScale,
+    XyFigure, FULL_COLORS, PALETTE,
+};
+use crate::summary::{
+    csv_bytes, frame_of_groups, frame_of_runs, group_rows, GroupRow, RunRow, MIB, SAMPLE_RATE,
+};
+use crate::table::{mean_std, opt, thousands, Align, Table};
+use crate::ReportError;
+
+/// The report's folder inside `results/<experiment>/`.
+pub const REPORT_DIR: &str = "report";
+
+/// What [`write_report`] wrote.
+#[derive(Debug, Clone)]
+pub struct ReportFiles {
+    /// `results/<experiment>/report`.
+    pub dir: PathBuf,
+    /// Every file written, in the order written; `report.md` last.
+    pub files: Vec<PathBuf>,
+    /// Figures skipped and why, and other remarks (also listed in `report.md`).
+    pub notes: Vec<String>,
+}
+
+/// Writes `dir/report/` for the sweep in `dir` (= `results/<experiment>`, holding `plan.json`):
+/// `runs.{md,csv,tex}`, `summary.{md,csv,tex}`, the figures (`eer_vs_rank`, `eer_vs_params`,
+/// `memory_time`, `det`, and `eer_vs_length` when the input length varies; PNG and SVG each)
+/// and `report.md`. Tables are always written, even with no finished run; a figure that makes
+/// no sense for the runs at hand is skipped with a note.
+pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
+    let plan = Plan::load(dir)?;
+    let out = dir.join(REPORT_DIR);
+    std::fs::create_dir_all(&out).map_err(|e| ReportError::io(&out, e))?;
+    let finished = plan.finished();
+    let rows: Vec<RunRow> = finished
+        .iter()
+        .map(|(run, record)| RunRow::new(run, record))
+        .collect();
+    let groups = group_rows(&rows).map_err(|e| ReportError::table(&out.join("summary.csv"), e))?;
+    let mut files = Vec::new();
+    let mut notes = Vec::new();
+
+    // Tables.
+    let runs_csv = out.join("runs.csv");
+    let mut frame = frame_of_runs(&rows).map_err(|e| ReportError::table(&runs_csv, e))?;
+    write(&runs_csv, &csv_bytes(&mut frame, &runs_csv)?, &mut files)?;
+    let runs = runs_table(&rows, &groups);
+    write(&out.join("runs.md"), runs.markdown().as_bytes(), &mut files)?;
+    write(&out.join("runs.tex"), runs.latex().as_bytes(), &mut files)?;
+    let summary_csv = out.join("summary.csv");
+    let mut frame = frame_of_groups(&groups).map_err(|e| ReportError::table(&summary_csv, e))?;
+    write(
+        &summary_csv,
+        &csv_bytes(&mut frame, &summary_csv)?,
+        &mut files,
+    )?;
+    let summary = summary_table(&groups);
+    write(
+        &out.join("summary.md"),
+        summary.markdown().as_bytes(),
+        &mut files,
+    )?;
+    write(
+        &out.join("summary.tex"),
+        summary.latex().as_bytes(),
+        &mut files,
+    )?;
+
+    // Figures.
+    let metric = Metric::choose(&rows);
+    let style = SeriesStyle::new(&groups);
+    let mut figures: Vec<(&'static str, &'static str)> = Vec::new();
+    let mut figure = |stem: &'static str,
+                      title: &'static str,
+                      made: Result<Vec<PathBuf>, String>,
+                      files: &mut Vec<PathBuf>,
+                      notes: &mut Vec<String>| {
+        match made {
+            Ok(paths) => {
+                files.extend(paths);
+                figures.push((stem, title));
+            }
+            Err(why) => notes.push(format!("`{stem}` not drawn: {why}.")),
+        }
+    };
+    let made = eer_vs_rank(&groups, metric, &style)
+        .map(|fig| save_figure(&fig, &out, "eer_vs_rank"))
+        .transpose()?
+        .ok_or_else(|| "no finished LoRA run".to_string());
+    figure(
+        "eer_vs_rank",
+        "EER vs LoRA rank",
+        made,
+        &mut files,
+        &mut notes,
+    );
+
+    let made = if groups.len() < 2 {
+        Err(format!(
+            "it compares configurations, and {} finished",
+            count(groups.len(), "configuration")
+        ))
+    } else {
+        Ok(save_figure(
+            &eer_vs_params(&groups, metric, &style),
+            &out,
+            "eer_vs_params",
+        )?)
+    };
+    figure(
+        "eer_vs_params",
+        "EER vs trainable parameters",
+        made,
+        &mut files,
+        &mut notes,
+    );
+
+    let made = memory_time(&groups, &style)
+        .map(|fig| save_figure(&fig, &out, "memory_time"))
+        .transpose()?
+        .ok_or_else(|| "no finished run measured memory or step time".to_string());
+    figure(
+        "memory_time",
+        "Peak memory and step time",
+        made,
+        &mut files,
+        &mut notes,
+    );
+
+    let made = match det_figure(&plan, &finished, &rows) {
+        Ok(fig) => Ok(save_figure(&fig, &out, "det")?),
+        Err(why) => Err(why),
+    };
+    figure("det", "DET curves", made, &mut files, &mut notes);
+
+    let crops: BTreeSet<usize> = groups.iter().map(|g| g.crop_samples).collect();
+    if crops.len() > 1 {
+        let fig = eer_vs_length(&groups, metric, &style);
+        let made = Ok(save_figure(&fig, &out, "eer_vs_length")?);
+        figure(
+            "eer_vs_length",
+            "EER vs input length",
+            made,
+            &mut files,
+            &mut notes,
+        );
+    }
+
+    let stray = plan.stray_run_dirs();
+    if !stray.is_empty() {
+        notes.push(format!(
+            "{} in `{}` not in the current plan ignored: {}.",
+            count(stray.len(), "run folder"),
+            plan.dir.display(),
+            stray
+                .iter()
+                .map(|p| format!("`{}`", p.file_name().unwrap_or_default().to_string_lossy()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+
+    let md = report_markdown(
+        &plan, &finished, &rows, &groups, metric, &summary, &figures, &notes,
+    );
+    write(&out.join("report.md"), md.as_bytes(), &mut files)?;
+    Ok(ReportFiles {
+        dir: out,
+        files,
+        notes,
+    })
+}
+
+fn write(path: &Path, bytes: &[u8], files: &mut Vec<PathBuf>) -> Result<(), ReportError> {
+    write_atomic(path, bytes)?;
+    files.push(path.to_path_buf());
+    Ok(())
+}
+
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tables
+
+fn input_cell(crop_samples: usize) -> String {
+    format!(
+        "{} ({:.2} s)",
+        crop_samples,
+        crop_samples as f64 / SAMPLE_RATE
+    )
+}
+
+fn reduction_cell(reduction: Option<f64>) -> String {
+    reduction.map(|r| format!("{r:.1}x")).unwrap_or_default()
+}
+
+fn rank_cell(rank: Option<usize>) -> String {
+    rank.map(|r| r.to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn alpha_cell(alpha: Option<f64>) -> String {
+    alpha
+        .map(|a| crate::figures::trim_number(a, 3))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn mib(bytes: Option<f64>) -> String {
+    opt(bytes.map(|b| b / MIB), 1)
+}
+
+const CONFIG_HEADERS: [(&str, Align); 6] = [
+    ("Mode", Align::Left),
+    ("Targets", Align::Left),
+    ("Rank", Align::Right),
+    ("Alpha", Align::Right),
+    ("Layers", Align::Left),
+    ("Input samples (s)", Align::Right),
+];
+
+const RESOURCE_HEADERS: [(&str, Align); 6] = [
+    ("Trainable params", Align::Right),
+    ("Reduction vs full", Align::Right),
+    ("Peak memory MiB", Align::Right),
+    ("Median step ms", Align::Right),
+    ("Train utt/s", Align::Right),
+    ("Eval utt/s", Align::Right),
+];
+
+fn summary_table(groups: &[GroupRow]) -> Table {
+    let mut headers = vec![("Group", Align::Left)];
+    headers.extend(CONFIG_HEADERS);
+    headers.extend([
+        ("Seeds", Align::Right),
+        ("Dev EER %", Align::Right),
+        ("Eval EER %", Align::Right),
+    ]);
+    headers.extend(RESOURCE_HEADERS);
+    let mut table = Table::new(&headers);
+    for g in groups {
+        table.push(vec![
+            g.group.clone(),
+            g.mode.to_string(),
+            g.targets_label.clone(),
+            rank_cell(g.rank),
+            alpha_cell(g.alpha),
+            g.layers_label.clone(),
+            input_cell(g.crop_samples),
+            g.n.to_string(),
+            mean_std(Some(g.dev_mean), g.dev_std, 2),
+            mean_std(g.eval_mean, g.eval_std, 2),
+            thousands(g.trainable.round() as u64),
+            reduction_cell(g.reduction),
+            mib(g.peak_mem_bytes),
+            opt(g.step_ms_median, 1),
+            opt(Some(g.train_utt_per_s), 1),
+            opt(Some(g.eval_utt_per_s), 1),
+        ]);
+    }
+    table
+}
+
+fn runs_table(rows: &[RunRow], groups: &[GroupRow]) -> Table {
+    let full = groups
+        .iter()
+        .find(|g| g.is_full())
+        .map(|g| g.trainable)
+        .filter(|t| *t > 0.0);
+    let mut headers = vec![("Run", Align::Left), ("Group", Align::Left)];
+    headers.extend(CONFIG_HEADERS);
+    headers.extend([
+        ("Seed", Align::Right),
+        ("Dev EER %", Align::Right),
+        ("Eval EER %", Align::Right),
+        ("Best epoch", Align::Right),
+    ]);
+    headers.extend(RESOURCE_HEADERS);
+    let mut table = Table::new(&headers);
+    for r in rows {
+        let reduction = full
+            .filter(|_| r.trainable > 0)
+            .map(|f| f / r.trainable as f64);
+        table.push(vec![
+            r.id.clone(),
+            r.group.clone(),
+            r.mode.to_string(),
+            r.targets_label.clone(),
+            rank_cell(r.rank),
+            alpha_cell(r.alpha),
+            r.layers_label.clone(),
+            input_cell(r.crop_samples),
+            r.seed.to_string(),
+            format!("{:.2}", r.dev_eer),
+            opt(r.eval_eer, 2),
+            format!("{} of {}", r.best_epoch, r.epochs_run),
+            thousands(r.trainable as u64),
+            reduction_cell(reduction),
+            mib(r.peak_mem_bytes.map(|b| b as f64)),
+            opt(r.step_ms_median, 1),
+            opt(Some(r.train_utt_per_s), 1),
+            opt(Some(r.eval_utt_per_s), 1),
+        ]);
+    }
+    table
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures
+
+/// Which EER the figures plot: eval when every finished run has one, else dev.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Metric {
+    Eval,
+    Dev,
+}
+
+impl Metric {
+    fn choose(rows: &[RunRow]) -> Metric {
+        if !rows.is_empty() && rows.iter().all(|r| r.eval_eer.is_some()) {
+            Metric::Eval
+        } else {
+            Metric::Dev
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Metric::Eval => "eval",
+            Metric::Dev => "dev",
+        }
+    }
+
+    fn axis(self) -> String {
+        match self {
+            Metric::Eval => "Eval EER (%)".into(),
+            Metric::Dev => "Dev EER (%)".into(),
+        }
+    }
+
+    fn of(self, g: &GroupRow) -> (f64, Option<f64>) {
+        match self {
+            Metric::Eval => (g.eval_mean.unwrap_or(f64::NAN), g.eval_std),
+            Metric::Dev => (g.dev_mean, g.dev_std),
+        }
+    }
+}
+
+/// Which LoRA groups share a line in the rank figure, its label and colour.
+struct SeriesStyle {
+    /// group name -> (series key, label, colour).
+    by_group: HashMap<String, (String, String, RGBColor)>,
+    /// Series keys in order of first appearance in the sorted groups.
+    order: Vec<String>,
+    layers_vary: bool,
+    crops_vary: bool,
+}
+
+impl SeriesStyle {
+    fn new(groups: &[GroupRow]) -> SeriesStyle {
+        let lora: Vec<&GroupRow> = groups.iter().filter(|g| !g.is_full()).collect();
+        let layers_vary = lora
+            .iter()
+            .map(|g| &g.layers_label)
+            .collect::<BTreeSet<_>>()
+            .len()
+            > 1;
+        let crops_vary = groups
+            .iter()
+            .map(|g| g.crop_samples)
+            .collect::<BTreeSet<_>>()
+            .len()
+            > 1;
+        let base_key = |g: &GroupRow| {
+            let mut key = g.targets_label.clone();
+            let mut label = g.targets_label.clone();
+            if layers_vary {
+                key.push_str(&format!("|{}", g.layers_label));
+                label.push_str(&format!(", layers {}", g.layers_label));
+            }
+            if crops_vary {
+                key.push_str(&format!("|{}", g.crop_samples));
+                label.push_str(&format!(", {:.2} s", g.crop_samples as f64 / SAMPLE_RATE));
+            }
+            (key, label)
+        };
+        // Two groups of one line with the same rank differ in alpha: alpha joins the key.
+        let mut seen: BTreeMap<(String, Option<usize>), usize> = BTreeMap::new();
+        for g in &lora {
+            *seen.entry((base_key(g).0, g.rank)).or_default() += 1;
+        }
+        let alpha_in_key = seen.values().any(|n| *n > 1);
+        let mut by_group = HashMap::new();
+        let mut order: Vec<String> = Vec::new();
+        for g in &lora {
+            let (mut key, mut label) = base_key(g);
+            if alpha_in_key {
+                let alpha = alpha_cell(g.alpha);
+                key.push_str(&format!("|a{alpha}"));
+                label.push_str(&format!(", alpha {alpha}"));
+            }
+            if !order.contains(&key) {
+                order.push(key.clone());
+            }
+            let color = PALETTE[order.iter().position(|k| *k == key).unwrap() % PALETTE.len()];
+            by_group.insert(g.group.clone(), (key, format!("LoRA {label}"), color));
+        }
+        SeriesStyle {
+            by_group,
+            order,
+            layers_vary,
+            crops_vary,
+        }
+    }
+
+    fn color(&self, g: &GroupRow, full_index: usize) -> RGBColor {
+        match self.by_group.get(&g.group) {
+            Some((_, _, c)) => *c,
+            None => FULL_COLORS[full_index.min(FULL_COLORS.len() - 1)],
+        }
+    }
+
+    /// The LoRA lines: label, colour and the groups on each.
+    fn lines<'a>(&self, groups: &'a [GroupRow]) -> Vec<(String, RGBColor, Vec<&'a GroupRow>)> {
+        self.order
+            .iter()
+            .map(|key| {
+                let members: Vec<&GroupRow> = groups
+                    .iter()
+                    .filter(|g| self.by_group.get(&g.group).is_some_and(|s| &s.0 == key))
+                    .collect();
+                let (_, label, color) = &self.by_group[&members[0].group];
+                (label.clone(), *color, members)
+            })
+            .collect()
+    }
+
+    fn full_label(&self, g: &GroupRow) -> String {
+        if self.crops_vary {
+            format!("full fine-tuning, {:.2} s", g.crop_seconds())
+        } else {
+            "full fine-tuning".into()
+        }
+    }
+}
+
+fn point(metric: Metric, g: &GroupRow, x: f64) -> Point {
+    let (y, err) = metric.of(g);
+    Point { x, y, err }
+}
+
+fn eer_vs_rank(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> Option<XyFigure> {
+    let lines = style.lines(groups);
+    if lines.is_empty() {
+        return None;
+    }
+    let series = lines
+        .into_iter()
+        .map(|(label, color, members)| Series {
+            label,
+            color,
+            marker: Marker::Circle,
+            connect: true,
+            points: members
+                .iter()
+                .filter_map(|g| g.rank.map(|r| point(metric, g, r as f64)))
+                .collect(),
+        })
+        .collect();
+    let hlines = groups
+        .iter()
+        .filter(|g| g.is_full())
+        .enumerate()
+        .map(|(i, g)| {
+            let (y, err) = metric.of(g);
+            HLine {
+                label: format!("{} (mean)", style.full_label(g)),
+                color: FULL_COLORS[i.min(FULL_COLORS.len() - 1)],
+                y,
+                err,
+            }
+        })
+        .filter(|h| h.y.is_finite())
+        .collect();
+    Some(XyFigure {
+        title: format!(
+            "{} EER vs LoRA rank (mean ± std over seeds)",
+            cap(metric.name())
+        ),
+        x_desc: "LoRA rank (log2 scale)".into(),
+        y_desc: metric.axis(),
+        x_scale: XScale::Log2,
+        series,
+        hlines,
+    })
+}
+
+fn cap(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+fn eer_vs_params(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> XyFigure {
+    let mut series: Vec<Series> = groups
+        .iter()
+        .filter(|g| g.is_full())
+        .enumerate()
+        .map(|(i, g)| Series {
+            label: style.full_label(g),
+            color: FULL_COLORS[i.min(FULL_COLORS.len() - 1)],
+            marker: Marker::Triangle,
+            connect: false,
+            points: vec![point(metric, g, g.trainable)],
+        })
+        .collect();
+    series.extend(
+        style
+            .lines(groups)
+            .into_iter()
+            .map(|(label, color, members)| Series {
+                label,
+                color,
+                marker: Marker::Circle,
+                connect: true,
+                points: members
+                    .iter()
+                    .map(|g| point(metric, g, g.trainable))
+                    .collect(),
+            }),
+    );
+    XyFigure {
+        title: format!(
+            "{} EER vs trainable parameters (mean ± std over seeds)",
+            cap(metric.name())
+        ),
+        x_desc: "Trainable parameters (log10 scale)".into(),
+        y_desc: metric.axis(),
+        x_scale: XScale::Log10,
+        series,
+        hlines: Vec::new(),
+    }
+}
+
+fn eer_vs_length(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> XyFigure {
+    // One line per configuration without the input length.
+    let mut lines: Vec<(String, Series)> = Vec::new();
+    let mut full_seen = 0;
+    for g in groups {
+        let key = format!(
+            "{}|{}|{}|{:?}|{}",
+            g.mode,
+            g.targets_label,
+            g.layers_label,
+            g.rank,
+            alpha_cell(g.alpha)
+        );
+        let p = point(metric, g, g.crop_seconds());
+        if let Some((_, s)) = lines.iter_mut().find(|(k, _)| *k == key) {
+            s.points.push(p);
+            continue;
+        }
+        let (label, color, marker) = if g.is_full() {
+            full_seen += 1;
+            (
+                "full fine-tuning".to_string(),
+                FULL_COLORS[(full_seen - 1).min(FULL_COLORS.len() - 1)],
+                Marker::Triangle,
+            )
+        } else {
+            let mut label = format!("LoRA {} r{}", g.targets_label, rank_cell(g.rank));
+            if style.layers_vary {
+                label.push_str(&format!(", layers {}", g.layers_label));
+            }
+            let n_lora = lines.iter().filter(|(k, _)| !k.starts_with("full")).count();
+            (label, PALETTE[n_lora % PALETTE.len()], Marker::Circle)
+        };
+        lines.push((
+            key,
+            Series {
+                label,
+                color,
+                marker,
+                connect: true,
+                points: vec![p],
+            },
+        ));
+    }
+    XyFigure {
+        title: format!(
+            "{} EER vs input length (mean ± std over seeds)",
+            cap(metric.name())
+        ),
+        x_desc: "Input length (s at 16 kHz)".into(),
+        y_desc: metric.axis(),
+        x_scale: XScale::Linear,
+        series: lines.into_iter().map(|(_, s)| s).collect(),
+        hlines: Vec::new(),
+    }
+}
+
+fn memory_time(groups: &[GroupRow], style: &SeriesStyle) -> Option<BarsFigure> {
+    let memory: Vec<Option<f64>> = groups
+        .iter()
+        .map(|g| g.peak_mem_bytes.map(|b| b / MIB))
+        .collect();
+    let step: Vec<Option<f64>> = groups.iter().map(|g| g.step_ms_median).collect();
+    if memory.iter().chain(&step).all(Option::is_none) {
+        return None;
+    }
+    let mut full_index = 0;
+    let colors = groups
+        .iter()
+        .map(|g| {
+            let c = style.color(g, full_index);
+            if g.is_full() {
+                full_index += 1;
+            }
+            c
+        })
+        .collect();
+    let decimals = |values: &[Option<f64>]| {
+        let max = values.iter().flatten().copied().fold(0.0, f64::max);
+        if max >= 100.0 {
+            0
+        } else {
+            1
+        }
+    };
+    Some(BarsFigure {
+        names: groups.iter().map(|g| g.group.clone()).collect(),
+        colors,
+        panels: vec![
+            BarPanel {
+                title: "Peak memory (mean over seeds)".into(),
+                y_desc: "Peak memory (MiB)".into(),
+                decimals: decimals(&memory),
+                values: memory,
+            },
+            BarPanel {
+                title: "Training step time (mean over seeds)".into(),
+                y_desc: "Median step time (ms)".into(),
+                decimals: decimals(&step),
+                values: step,
+            },
+        ],
+    })
+}
+
+/// The lowest-dev-EER run of `mode` (first in plan order on ties).
+fn best_run(rows: &[RunRow], mode: Mode) -> Option<usize> {
+    rows.iter()
+        .enumerate()
+        .filter(|(_, r)| r.mode == mode && r.dev_eer.is_finite())
+        .min_by(|a, b| a.1.dev_eer.total_cmp(&b.1.dev_eer))
+        .map(|(i, _)| i)
+}
+
+/// DET curves of the best LoRA run and the best full fine-tuning run (by dev EER), on their
+/// eval scores when they have them. `Err` says why nothing can be drawn.
+fn det_figure(
+    plan: &Plan,
+    finished: &[(&PlannedRun, RunRecord)],
+    rows: &[RunRow],
+) -> Result<DetFigure, String> {
+    let mut curves = Vec::new();
+    let mut problems = Vec::new();
+    let mut protocols: HashMap<String, Result<Vec<fadlora_data::Utterance>, String>> =
+        HashMap::new();
+    let mut splits = BTreeSet::new();
+    for (mode, color, what) in [
+        (Mode::Lora, PALETTE[0], "best LoRA"),
+        (Mode::Full, FULL_COLORS[0], "best full"),
+    ] {
+        let Some(i) = best_run(rows, mode) else {
+            continue;
+        };
+        let (run, record) = &finished[i];
+        let split: &SplitResult = record.eval.as_ref().unwrap_or(&record.dev);
+        let dataset = &record.config.data.dataset;
+        let utterances = protocols
+            .entry(dataset.clone())
+            .or_insert_with(|| {
+                fadlora_train::scores::read_protocol(dataset).map_err(|e| e.to_string())
+            })
+            .as_ref();
+        let utterances = match utterances {
+            Ok(u) => u,
+            Err(e) => {
+                problems.push(format!(
+                    "the protocol of `{dataset}` could not be read ({e})"
+                ));
+                continue;
+            }
+        };
+        let wanted = Split::parse(&split.split);
+        let labels: HashMap<&str, Label> = utterances
+            .iter()
+            .filter(|u| u.split == wanted)
+            .map(|u| (u.id.as_str(), u.label))
+            .collect();
+        let path = plan.run_dir(run).join(&split.scores_file);
+        let scores = match fadlora_train::scores::read_score_file(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(format!("{e}"));
+                continue;
+            }
+        };
+        let (mut bona, mut spoof) = (Vec::new(), Vec::new());
+        let mut unknown = None;
+        for (id, score) in &scores {
+            match labels.get(id.as_str()) {
+                Some(Label::Bonafide) => bona.push(*score),
+                Some(Label::Spoof) => spoof.push(*score),
+                None => {
+                    unknown = Some(id.clone());
+                    break;
+                }
+            }
+        }
+        if let Some(id) = unknown {
+            problems.push(format!(
+                "{}: `{id}` is not in the {} split of `{dataset}`",
+                path.display(),
+                split.split
+            ));
+            continue;
+        }
+        let curve = match fadlora_metrics::det_curve(&bona, &spoof) {
+            Ok(c) => c,
+            Err(e) => {
+                problems.push(format!("{}: {e}", path.display()));
+                continue;
+            }
+        };
+        let eer = fadlora_metrics::eer(&bona, &spoof)
+            .map(|e| e.eer)
+            .unwrap_or(f64::NAN);
+        splits.insert(split.split.clone());
+        curves.push(DetData {
+            label: format!(
+                "{what}: {} s{} (EER {:.2} %)",
+                run.group,
+                run.axes.seed,
+                eer * 100.0
+            ),
+            color,
+            far: curve.far,
+            frr: curve.frr,
+            eer,
+            n_bonafide: bona.len(),
+            n_spoof: spoof.len(),
+        });
+    }
+    if curves.is_empty() {
+        return Err(if problems.is_empty() {
+            "no finished run".to_string()
+        } else {
+            problems.join("; ")
+        });
+    }
+    let split_names: Vec<String> = splits.into_iter().collect();
+    Ok(DetFigure {
+        title: format!(
+            "DET, {} scores, runs with the lowest dev EER",
+            split_names.join("/")
+        ),
+        curves,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// report.md
+
+fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen: Vec<&str> = Vec::new();
+    for v in values {
+        if !seen.contains(&v) {
+            seen.push(v);
+        }
+    }
+    seen
+}
+
+fn code_list(values: &[&str]) -> String {
+    if values.is_empty() {
+        return "none recorded".into();
+    }
+    values
+        .iter()
+        .map(|v| format!("`{v}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How the wav2vec2 backbone of `run` was initialised, in one sentence part.
+fn backbone(config: &fadlora_train::RunConfig) -> String {
+    let model = &config.model;
+    if let Some(checkpoint) = &model.checkpoint {
+        format!("pretrained weights from `{}`", checkpoint.display())
+    } else if let Some(preset) = &model.preset {
+        format!(
+            "randomly initialised `{preset}` preset — no pretrained checkpoint ships, so these \
+             EERs test the pipeline, not the paper's figures"
+        )
+    } else if let Some(arch) = &model.config {
+        format!(
+            "randomly initialised from the architecture in `{}` — no pretrained weights, so \
+             these EERs test the pipeline, not the paper's figures",
+            arch.display()
+        )
+    } else {
+        "not recorded".into()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report_markdown(
+    plan: &Plan,
+    finished: &[(&PlannedRun, RunRecord)],
+    rows: &[RunRow],
+    groups: &[GroupRow],
+    metric: Metric,
+    summary: &Table,
+    figures: &[(&str, &str)],
+    notes: &[String],
+) -> String {
+    let mut md = format!("# {}\n\n", plan.experiment);
+    if !plan.description.trim().is_empty() {
+        md.push_str(plan.description.trim());
+        md.push_str("\n\n");
+    }
+
+    md.push_str("## Setup\n\n");
+    let configs: Vec<&fadlora_train::RunConfig> = if finished.is_empty() {
+        plan.runs.iter().map(|r| &r.config).collect()
+    } else {
+        finished.iter().map(|(_, rec)| &rec.config).collect()
+    };
+    let backends = distinct(rows.iter().map(|r| r.backend.as_str()));
+    let devices = distinct(rows.iter().map(|r| r.device.as_str()));
+    let datasets = distinct(configs.iter().map(|c| c.data.dataset.as_str()));
+    let commits = distinct(rows.iter().filter_map(|r| r.git_commit.as_deref()));
+    md.push_str(&format!(
+        "{} of {} planned runs finished. Backend: {}; device: {}; dataset: {}; git commit: {}.\n\n",
+        finished.len(),
+        plan.runs.len(),
+        code_list(&backends),
+        code_list(&devices),
+        code_list(&datasets),
+        code_list(&commits),
+    ));
+    let backbones: Vec<String> = {
+        let mut b: Vec<String> = Vec::new();
+        for c in &configs {
+            let text = backbone(c);
+            if !b.contains(&text) {
+                b.push(text);
+            }
+        }
+        b
+    };
+    md.push_str(&format!(
+        "The wav2vec2 backbone: {}.\n\n",
+        backbones.join("; ")
+    ));
+
+    let modes: BTreeSet<Mode> = if rows.is_empty() {
+        plan.runs.iter().map(|r| r.axes.mode).collect()
+    } else {
+        rows.iter().map(|r| r.mode).collect()
+    };
+    let mut training = Vec::new();
+    if modes.contains(&Mode::Lora) {
+        let lora_runs = plan.runs.iter().filter(|r| r.axes.mode == Mode::Lora);
+        let targets: Vec<String> = {
+            let mut t: Vec<String> = Vec::new();
+            for r in lora_runs.clone() {
+                let label = r.axes.targets_label();
+                if !t.contains(&label) {
+                    t.push(label);
+                }
+            }
+            t
+        };
+        let mut layers: Vec<String> = Vec::new();
+        for r in lora_runs.clone() {
+            let label = r.axes.layers_label();
+            if !layers.contains(&label) {
+                layers.push(label);
+            }
+        }
+        let layer_text = if layers.iter().all(|l| l == "all") {
+            "in every encoder layer".to_string()
+        } else {
+            format!("in encoder layers {}", layers.join(" / "))
+        };
+        training.push(format!(
+            "LoRA runs freeze every wav2vec2 weight and train only low-rank adapters on {} \
+             ({layer_text}) plus the classification head",
+            targets
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        ));
+    }
+    if modes.contains(&Mode::Full) {
+        training.push(
+            "full fine-tuning trains everything: every wav2vec2 weight and the head".to_string(),
+        );
+    }
+    if !training.is_empty() {
+        let mut text = training.join("; ");
+        text = cap(&text);
+        md.push_str(&format!("{text}.\n\n"));
+    }
+    let memory_kinds = distinct(rows.iter().map(|r| r.memory_kind.as_str()));
+    md.push_str(&format!(
+        "EER is the equal error rate in percent, given as mean ± sample standard deviation \
+         (ddof 1) over seeds (the mean alone for a single seed). The figures plot the {} EER{}. \
+         Peak memory: {}. Step time: median optimizer step (forward, backward and update, \
+         without data loading). Input lengths are in samples at 16 kHz. Reduction vs full = \
+         trainable parameters of full fine-tuning / those of the row.\n\n",
+        metric.name(),
+        if metric == Metric::Dev {
+            " (not every run has an eval EER)"
+        } else {
+            ""
+        },
+        code_list(&memory_kinds),
+    ));
+
+    md.push_str("## Summary\n\n");
+    if groups.is_empty() {
+        md.push_str("No run has finished yet.\n\n");
+    } else {
+        md.push_str(&summary.markdown());
+        md.push('\n');
+    }
+    md.push_str(
+        "This table as [CSV](summary.csv) and [LaTeX](summary.tex); every run: \
+         [runs.md](runs.md), [runs.csv](runs.csv), [runs.tex](runs.tex).\n\n",
+    );
+
+    if !figures.is_empty() {
+        md.push_str("## Figures\n\n");
+        for (stem, title) in figures {
+            md.push_str(&format!(
+                "### {title}\n\n![{title}]({stem}.png)\n\n[SVG]({stem}.svg)\n\n"
+            ));
+        }
+    }
+
+    if !notes.is_empty() {
+        md.push_str("## Notes\n\n");
+        for note in notes {
+            md.push_str(&format!("- {note}\n"));
+        }
+        md.push('\n');
+    }
+
+    let unfinished: Vec<String> = plan
+        .runs
+        .iter()
+        .filter_map(|run| {
+            let state = match plan.state(run) {
+                RunState::Finished => return None,
+                RunState::Pending => "not started".to_string(),
+                RunState::Partial { epochs_done } => {
+                    format!("interrupted after {}", count(epochs_done, "epoch"))
+                }
+            };
+            Some(format!(
+                "- `{}` (group `{}`, seed {}): {state}\n",
+                run.id, run.group, run.axes.seed
+            ))
+        })
+        .collect();
+    md.push_str("## Unfinished runs\n\n");
+    if unfinished.is_empty() {
+        md.push_str("Every planned run finished.\n");
+    } else {
+        md.push_str(&format!(
+            "{} of the plan not finished (not in the tables or figures):\n\n",
+            count(unfinished.len(), "run")
+        ));
+        for line in unfinished {
+            md.push_str(&line);
+        }
+    }
+    md
+}

@@ -1,0 +1,649 @@
+//! A results folder built by hand (plan, run records, eval score files over the bundled mini
+//! corpus), then summarised and reported.
+
+use std::path::{Path, PathBuf};
+
+use fadlora_data::{Label, Split};
+use fadlora_report::{summary_frame, write_report, write_summary, SUMMARY_COLUMNS};
+use fadlora_sweep::plan::targets_label;
+use fadlora_sweep::{Mode, Plan, PlannedRun, RunAxes};
+use fadlora_train::config::LoraTargetName;
+use fadlora_train::detector::ParamCounts;
+use fadlora_train::measure::{PeakMemory, TimeStats};
+use fadlora_train::record::{EpochLog, SplitResult, RECORD_VERSION};
+use fadlora_train::train::RECORD_FILE;
+use fadlora_train::{RunConfig, RunRecord};
+use polars::prelude::*;
+
+const MIB: u64 = 1024 * 1024;
+const FULL_TRAINABLE: usize = 1_000_000;
+
+fn mini_spec() -> String {
+    format!(
+        "asvspoof2019:{}/../../datasets/mini",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// One run of the fixture.
+struct Spec {
+    targets: Option<Vec<LoraTargetName>>,
+    rank: Option<usize>,
+    crop: usize,
+    seed: u64,
+    dev_eer: f64,
+    eval_eer: f64,
+    trainable: usize,
+    peak_mib: u64,
+    step_ms: f64,
+    /// How far apart the two classes' scores sit.
+    separation: f64,
+}
+
+impl Spec {
+    fn full(seed: u64, dev_eer: f64, eval_eer: f64) -> Spec {
+        Spec {
+            targets: None,
+            rank: None,
+            crop: 32_000,
+            seed,
+            dev_eer,
+            eval_eer,
+            trainable: FULL_TRAINABLE,
+            peak_mib: 2048,
+            step_ms: 400.0,
+            separation: 2.5,
+        }
+    }
+
+    fn lora(targets: &[LoraTargetName], rank: usize, seed: u64, dev: f64, eval: f64) -> Spec {
+        Spec {
+            targets: Some(targets.to_vec()),
+            rank: Some(rank),
+            crop: 32_000,
+            seed,
+            dev_eer: dev,
+            eval_eer: eval,
+            trainable: targets.len() * rank * 125,
+            peak_mib: 900 + rank as u64 * 10,
+            step_ms: 250.0 + rank as f64,
+            separation: 1.2 + rank as f64 * 0.1,
+        }
+    }
+
+    fn mode(&self) -> Mode {
+        if self.targets.is_some() {
+            Mode::Lora
+        } else {
+            Mode::Full
+        }
+    }
+
+    fn group(&self) -> String {
+        let mut g = match (&self.targets, self.rank) {
+            (Some(t), Some(r)) => format!("lora-{}-r{r}", targets_label(t)),
+            _ => "full".to_string(),
+        };
+        if self.crop != 32_000 {
+            g.push_str(&format!("-c{}", self.crop));
+        }
+        g
+    }
+
+    fn id(&self) -> String {
+        format!("{}-s{}-0123abcd", self.group(), self.seed)
+    }
+}
+
+fn run_config(spec: &Spec, dataset: &str, out: &Path) -> RunConfig {
+    let mut toml = format!(
+        "name = \"{id}\"\nbackend = \"flex\"\nseed = {seed}\noutput_dir = \"{out}\"\n\n\
+         [data]\ndataset = \"{dataset}\"\neval_split = \"eval\"\ncrop_samples = {crop}\n\n\
+         [model]\npreset = \"tiny\"\n",
+        id = spec.id(),
+        seed = spec.seed,
+        out = out.display(),
+        crop = spec.crop,
+    );
+    if let (Some(targets), Some(rank)) = (&spec.targets, spec.rank) {
+        let list: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+        toml.push_str(&format!(
+            "\n[lora]\nrank = {rank}\nalpha = {}\ntargets = [{}]\n",
+            2 * rank,
+            list.join(", ")
+        ));
+    }
+    RunConfig::parse(&toml, Path::new("fixture.toml")).expect("fixture TOML is valid")
+}
+
+/// Deterministic noise in [-1, 1).
+fn noise(id: &str, seed: u64) -> f64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for b in id.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    (h % 1_000_000) as f64 / 500_000.0 - 1.0
+}
+
+fn write_scores(run_dir: &Path, spec: &Spec, dataset: &str) -> (usize, usize) {
+    let utterances = fadlora_train::scores::read_protocol(dataset).expect("mini protocol");
+    let mut text = String::new();
+    let (mut n_bona, mut n_spoof) = (0, 0);
+    for u in utterances.iter().filter(|u| u.split == Split::Eval) {
+        let centre = match u.label {
+            Label::Bonafide => {
+                n_bona += 1;
+                spec.separation / 2.0
+            }
+            Label::Spoof => {
+                n_spoof += 1;
+                -spec.separation / 2.0
+            }
+        };
+        // Overlapping classes: an imperfect detector.
+        text.push_str(&format!(
+            "{} {}\n",
+            u.id,
+            centre + 1.5 * noise(&u.id, spec.seed)
+        ));
+    }
+    std::fs::create_dir_all(run_dir.join("scores")).unwrap();
+    std::fs::write(run_dir.join("scores/eval.txt"), text).unwrap();
+    (n_bona, n_spoof)
+}
+
+fn record(spec: &Spec, config: RunConfig, n_bona: usize, n_spoof: usize) -> RunRecord {
+    let epoch = |epoch: usize| EpochLog {
+        epoch,
+        steps: 10 * epoch as u64,
+        train_loss: 0.5,
+        train_eer_percent: None,
+        dev_loss: 0.6,
+        dev_eer_percent: spec.dev_eer,
+        lr: 1e-3,
+        wall_seconds: 10.0,
+        improved: epoch == 2,
+    };
+    RunRecord {
+        record_version: RECORD_VERSION,
+        name: Some(spec.id()),
+        mode: spec.mode().to_string(),
+        backend: "flex".into(),
+        device: "cpu".into(),
+        git_commit: Some("0123456789ab".into()),
+        config,
+        params: ParamCounts {
+            trainable: spec.trainable,
+            total: FULL_TRAINABLE
+                + if spec.targets.is_some() {
+                    spec.trainable
+                } else {
+                    0
+                },
+        },
+        memory: PeakMemory {
+            peak_mem_bytes: Some(spec.peak_mib * MIB),
+            peak_in_use_bytes: None,
+            kind: "process peak RSS (VmHWM)".into(),
+        },
+        step_time: Some(TimeStats {
+            count: 20,
+            median_ms: spec.step_ms,
+            p90_ms: spec.step_ms * 1.2,
+            min_ms: spec.step_ms * 0.9,
+            mean_ms: spec.step_ms * 1.05,
+        }),
+        train_utt_per_s: 30.0,
+        eval_utt_per_s: 90.0,
+        epochs: (1..=3).map(epoch).collect(),
+        steps: 30,
+        best_epoch: 2,
+        stopped_early: false,
+        dev: SplitResult {
+            split: "dev".into(),
+            n_bonafide: 20,
+            n_spoof: 40,
+            eer_percent: spec.dev_eer,
+            threshold: 0.0,
+            loss: 0.6,
+            scores_file: "scores/dev.txt".into(),
+        },
+        eval: Some(SplitResult {
+            split: "eval".into(),
+            n_bonafide: n_bona,
+            n_spoof,
+            eer_percent: spec.eval_eer,
+            threshold: 0.0,
+            loss: 0.6,
+            scores_file: "scores/eval.txt".into(),
+        }),
+        wall_seconds: 60.0,
+    }
+}
+
+/// Writes `plan.json`, and a record + eval scores for every finished spec.
+fn build(root: &Path, dataset: &str, finished: &[Spec], unfinished: &[Spec]) -> Plan {
+    let dir = root.join("fixture");
+    let mut runs = Vec::new();
+    for spec in finished.iter().chain(unfinished) {
+        let out = dir.join(spec.id());
+        runs.push(PlannedRun {
+            id: spec.id(),
+            group: spec.group(),
+            axes: RunAxes {
+                mode: spec.mode(),
+                rank: spec.rank,
+                alpha: spec.rank.map(|r| 2.0 * r as f64),
+                targets: spec.targets.clone(),
+                layers: None,
+                crop_samples: spec.crop,
+                seed: spec.seed,
+            },
+            config: run_config(spec, dataset, &out),
+        });
+    }
+    let plan = Plan {
+        experiment: "fixture".into(),
+        description: "A hand-built sweep over the mini corpus.".into(),
+        source: root.join("fixture.toml"),
+        dir: dir.clone(),
+        runs,
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    plan.save().unwrap();
+    for (spec, run) in finished.iter().zip(&plan.runs) {
+        let run_dir = plan.run_dir(run);
+        let (b, s) = write_scores(&run_dir, spec, &mini_spec());
+        let rec = record(spec, run.config.clone(), b, s);
+        std::fs::write(
+            run_dir.join(RECORD_FILE),
+            serde_json::to_string_pretty(&rec).unwrap(),
+        )
+        .unwrap();
+    }
+    plan
+}
+
+use LoraTargetName::{K, O, Q, V};
+
+fn main_fixture() -> (Vec<Spec>, Vec<Spec>) {
+    let finished = vec![
+        Spec::full(0, 10.0, 12.0),
+        Spec::full(1, 12.0, 14.0),
+        Spec::lora(&[Q, V], 1, 0, 18.0, 20.0),
+        Spec::lora(&[Q, V], 1, 1, 22.0, 24.0),
+        Spec::lora(&[Q, V], 4, 0, 14.0, 15.0),
+        Spec::lora(&[Q, V], 4, 1, 15.0, 16.0),
+        Spec::lora(&[Q, K, V, O], 4, 0, 16.0, 17.0),
+    ];
+    let unfinished = vec![Spec::lora(&[Q, K, V, O], 4, 1, 0.0, 0.0)];
+    (finished, unfinished)
+}
+
+fn read_csv(path: &Path) -> DataFrame {
+    CsvReadOptions::default()
+        .with_has_header(true)
+        .try_into_reader_with_file_path(Some(path.to_path_buf()))
+        .unwrap()
+        .finish()
+        .unwrap()
+}
+
+fn f64_at(frame: &DataFrame, column: &str, row: usize) -> Option<f64> {
+    frame
+        .column(column)
+        .unwrap()
+        .cast(&DataType::Float64)
+        .unwrap()
+        .f64()
+        .unwrap()
+        .get(row)
+}
+
+fn row_of(frame: &DataFrame, group: &str) -> usize {
+    let groups = frame.column("group").unwrap().str().unwrap().clone();
+    (0..frame.height())
+        .find(|&i| groups.get(i) == Some(group))
+        .unwrap_or_else(|| panic!("no row for {group}"))
+}
+
+fn assert_close(actual: Option<f64>, expected: f64, what: &str) {
+    let actual = actual.unwrap_or_else(|| panic!("{what}: missing"));
+    assert!(
+        (actual - expected).abs() < 1e-9,
+        "{what}: {actual} != {expected}"
+    );
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn assert_png(path: &Path) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is not a PNG",
+        path.display()
+    );
+    assert!(
+        bytes.len() > 10_000,
+        "{} is suspiciously small",
+        path.display()
+    );
+}
+
+fn assert_svg(path: &Path, texts: &[&str]) {
+    let svg = read(path);
+    assert!(svg.contains("<svg"), "{} is not an SVG", path.display());
+    for text in texts {
+        assert!(
+            svg.contains(text),
+            "{} lacks the text `{text}`",
+            path.display()
+        );
+    }
+}
+
+/// With `FADLORA_REPORT_PREVIEW=<dir>`, copies the PNGs there for a look.
+fn preview(report: &Path, prefix: &str) {
+    let Some(target) = std::env::var_os("FADLORA_REPORT_PREVIEW") else {
+        return;
+    };
+    let target = PathBuf::from(target);
+    std::fs::create_dir_all(&target).unwrap();
+    for entry in std::fs::read_dir(report).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "png") {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            std::fs::copy(&path, target.join(format!("{prefix}{name}"))).unwrap();
+        }
+    }
+}
+
+#[test]
+fn summary_csv_has_one_row_per_finished_run_in_plan_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (finished, unfinished) = main_fixture();
+    let plan = build(tmp.path(), &mini_spec(), &finished, &unfinished);
+
+    let frame = summary_frame(&plan).unwrap();
+    assert_eq!(frame.height(), finished.len());
+    let names: Vec<String> = frame
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(names, SUMMARY_COLUMNS);
+
+    let path = write_summary(&plan).unwrap();
+    assert_eq!(path, plan.dir.join("summary.csv"));
+    let back = read_csv(&path);
+    assert_eq!(back.height(), finished.len());
+    let ids = back.column("id").unwrap().str().unwrap().clone();
+    for (i, spec) in finished.iter().enumerate() {
+        assert_eq!(ids.get(i), Some(spec.id().as_str()));
+    }
+    // Nullable columns: full fine-tuning has no rank or alpha.
+    assert_eq!(f64_at(&back, "rank", 0), None);
+    assert_eq!(f64_at(&back, "alpha", 0), None);
+    assert_eq!(f64_at(&back, "rank", 4), Some(4.0));
+    assert_eq!(f64_at(&back, "alpha", 4), Some(8.0));
+    assert_eq!(
+        f64_at(&back, "peak_mem_bytes", 0),
+        Some((2048 * MIB) as f64)
+    );
+    assert_eq!(f64_at(&back, "eval_eer_percent", 6), Some(17.0));
+    assert_eq!(f64_at(&back, "step_ms_p90", 0), Some(480.0));
+    assert_eq!(f64_at(&back, "epochs_run", 0), Some(3.0));
+    // No temporary file is left beside it.
+    let leftovers: Vec<_> = std::fs::read_dir(&plan.dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
+fn report_writes_tables_figures_and_markdown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (finished, unfinished) = main_fixture();
+    let plan = build(tmp.path(), &mini_spec(), &finished, &unfinished);
+
+    let report = write_report(&plan.dir).unwrap();
+    let dir = plan.dir.join("report");
+    assert_eq!(report.dir, dir);
+    assert!(
+        report.notes.is_empty(),
+        "unexpected notes: {:?}",
+        report.notes
+    );
+    preview(&dir, "");
+
+    for name in [
+        "runs.md",
+        "runs.csv",
+        "runs.tex",
+        "summary.md",
+        "summary.csv",
+        "summary.tex",
+        "report.md",
+    ] {
+        let path = dir.join(name);
+        assert!(report.files.contains(&path), "{name} not listed");
+        assert!(!read(&path).trim().is_empty(), "{name} is empty");
+    }
+    for stem in ["eer_vs_rank", "eer_vs_params", "memory_time", "det"] {
+        assert!(report.files.contains(&dir.join(format!("{stem}.png"))));
+        assert!(report.files.contains(&dir.join(format!("{stem}.svg"))));
+        assert_png(&dir.join(format!("{stem}.png")));
+    }
+    assert!(!dir.join("eer_vs_length.png").exists());
+    assert_svg(
+        &dir.join("eer_vs_rank.svg"),
+        &[
+            "LoRA rank (log2 scale)",
+            "Eval EER (%)",
+            "full fine-tuning (mean)",
+            "LoRA q+v",
+        ],
+    );
+    assert_svg(
+        &dir.join("eer_vs_params.svg"),
+        &["Trainable parameters (log10 scale)", "Eval EER (%)", "1M"],
+    );
+    assert_svg(
+        &dir.join("memory_time.svg"),
+        &[
+            "Peak memory (MiB)",
+            "Median step time (ms)",
+            "lora-q+k+v+o-r4",
+        ],
+    );
+    assert_svg(
+        &dir.join("det.svg"),
+        &[
+            "Spoof false acceptance rate (%)",
+            "Bona fide miss rate (%)",
+            "best LoRA: lora-q+v-r4 s0",
+            "best full: full s0",
+        ],
+    );
+
+    // Per group, sorted: full first, then q+v by rank, then q+k+v+o.
+    let summary = read_csv(&dir.join("summary.csv"));
+    let names = summary.column("group").unwrap().str().unwrap().clone();
+    let groups: Vec<&str> = (0..summary.height())
+        .map(|i| names.get(i).unwrap())
+        .collect();
+    assert_eq!(
+        groups,
+        ["full", "lora-q+v-r1", "lora-q+v-r4", "lora-q+k+v+o-r4"]
+    );
+    // Hand-computed: eval 15 and 16 -> mean 15.5, sample std sqrt(0.5); dev 14 and 15.
+    let r4 = row_of(&summary, "lora-q+v-r4");
+    assert_close(f64_at(&summary, "eval_eer_mean", r4), 15.5, "r4 eval mean");
+    assert_close(
+        f64_at(&summary, "eval_eer_std", r4),
+        0.5f64.sqrt(),
+        "r4 eval std",
+    );
+    assert_close(f64_at(&summary, "dev_eer_mean", r4), 14.5, "r4 dev mean");
+    assert_close(f64_at(&summary, "n_seeds", r4), 2.0, "r4 seeds");
+    // Full: eval 12 and 14 -> 13 ± sqrt(2).
+    let full = row_of(&summary, "full");
+    assert_close(f64_at(&summary, "eval_eer_mean", full), 13.0, "full mean");
+    assert_close(
+        f64_at(&summary, "eval_eer_std", full),
+        2f64.sqrt(),
+        "full std",
+    );
+    // One seed: no standard deviation.
+    let qkvo = row_of(&summary, "lora-q+k+v+o-r4");
+    assert_eq!(f64_at(&summary, "eval_eer_std", qkvo), None);
+    assert_close(f64_at(&summary, "n_seeds", qkvo), 1.0, "qkvo seeds");
+    // Reduction factors: 1e6 / 250 (q+v r1: 2 targets x rank 1 x 125), / 1000, / 2000.
+    assert_close(f64_at(&summary, "reduction_vs_full", full), 1.0, "full x");
+    let r1 = row_of(&summary, "lora-q+v-r1");
+    assert_close(f64_at(&summary, "reduction_vs_full", r1), 4000.0, "r1 x");
+    assert_close(f64_at(&summary, "reduction_vs_full", r4), 1000.0, "r4 x");
+    assert_close(f64_at(&summary, "reduction_vs_full", qkvo), 500.0, "qkvo x");
+    assert_close(f64_at(&summary, "peak_mem_mib", r4), 940.0, "r4 MiB");
+
+    let summary_md = read(&dir.join("summary.md"));
+    assert!(summary_md.contains("| 15.50 ± 0.71 |"), "{summary_md}");
+    assert!(summary_md.contains("| 13.00 ± 1.41 |"));
+    assert!(summary_md.contains("| 17.00 |"));
+    assert!(summary_md.contains("4000.0x"));
+    assert!(summary_md.contains("1000.0x"));
+    assert!(summary_md.contains("500.0x"));
+    assert!(summary_md.contains("32000 (2.00 s)"));
+    let summary_tex = read(&dir.join("summary.tex"));
+    assert!(summary_tex.contains("\\toprule"));
+    assert!(summary_tex.contains("Dev EER \\%"));
+    assert!(summary_tex.contains("lora-q+v-r4"));
+    assert!(summary_tex.contains("15.50 $\\pm$ 0.71"));
+
+    assert_eq!(read_csv(&dir.join("runs.csv")).height(), finished.len());
+    assert_eq!(
+        read(&dir.join("runs.md")).lines().count(),
+        2 + finished.len()
+    );
+
+    let md = read(&dir.join("report.md"));
+    assert!(md.starts_with("# fixture\n"));
+    assert!(md.contains("A hand-built sweep over the mini corpus."));
+    assert!(md.contains("randomly initialised `tiny` preset"));
+    assert!(md.contains("no pretrained checkpoint ships"));
+    assert!(md.contains("`flex`") && md.contains("`cpu`") && md.contains("`0123456789ab`"));
+    assert!(md.contains(&mini_spec()));
+    assert!(md.contains("freeze every wav2vec2 weight"));
+    assert!(md.contains("`q+v` / `q+k+v+o`"));
+    assert!(md.contains("![EER vs LoRA rank](eer_vs_rank.png)"));
+    assert!(md.contains("(det.png)"));
+    assert!(md.contains(&summary_md));
+    let unfinished_section = md.split("## Unfinished runs").nth(1).unwrap();
+    assert!(
+        unfinished_section.contains(&format!("`{}`", unfinished[0].id())),
+        "{unfinished_section}"
+    );
+    assert!(unfinished_section.contains("not started"));
+    assert!(!unfinished_section.contains(&finished[0].id()));
+}
+
+#[test]
+fn report_of_full_runs_only_skips_lora_figures_with_notes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let finished = vec![Spec::full(0, 10.0, 12.0), Spec::full(1, 12.0, 14.0)];
+    let plan = build(tmp.path(), &mini_spec(), &finished, &[]);
+    let report = write_report(&plan.dir).unwrap();
+    let dir = &report.dir;
+    for name in [
+        "runs.md",
+        "runs.csv",
+        "runs.tex",
+        "summary.md",
+        "summary.csv",
+        "summary.tex",
+    ] {
+        assert!(!read(&dir.join(name)).trim().is_empty(), "{name}");
+    }
+    assert!(!dir.join("eer_vs_rank.png").exists());
+    assert!(!dir.join("eer_vs_params.png").exists());
+    assert_png(&dir.join("memory_time.png"));
+    assert_png(&dir.join("det.png"));
+    let notes = report.notes.join("\n");
+    assert!(notes.contains("`eer_vs_rank` not drawn"), "{notes}");
+    assert!(notes.contains("`eer_vs_params` not drawn"), "{notes}");
+    let md = read(&dir.join("report.md"));
+    assert!(md.contains("`eer_vs_rank` not drawn"));
+    assert!(md.contains("Every planned run finished."));
+    // No full-run column is blank: the one group reduces by 1x against itself.
+    assert!(read(&dir.join("summary.md")).contains("1.0x"));
+}
+
+#[test]
+fn report_survives_an_unreadable_protocol_and_plots_input_length() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = format!("asvspoof2019:{}/no-such-corpus", tmp.path().display());
+    let mut short = Spec::lora(&[Q, V], 4, 0, 20.0, 22.0);
+    short.crop = 16_000;
+    let mut full_short = Spec::full(0, 14.0, 15.0);
+    full_short.crop = 16_000;
+    let finished = vec![
+        Spec::full(0, 10.0, 12.0),
+        full_short,
+        Spec::lora(&[Q, V], 4, 0, 14.0, 15.0),
+        short,
+    ];
+    let plan = build(tmp.path(), &missing, &finished, &[]);
+    let report = write_report(&plan.dir).unwrap();
+    let dir = &report.dir;
+    preview(dir, "length_");
+    assert!(!dir.join("det.png").exists());
+    let notes = report.notes.join("\n");
+    assert!(notes.contains("`det` not drawn"), "{notes}");
+    assert!(notes.contains("no-such-corpus"), "{notes}");
+    assert_png(&dir.join("eer_vs_length.png"));
+    assert_svg(
+        &dir.join("eer_vs_length.svg"),
+        &["Input length (s at 16 kHz)", "Eval EER (%)", "LoRA q+v r4"],
+    );
+    assert_png(&dir.join("eer_vs_rank.png"));
+    assert_svg(
+        &dir.join("eer_vs_rank.svg"),
+        &["LoRA q+v, 1.00 s", "LoRA q+v, 2.00 s"],
+    );
+    let md = read(&dir.join("report.md"));
+    assert!(md.contains("![EER vs input length](eer_vs_length.png)"));
+    assert!(md.contains("`det` not drawn"));
+}
+
+#[test]
+fn report_of_a_plan_with_no_finished_run_still_writes_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = build(
+        tmp.path(),
+        &mini_spec(),
+        &[],
+        &[Spec::full(0, 0.0, 0.0), Spec::lora(&[Q, V], 4, 0, 0.0, 0.0)],
+    );
+    let report = write_report(&plan.dir).unwrap();
+    for name in [
+        "runs.csv",
+        "summary.csv",
+        "runs.md",
+        "summary.tex",
+        "report.md",
+    ] {
+        assert!(report.dir.join(name).is_file(), "{name}");
+    }
+    assert_eq!(read_csv(&report.dir.join("summary.csv")).height(), 0);
+    let md = read(&report.dir.join("report.md"));
+    assert!(md.contains("No run has finished yet."));
+    assert!(md.contains("randomly initialised `tiny` preset"));
+    assert!(md.contains("2 runs of the plan not finished"));
+}
