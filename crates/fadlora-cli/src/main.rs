@@ -2,6 +2,7 @@
 
 mod data_check;
 mod model_cmds;
+mod sweep_cmds;
 mod train_cmds;
 
 use std::io::IsTerminal;
@@ -40,6 +41,11 @@ enum Command {
     Detect(train_cmds::DetectArgs),
     /// Compute the EER (and min t-DCF) of a score file, like the ASVspoof evaluation script.
     Eer(train_cmds::EerArgs),
+    /// Train every run of an experiment TOML (a grid over LoRA rank, targets, length, seeds),
+    /// skipping finished runs and resuming interrupted ones.
+    Sweep(sweep_cmds::SweepArgs),
+    /// Tables and figures of finished sweeps (`<results>/<experiment>/report/`).
+    Report(sweep_cmds::ReportArgs),
     /// Micro-benchmarks that print one JSON object (driven by `cargo xtask bench`).
     Bench {
         #[command(subcommand)]
@@ -83,6 +89,8 @@ fn main() -> ExitCode {
         Command::Eval(args) => train_cmds::eval(args),
         Command::Detect(args) => train_cmds::detect(args),
         Command::Eer(args) => train_cmds::eer(args),
+        Command::Sweep(args) => sweep_cmds::sweep(args),
+        Command::Report(args) => sweep_cmds::report(args),
         Command::Bench {
             command: BenchCommand::Step(args),
         } => train_cmds::bench_step(args),
