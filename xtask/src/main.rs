@@ -22,6 +22,32 @@ enum Task {
         #[command(subcommand)]
         command: DatasetTask,
     },
+    /// Train every run of an experiment TOML: builds `fadlora` in release with the backend the
+    /// experiment names and runs `fadlora sweep` (`--plan`, `--jobs N`, `--results DIR`, ...).
+    Sweep {
+        /// The experiment TOML, e.g. experiments/quickstart.toml.
+        experiment: PathBuf,
+        /// Backend to build and train with, instead of the TOML's `base.backend`.
+        #[arg(long)]
+        backend: Option<String>,
+        /// List the runs and their state without training.
+        #[arg(long)]
+        plan: bool,
+        /// Runs trained at once (CPU backend only).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Results directory (default: results/ at the workspace root).
+        #[arg(long)]
+        results: Option<PathBuf>,
+    },
+    /// Tables and figures for finished sweeps: runs `fadlora report` (release build).
+    Report {
+        /// Experiment names under the results directory (all when left out).
+        experiments: Vec<String>,
+        /// Results directory (default: results/ at the workspace root).
+        #[arg(long)]
+        results: Option<PathBuf>,
+    },
     /// Benchmarks that print JSON (built in release mode).
     Bench {
         #[command(subcommand)]
@@ -162,10 +188,99 @@ fn capture_json(command: &mut Command) -> Result<serde_json::Value> {
     serde_json::from_str(json).with_context(|| format!("{command:?} printed invalid JSON"))
 }
 
+/// `cargo run --release -p fadlora-cli` with only `feature` compiled in, from the workspace root
+/// (so `results/` lands there), with `args` after `--`.
+fn fadlora(root: &Path, feature: &str, args: &[String]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(cargo)
+        .current_dir(root)
+        .args(["run", "--quiet", "--release", "-p", "fadlora-cli"])
+        .args(["--no-default-features", "--features", feature, "--"])
+        .args(args))
+}
+
+/// The backend an experiment TOML trains on (`base.backend`; flex when absent or when the
+/// file does not parse, which `fadlora sweep` then reports with its line).
+fn experiment_backend(path: &Path) -> Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let backend = toml::from_str::<toml::Table>(&text).ok().and_then(|value| {
+        value
+            .get("base")
+            .and_then(|b| b.get("backend"))
+            .and_then(|b| b.as_str())
+            .map(String::from)
+    });
+    Ok(backend.unwrap_or_else(|| "flex".into()))
+}
+
+struct SweepTask {
+    experiment: PathBuf,
+    backend: Option<String>,
+    plan: bool,
+    jobs: Option<usize>,
+    results: Option<PathBuf>,
+}
+
+fn sweep(root: &Path, task: SweepTask) -> Result<()> {
+    // The binary runs from the workspace root; relative paths mean the caller's directory.
+    let cwd = std::env::current_dir()?;
+    let experiment = cwd.join(&task.experiment);
+    let backend = match task.backend {
+        Some(b) => b,
+        None => experiment_backend(&experiment)?,
+    };
+    let feature = feature_for_backend(&backend)?;
+    let mut args = vec![
+        "sweep".to_string(),
+        experiment.display().to_string(),
+        "--backend".to_string(),
+        backend,
+    ];
+    if task.plan {
+        args.push("--plan".into());
+    }
+    if let Some(jobs) = task.jobs {
+        args.extend(["--jobs".into(), jobs.to_string()]);
+    }
+    if let Some(results) = task.results {
+        args.extend(["--results".into(), cwd.join(results).display().to_string()]);
+    }
+    fadlora(root, feature, &args)
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let root = workspace_root();
     match cli.command {
+        Task::Sweep {
+            experiment,
+            backend,
+            plan,
+            jobs,
+            results,
+        } => sweep(
+            &root,
+            SweepTask {
+                experiment,
+                backend,
+                plan,
+                jobs,
+                results,
+            },
+        ),
+        Task::Report {
+            experiments,
+            results,
+        } => {
+            let mut args = vec!["report".to_string()];
+            args.extend(experiments);
+            if let Some(results) = results {
+                let results = std::env::current_dir()?.join(results);
+                args.extend(["--results".into(), results.display().to_string()]);
+            }
+            fadlora(&root, "flex", &args)
+        }
         Task::Dataset {
             command: DatasetTask::Build { args },
         } => {
