@@ -194,7 +194,8 @@ fn fadlora(root: &Path, feature: &str, args: &[String]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run(Command::new(cargo)
         .current_dir(root)
-        .args(["run", "--quiet", "--release", "-p", "fadlora-cli"])
+        // Not --quiet: the first release build takes minutes and should show its progress.
+        .args(["run", "--release", "-p", "fadlora-cli"])
         .args(["--no-default-features", "--features", feature, "--"])
         .args(args))
 }
