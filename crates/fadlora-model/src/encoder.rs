@@ -249,13 +249,32 @@ impl<B: Backend> Encoder<B> {
             self.dropout.forward(self.layer_norm.forward(x))
         };
         let training = B::ad_enabled(&x.device());
-        for layer in &self.layers {
+        // LayerDrop as Hugging Face: each layer is skipped with probability `layerdrop`, in
+        // training only. The draws come from the backend's RNG, which `B::seed` makes
+        // reproducible; all layers' draws are read back at once (one sync per forward, and
+        // none when LayerDrop is off).
+        let dropped: Vec<bool> = if training && self.layerdrop > 0.0 {
+            let draws = Tensor::<B, 1>::random(
+                [self.layers.len()],
+                burn::tensor::Distribution::Uniform(0.0, 1.0),
+                &x.device(),
+            );
+            draws
+                .into_data()
+                .convert::<f64>()
+                .to_vec::<f64>()
+                .expect("f64 after convert")
+                .into_iter()
+                .map(|u| u < self.layerdrop)
+                .collect()
+        } else {
+            vec![false; self.layers.len()]
+        };
+        for (layer, dropped) in self.layers.iter().zip(dropped) {
             if let Some(states) = hidden_states.as_deref_mut() {
                 states.push(x.clone());
             }
-            // LayerDrop as Hugging Face: each layer is skipped with probability `layerdrop`,
-            // in training only. The draw happens on the host so no device sync is needed.
-            if training && self.layerdrop > 0.0 && rand::random::<f64>() < self.layerdrop {
+            if dropped {
                 continue;
             }
             x = layer.forward(x);

@@ -190,8 +190,8 @@ pub struct ArchOverrides {
     /// Sets hidden, attention, activation and feature-projection dropout at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropout: Option<f64>,
-    /// LayerDrop probability. In fadlora-model it draws from the thread RNG, so a run with
-    /// LayerDrop > 0 is not bit-reproducible; set 0 where reproducibility matters.
+    /// LayerDrop probability (training only). Its draws come from the backend RNG that the
+    /// run seed initialises, so runs with LayerDrop are reproducible too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layerdrop: Option<f64>,
 }
