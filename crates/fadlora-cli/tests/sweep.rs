@@ -13,6 +13,14 @@ fn mini_corpus() -> PathBuf {
         .unwrap()
 }
 
+/// Any organisers'-style ASV score file: min t-DCF needs only its three score sets.
+fn asv_scores() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/eer/asv_large_random.scores")
+        .canonicalize()
+        .unwrap()
+}
+
 /// Three runs (full fine-tuning, LoRA q+v r2 and r4) of a two-layer, 32-wide wav2vec2 on 4+4
 /// utterances per split: a few seconds each, several epochs, so a kill can land mid-run.
 fn micro_experiment(dir: &Path) -> PathBuf {
@@ -27,6 +35,7 @@ dataset = "asvspoof2019:{}"
 eval_split = "eval"
 crop_samples = 8000
 max_per_class = 4
+asv_scores = "{}"
 [base.model]
 preset = "tiny"
 hidden_size = 32
@@ -48,7 +57,8 @@ timing_warmup_steps = 1
 ranks = [2, 4]
 full_finetune = true
 "#,
-        mini_corpus().display()
+        mini_corpus().display(),
+        asv_scores().display()
     );
     let path = dir.join("micro.toml");
     std::fs::write(&path, text).unwrap();
@@ -201,6 +211,47 @@ fn a_killed_sweep_resumes_without_redoing_or_losing_runs_and_reports() {
         4,
         "every epoch, once"
     );
+    // The eval min t-DCF in the record is what `fadlora eer` computes from the score file,
+    // against a protocol of just the scored utterances (the run used 4 per class).
+    let protocol = std::fs::read_to_string(
+        mini_corpus().join("ASVspoof2019_LA_cm_protocols/ASVspoof2019.LA.cm.eval.trl.txt"),
+    )
+    .unwrap();
+    let scored = std::fs::read_to_string(dir(1).join("scores/eval.txt")).unwrap();
+    let mut csv = String::from("path,label,id\n");
+    for id in scored.lines().filter_map(|l| l.split_whitespace().next()) {
+        let line = protocol
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(id))
+            .unwrap();
+        let key = line.split_whitespace().last().unwrap();
+        csv.push_str(&format!("{id}.flac,{key},{id}\n"));
+    }
+    let labels = tmp.path().join("eval_labels.csv");
+    std::fs::write(&labels, csv).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fadlora"))
+        .args(["eer", "--json", "--scores"])
+        .arg(dir(1).join("scores/eval.txt"))
+        .arg("--protocol")
+        .arg(format!("csv:{}", labels.display()))
+        .arg("--asv-scores")
+        .arg(asv_scores())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let eer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let recorded = record_2["eval"]["min_tdcf"]
+        .as_f64()
+        .expect("eval min t-DCF recorded");
+    assert!((recorded - eer["min_tdcf"].as_f64().unwrap()).abs() < 1e-12);
+    assert!(
+        record_2["dev"].get("min_tdcf").is_none(),
+        "dev has no ASV scores"
+    );
     // LoRA runs also leave their selected adapters in PEFT's layout.
     for file in ["adapter_config.json", "adapter_model.safetensors"] {
         assert!(dir(1).join("best/adapter").join(file).is_file(), "{file}");
@@ -269,6 +320,7 @@ fn a_killed_sweep_resumes_without_redoing_or_losing_runs_and_reports() {
     }
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
     assert!(md.contains("randomly initialised"), "{md}");
+    assert!(md.contains("Eval min t-DCF"), "{md}");
 }
 
 #[test]

@@ -252,10 +252,15 @@ fn summary_table(groups: &[GroupRow]) -> Table {
         ("Dev EER %", Align::Right),
         ("Eval EER %", Align::Right),
     ]);
+    // Only runs given the organisers' ASV scores have a min t-DCF.
+    let tdcf = groups.iter().any(|g| g.tdcf_mean.is_some());
+    if tdcf {
+        headers.push(("Eval min t-DCF", Align::Right));
+    }
     headers.extend(RESOURCE_HEADERS);
     let mut table = Table::new(&headers);
     for g in groups {
-        table.push(vec![
+        let mut cells = vec![
             g.group.clone(),
             g.mode.to_string(),
             g.targets_label.clone(),
@@ -266,6 +271,11 @@ fn summary_table(groups: &[GroupRow]) -> Table {
             g.n.to_string(),
             mean_std(Some(g.dev_mean), g.dev_std, 2),
             mean_std(g.eval_mean, g.eval_std, 2),
+        ];
+        if tdcf {
+            cells.push(mean_std(g.tdcf_mean, g.tdcf_std, 4));
+        }
+        cells.extend([
             thousands(g.trainable.round() as u64),
             reduction_cell(g.reduction),
             mib(g.peak_mem_bytes),
@@ -273,6 +283,7 @@ fn summary_table(groups: &[GroupRow]) -> Table {
             opt(Some(g.train_utt_per_s), 1),
             opt(Some(g.eval_utt_per_s), 1),
         ]);
+        table.push(cells);
     }
     table
 }
@@ -289,15 +300,19 @@ fn runs_table(rows: &[RunRow], groups: &[GroupRow]) -> Table {
         ("Seed", Align::Right),
         ("Dev EER %", Align::Right),
         ("Eval EER %", Align::Right),
-        ("Best epoch", Align::Right),
     ]);
+    let tdcf = rows.iter().any(|r| r.eval_min_tdcf.is_some());
+    if tdcf {
+        headers.push(("Eval min t-DCF", Align::Right));
+    }
+    headers.push(("Best epoch", Align::Right));
     headers.extend(RESOURCE_HEADERS);
     let mut table = Table::new(&headers);
     for r in rows {
         let reduction = full
             .filter(|_| r.trainable > 0)
             .map(|f| f / r.trainable as f64);
-        table.push(vec![
+        let mut cells = vec![
             r.id.clone(),
             r.group.clone(),
             r.mode.to_string(),
@@ -309,6 +324,11 @@ fn runs_table(rows: &[RunRow], groups: &[GroupRow]) -> Table {
             r.seed.to_string(),
             format!("{:.2}", r.dev_eer),
             opt(r.eval_eer, 2),
+        ];
+        if tdcf {
+            cells.push(opt(r.eval_min_tdcf, 4));
+        }
+        cells.extend([
             format!("{} of {}", r.best_epoch, r.epochs_run),
             thousands(r.trainable as u64),
             reduction_cell(reduction),
@@ -317,6 +337,7 @@ fn runs_table(rows: &[RunRow], groups: &[GroupRow]) -> Table {
             opt(Some(r.train_utt_per_s), 1),
             opt(Some(r.eval_utt_per_s), 1),
         ]);
+        table.push(cells);
     }
     table
 }

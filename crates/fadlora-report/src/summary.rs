@@ -12,7 +12,7 @@ use polars::prelude::*;
 use crate::ReportError;
 
 /// The columns of [`summary_frame`], in order.
-pub const SUMMARY_COLUMNS: [&str; 25] = [
+pub const SUMMARY_COLUMNS: [&str; 26] = [
     "id",
     "group",
     "mode",
@@ -32,6 +32,7 @@ pub const SUMMARY_COLUMNS: [&str; 25] = [
     "eval_utt_per_s",
     "dev_eer_percent",
     "eval_eer_percent",
+    "eval_min_tdcf",
     "best_epoch",
     "epochs_run",
     "wall_seconds",
@@ -67,6 +68,7 @@ pub(crate) struct RunRow {
     pub eval_utt_per_s: f64,
     pub dev_eer: f64,
     pub eval_eer: Option<f64>,
+    pub eval_min_tdcf: Option<f64>,
     pub best_epoch: usize,
     pub epochs_run: usize,
     pub wall_seconds: f64,
@@ -105,6 +107,7 @@ impl RunRow {
             eval_utt_per_s: record.eval_utt_per_s,
             dev_eer: record.dev.eer_percent,
             eval_eer: record.eval.as_ref().map(|e| e.eer_percent),
+            eval_min_tdcf: record.eval.as_ref().and_then(|e| e.min_tdcf),
             best_epoch: record.best_epoch,
             epochs_run: record.epochs.len(),
             wall_seconds: record.wall_seconds,
@@ -194,6 +197,7 @@ pub(crate) fn frame_of_runs(rows: &[RunRow]) -> PolarsResult<DataFrame> {
         Column::new("eval_utt_per_s".into(), f(|r| r.eval_utt_per_s)),
         Column::new("dev_eer_percent".into(), f(|r| r.dev_eer)),
         Column::new("eval_eer_percent".into(), of(|r| r.eval_eer)),
+        Column::new("eval_min_tdcf".into(), of(|r| r.eval_min_tdcf)),
         Column::new("best_epoch".into(), u64s(rows.iter().map(|r| r.best_epoch))),
         Column::new("epochs_run".into(), u64s(rows.iter().map(|r| r.epochs_run))),
         Column::new("wall_seconds".into(), f(|r| r.wall_seconds)),
@@ -227,6 +231,8 @@ pub(crate) struct GroupRow {
     pub dev_std: Option<f64>,
     pub eval_mean: Option<f64>,
     pub eval_std: Option<f64>,
+    pub tdcf_mean: Option<f64>,
+    pub tdcf_std: Option<f64>,
     pub trainable: f64,
     pub total: f64,
     pub peak_mem_bytes: Option<f64>,
@@ -248,9 +254,10 @@ impl GroupRow {
 }
 
 /// Columns averaged per group.
-const MEAN_COLUMNS: [&str; 8] = [
+const MEAN_COLUMNS: [&str; 9] = [
     "dev_eer_percent",
     "eval_eer_percent",
+    "eval_min_tdcf",
     "trainable_params",
     "total_params",
     "peak_mem_bytes",
@@ -259,7 +266,7 @@ const MEAN_COLUMNS: [&str; 8] = [
     "eval_utt_per_s",
 ];
 /// Columns with a standard deviation over seeds.
-const STD_COLUMNS: [&str; 2] = ["dev_eer_percent", "eval_eer_percent"];
+const STD_COLUMNS: [&str; 3] = ["dev_eer_percent", "eval_eer_percent", "eval_min_tdcf"];
 
 /// Mean, standard deviation (ddof 1) and count per `group`, groups in order of first
 /// appearance. Columns: `group`, `<col>_mean`, `<col>_std`, `n`.
@@ -337,6 +344,8 @@ pub(crate) fn group_rows(rows: &[RunRow]) -> PolarsResult<Vec<GroupRow>> {
             dev_std: value(&agg, "dev_eer_percent_std", i)?,
             eval_mean: mean("eval_eer_percent")?,
             eval_std: value(&agg, "eval_eer_percent_std", i)?,
+            tdcf_mean: mean("eval_min_tdcf")?,
+            tdcf_std: value(&agg, "eval_min_tdcf_std", i)?,
             trainable: mean("trainable_params")?.unwrap_or(f64::NAN),
             total: mean("total_params")?.unwrap_or(f64::NAN),
             peak_mem_bytes: mean("peak_mem_bytes")?,
@@ -436,6 +445,8 @@ pub(crate) fn frame_of_groups(groups: &[GroupRow]) -> PolarsResult<DataFrame> {
         Column::new("dev_eer_std".into(), of(|g| g.dev_std)),
         Column::new("eval_eer_mean".into(), of(|g| g.eval_mean)),
         Column::new("eval_eer_std".into(), of(|g| g.eval_std)),
+        Column::new("eval_min_tdcf_mean".into(), of(|g| g.tdcf_mean)),
+        Column::new("eval_min_tdcf_std".into(), of(|g| g.tdcf_std)),
         Column::new("trainable_params".into(), f(|g| g.trainable)),
         Column::new("total_params".into(), f(|g| g.total)),
         Column::new("reduction_vs_full".into(), of(|g| g.reduction)),

@@ -33,6 +33,8 @@ struct Spec {
     seed: u64,
     dev_eer: f64,
     eval_eer: f64,
+    /// As if the organisers' ASV scores were given: EER / 50.
+    eval_min_tdcf: Option<f64>,
     trainable: usize,
     peak_mib: u64,
     step_ms: f64,
@@ -49,6 +51,7 @@ impl Spec {
             seed,
             dev_eer,
             eval_eer,
+            eval_min_tdcf: Some(eval_eer / 50.0),
             trainable: FULL_TRAINABLE,
             peak_mib: 2048,
             step_ms: 400.0,
@@ -64,6 +67,7 @@ impl Spec {
             seed,
             dev_eer: dev,
             eval_eer: eval,
+            eval_min_tdcf: Some(eval / 50.0),
             trainable: targets.len() * rank * 125,
             peak_mib: 900 + rank as u64 * 10,
             step_ms: 250.0 + rank as f64,
@@ -208,6 +212,7 @@ fn record(spec: &Spec, config: RunConfig, n_bona: usize, n_spoof: usize) -> RunR
             eer_percent: spec.dev_eer,
             threshold: 0.0,
             loss: 0.6,
+            min_tdcf: None,
             scores_file: "scores/dev.txt".into(),
         },
         eval: Some(SplitResult {
@@ -217,6 +222,7 @@ fn record(spec: &Spec, config: RunConfig, n_bona: usize, n_spoof: usize) -> RunR
             eer_percent: spec.eval_eer,
             threshold: 0.0,
             loss: 0.6,
+            min_tdcf: spec.eval_min_tdcf,
             scores_file: "scores/eval.txt".into(),
         }),
         wall_seconds: 60.0,
@@ -492,6 +498,17 @@ fn report_writes_tables_figures_and_markdown() {
         "r4 eval std",
     );
     assert_close(f64_at(&summary, "dev_eer_mean", r4), 14.5, "r4 dev mean");
+    // min t-DCF 0.30 and 0.32 -> 0.31 ± sqrt(0.0002).
+    assert_close(
+        f64_at(&summary, "eval_min_tdcf_mean", r4),
+        0.31,
+        "r4 t-DCF mean",
+    );
+    assert_close(
+        f64_at(&summary, "eval_min_tdcf_std", r4),
+        0.0002f64.sqrt(),
+        "r4 t-DCF std",
+    );
     assert_close(f64_at(&summary, "n_seeds", r4), 2.0, "r4 seeds");
     // Full: eval 12 and 14 -> 13 ± sqrt(2).
     let full = row_of(&summary, "full");
@@ -515,6 +532,8 @@ fn report_writes_tables_figures_and_markdown() {
 
     let summary_md = read(&dir.join("summary.md"));
     assert!(summary_md.contains("| 15.50 ± 0.71 |"), "{summary_md}");
+    assert!(summary_md.contains("Eval min t-DCF"), "{summary_md}");
+    assert!(summary_md.contains("| 0.3100 ± 0.0141 |"), "{summary_md}");
     assert!(summary_md.contains("| 13.00 ± 1.41 |"));
     assert!(summary_md.contains("| 17.00 |"));
     assert!(summary_md.contains("4000.0x"));

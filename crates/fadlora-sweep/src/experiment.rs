@@ -561,6 +561,7 @@ impl Experiment {
                 config.data.dataset = normalize_spec(&config.data.dataset);
                 config.model.checkpoint = config.model.checkpoint.as_deref().map(normalize);
                 config.model.config = config.model.config.as_deref().map(normalize);
+                config.data.asv_scores = config.data.asv_scores.as_deref().map(normalize);
                 config.name = Some(id.clone());
                 config.output_dir = dir.join(&id);
                 PlannedRun {
@@ -613,6 +614,17 @@ impl Experiment {
                     "base.model.config",
                     file.clone(),
                     "Give a Hugging Face wav2vec2 config.json.".into(),
+                ));
+            }
+        }
+        if let Some(asv) = &config.data.asv_scores {
+            if !asv.is_file() {
+                return Err(self.missing(
+                    "base.data.asv_scores",
+                    asv.clone(),
+                    "ASVspoof 2019 LA ships the organisers' ASV scores in \
+LA/ASVspoof2019_LA_asv_scores/ (ASVspoof2019.LA.asv.eval.gi.trl.scores.txt for the eval split)."
+                        .into(),
                 ));
             }
         }

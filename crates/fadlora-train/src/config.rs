@@ -112,6 +112,11 @@ pub struct DataSection {
     /// smoke tests and quick experiments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_per_class: Option<usize>,
+    /// The organisers' ASV scores for the eval split (ASVspoof 2019:
+    /// `ASVspoof2019_LA_asv_scores/ASVspoof2019.LA.asv.eval.gi.trl.scores.txt`): the run
+    /// record then also gives the eval min t-DCF.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asv_scores: Option<PathBuf>,
 }
 
 fn default_train_split() -> String {
@@ -529,6 +534,12 @@ impl RunConfig {
                 "must differ from dev_split: selection must not see evaluation data",
             ));
         }
+        if self.data.asv_scores.is_some() && self.data.eval_split.is_none() {
+            return Err(invalid(
+                "data.asv_scores",
+                "scores the eval split: set `data.eval_split` too",
+            ));
+        }
         if self.data.max_per_class == Some(0) {
             return Err(invalid("data.max_per_class", "must be at least 1"));
         }
@@ -689,6 +700,9 @@ impl RunConfig {
         }
         if let Some(c) = &self.model.config {
             self.model.config = Some(join(c));
+        }
+        if let Some(a) = &self.data.asv_scores {
+            self.data.asv_scores = Some(join(a));
         }
         // A dataset spec is `kind:path` or a bare path; only the path part is relative.
         let spec = &self.data.dataset;

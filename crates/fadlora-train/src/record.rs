@@ -67,6 +67,10 @@ pub struct SplitResult {
     pub eer_percent: f64,
     pub threshold: f64,
     pub loss: f64,
+    /// Min t-DCF (ASVspoof 2019 cost model), when `data.asv_scores` gives the organisers' ASV
+    /// scores (eval split only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tdcf: Option<f64>,
     /// Relative to the output folder.
     pub scores_file: String,
 }

@@ -99,7 +99,7 @@ pub fn eer_of(scores: &[Scored]) -> Result<Eer, TrainError> {
     Ok(fadlora_metrics::eer(&bona, &spoof)?)
 }
 
-fn split_by_label(scores: &[Scored]) -> (Vec<f64>, Vec<f64>) {
+pub(crate) fn split_by_label(scores: &[Scored]) -> (Vec<f64>, Vec<f64>) {
     let mut bona = Vec::new();
     let mut spoof = Vec::new();
     for s in scores {

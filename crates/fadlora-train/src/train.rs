@@ -42,7 +42,9 @@ use crate::data::{load_batch, select_split};
 use crate::detector::{param_paths, weighted_cross_entropy, BaseSource, Detector, DetectorConfig};
 use crate::measure::{git_commit, TimeStats};
 use crate::record::{EpochLog, RunRecord, SplitResult, RECORD_VERSION};
-use crate::scores::{score_dataset, write_atomic, write_score_file, ScoredSet};
+use crate::scores::{
+    read_asv_scores, score_dataset, split_by_label, write_atomic, write_score_file, ScoredSet,
+};
 use crate::TrainError;
 
 pub const PROGRESS_FILE: &str = "progress.json";
@@ -270,6 +272,8 @@ where
         Some(split) => Some(select_split(&all, &spec, split, d.max_per_class)?),
         None => None,
     };
+    // Read now, so a bad ASV score file stops the run before training, not after it.
+    let asv = d.asv_scores.as_deref().map(read_asv_scores).transpose()?;
     let normalization = d.normalization.to_data();
     let train_crop = match d.train_crop {
         TrainCrop::Random => CropMode::Random {
@@ -614,7 +618,7 @@ where
         &device,
         &mut env.memory,
     )?;
-    let dev_result = finish_split(out, &d.dev_split, &dev)?;
+    let dev_result = finish_split(out, &d.dev_split, &dev, None)?;
     let eval_result = match (&eval_ds, &d.eval_split) {
         (Some(ds), Some(split)) => {
             let eval = score_dataset(
@@ -625,7 +629,7 @@ where
                 &device,
                 &mut env.memory,
             )?;
-            Some(finish_split(out, split, &eval)?)
+            Some(finish_split(out, split, &eval, asv.as_ref())?)
         }
         _ => None,
     };
@@ -661,9 +665,24 @@ where
     Ok(TrainOutcome::Finished(Box::new(record)))
 }
 
-fn finish_split(out: &Path, split: &str, set: &ScoredSet) -> Result<SplitResult, TrainError> {
+/// Writes the split's score file and summarises it; with the organisers' ASV scores, also the
+/// min t-DCF (ASVspoof 2019 cost model).
+fn finish_split(
+    out: &Path,
+    split: &str,
+    set: &ScoredSet,
+    asv: Option<&fadlora_metrics::AsvScores>,
+) -> Result<SplitResult, TrainError> {
     let rel = format!("scores/{split}.txt");
     write_score_file(&out.join(&rel), &set.scores)?;
+    let min_tdcf = match asv {
+        Some(asv) => {
+            let (bona, spoof) = split_by_label(&set.scores);
+            let cost = fadlora_metrics::TdcfCostModel::asvspoof2019();
+            Some(fadlora_metrics::min_tdcf(&bona, &spoof, asv, &cost)?.min_tdcf)
+        }
+        None => None,
+    };
     let n_bonafide = set
         .scores
         .iter()
@@ -676,6 +695,7 @@ fn finish_split(out: &Path, split: &str, set: &ScoredSet) -> Result<SplitResult,
         eer_percent: set.eer.eer * 100.0,
         threshold: set.eer.threshold,
         loss: set.loss,
+        min_tdcf,
         scores_file: rel,
     })
 }
