@@ -235,6 +235,25 @@ const CONFIG_HEADERS: [(&str, Align); 6] = [
     ("Input samples (s)", Align::Right),
 ];
 
+/// The cells under [`CONFIG_HEADERS`], for a run or a group.
+fn config_cells(
+    mode: Mode,
+    targets_label: &str,
+    rank: Option<usize>,
+    alpha: Option<f64>,
+    layers_label: &str,
+    crop_samples: usize,
+) -> [String; 6] {
+    [
+        mode.to_string(),
+        targets_label.to_string(),
+        rank_cell(rank),
+        alpha_cell(alpha),
+        layers_label.to_string(),
+        input_cell(crop_samples),
+    ]
+}
+
 const RESOURCE_HEADERS: [(&str, Align); 6] = [
     ("Trainable params", Align::Right),
     ("Reduction vs full", Align::Right),
@@ -260,18 +279,20 @@ fn summary_table(groups: &[GroupRow]) -> Table {
     headers.extend(RESOURCE_HEADERS);
     let mut table = Table::new(&headers);
     for g in groups {
-        let mut cells = vec![
-            g.group.clone(),
-            g.mode.to_string(),
-            g.targets_label.clone(),
-            rank_cell(g.rank),
-            alpha_cell(g.alpha),
-            g.layers_label.clone(),
-            input_cell(g.crop_samples),
+        let mut cells = vec![g.group.clone()];
+        cells.extend(config_cells(
+            g.mode,
+            &g.targets_label,
+            g.rank,
+            g.alpha,
+            &g.layers_label,
+            g.crop_samples,
+        ));
+        cells.extend([
             g.n.to_string(),
             mean_std(Some(g.dev_mean), g.dev_std, 2),
             mean_std(g.eval_mean, g.eval_std, 2),
-        ];
+        ]);
         if tdcf {
             cells.push(mean_std(g.tdcf_mean, g.tdcf_std, 4));
         }
@@ -312,19 +333,20 @@ fn runs_table(rows: &[RunRow], groups: &[GroupRow]) -> Table {
         let reduction = full
             .filter(|_| r.trainable > 0)
             .map(|f| f / r.trainable as f64);
-        let mut cells = vec![
-            r.id.clone(),
-            r.group.clone(),
-            r.mode.to_string(),
-            r.targets_label.clone(),
-            rank_cell(r.rank),
-            alpha_cell(r.alpha),
-            r.layers_label.clone(),
-            input_cell(r.crop_samples),
+        let mut cells = vec![r.id.clone(), r.group.clone()];
+        cells.extend(config_cells(
+            r.mode,
+            &r.targets_label,
+            r.rank,
+            r.alpha,
+            &r.layers_label,
+            r.crop_samples,
+        ));
+        cells.extend([
             r.seed.to_string(),
             format!("{:.2}", r.dev_eer),
             opt(r.eval_eer, 2),
-        ];
+        ]);
         if tdcf {
             cells.push(opt(r.eval_min_tdcf, 4));
         }
