@@ -666,3 +666,16 @@ fn report_of_a_plan_with_no_finished_run_still_writes_tables() {
     assert!(md.contains("randomly initialised `tiny` preset"));
     assert!(md.contains("2 runs of the plan not finished"));
 }
+
+#[test]
+fn a_moved_results_folder_still_reports_every_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (finished, unfinished) = main_fixture();
+    let plan = build(tmp.path(), &mini_spec(), &finished, &unfinished);
+    let moved = tmp.path().join("moved-elsewhere");
+    std::fs::rename(&plan.dir, &moved).unwrap();
+
+    write_report(&moved).unwrap();
+    let runs = read_csv(&moved.join("report/runs.csv"));
+    assert_eq!(runs.height(), finished.len());
+}

@@ -140,14 +140,17 @@ impl Plan {
         self.dir.join(&run.id)
     }
 
-    /// Reads `<dir>/plan.json`.
+    /// Reads `<dir>/plan.json`. The plan's folder is `dir`, wherever the sweep wrote it: a
+    /// results folder that was moved or copied still finds its runs.
     pub fn load(dir: &Path) -> Result<Plan, SweepError> {
         let path = dir.join(PLAN_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| SweepError::io(&path, e))?;
-        serde_json::from_str(&text).map_err(|e| SweepError::Corrupt {
+        let mut plan: Plan = serde_json::from_str(&text).map_err(|e| SweepError::Corrupt {
             path,
             message: e.to_string(),
-        })
+        })?;
+        plan.dir = dir.to_path_buf();
+        Ok(plan)
     }
 
     /// Writes `plan.json` atomically.
