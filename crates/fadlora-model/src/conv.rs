@@ -8,7 +8,8 @@
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
 use burn::prelude::*;
-use burn::tensor::ops::PadMode;
+
+use crate::ops::{conv_windows, same_windows, ConvWindow, ModelBackend, SameWindow};
 
 /// A valid (unpadded) strided `Conv1d` over `[batch, time, in_channels]` with
 /// `stride <= kernel <= 2 * stride`.
@@ -62,62 +63,36 @@ impl<B: Backend> StridedConv<B> {
     pub fn output_len(&self, len: usize) -> usize {
         (len - self.kernel) / self.stride + 1
     }
+}
 
-    /// `[batch, time, in] -> [batch, (time - kernel) / stride + 1, out]`.
+impl<B: ModelBackend> StridedConv<B> {
+    /// `[batch, time, in] -> [batch, (time - kernel) / stride + 1, out]`, in `x`'s float type.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let [batch, len, channels] = x.dims();
+        let [batch, len, _] = x.dims();
         let (k, s) = (self.kernel, self.stride);
         assert!(
             len >= k,
             "convolution input of {len} frames is shorter than its kernel of {k}"
         );
-        let out_len = self.output_len(len);
-        // Window t starts block t and spills into the first (k - s) frames of block t + 1.
-        let blocks = if k > s { out_len + 1 } else { out_len };
-        let need = blocks * s;
-        let x = if len >= need {
-            x.slice(s![.., 0..need, ..])
-        } else {
-            // The padded frames lie past the last window's end: they are never read.
-            x.pad([(0, 0), (0, need - len), (0, 0)], PadMode::Constant(0.0))
+        let dtype = x.dtype();
+        // The windows are a copy anyway: a column of ones rides along and the bias becomes one
+        // more weight row. A broadcast add over the output was measured slower than the whole
+        // matmul of the first layer on the CPU backend.
+        let window = ConvWindow {
+            kernel: k,
+            stride: s,
+            ones: self.bias.is_some(),
         };
-        let device = x.device();
-        let x = x.reshape([batch, blocks, s * channels]);
-        let weight = self.weight.val();
+        let out_len = window.out_len(len);
+        let weight = self.weight.val().cast(dtype);
         let out_channels = weight.dims()[1];
-        let y = if k > s {
-            let head = x.clone().slice(s![.., 0..out_len, ..]);
-            let spill = x.slice(s![.., 1..blocks, 0..(k - s) * channels]);
-            match &self.bias {
-                // The windows are copied by `cat` anyway: a column of ones rides along and the
-                // bias becomes one more weight row. A broadcast add over the output was
-                // measured slower than the whole matmul of the first layer on the CPU backend.
-                Some(bias) => {
-                    let ones = Tensor::ones([batch, out_len, 1], &device);
-                    let windows = Tensor::cat(vec![head, spill, ones], 2)
-                        .reshape([batch * out_len, k * channels + 1]);
-                    let weight = Tensor::cat(vec![weight, bias.val().unsqueeze::<2>()], 0);
-                    windows.matmul(weight)
-                }
-                None => Tensor::cat(vec![head, spill], 2)
-                    .reshape([batch * out_len, k * channels])
-                    .matmul(weight),
-            }
-        } else {
-            let windows = if k < s {
-                x.slice(s![.., .., 0..k * channels])
-            } else {
-                x
-            };
-            let y = windows
-                .reshape([batch * out_len, k * channels])
-                .matmul(weight);
-            match &self.bias {
-                Some(bias) => y + bias.val().unsqueeze::<2>(),
-                None => y,
-            }
+        let weight = match &self.bias {
+            Some(bias) => Tensor::cat(vec![weight, bias.val().cast(dtype).unsqueeze::<2>()], 0),
+            None => weight,
         };
-        y.reshape([batch, out_len, out_channels])
+        conv_windows(x, window)
+            .matmul(weight)
+            .reshape([batch, out_len, out_channels])
     }
 }
 
@@ -127,8 +102,9 @@ impl<B: Backend> StridedConv<B> {
 ///
 /// Keeping `g` and `v` (rather than a folded `w`) is what Hugging Face trains during full
 /// fine-tuning and what its parameter count includes. `weight_v` is stored
-/// `[groups, (in_channels / groups) * kernel, out_channels / groups]`, row `c * kernel + j`
-/// holding PyTorch's `weight_v[group * out_per_group + o, c, j]`, the order `unfold` produces.
+/// `[groups, kernel * (in_channels / groups), out_channels / groups]`, row `j * in_per_group + c`
+/// holding PyTorch's `weight_v[group * out_per_group + o, c, j]`: the order in which a window
+/// of `kernel` frames lies once gathered (see [`WeightNormGroupedConv::forward`]).
 #[derive(Module, Debug)]
 pub struct WeightNormGroupedConv<B: Backend> {
     pub weight_g: Param<Tensor<B, 1>>,
@@ -138,6 +114,11 @@ pub struct WeightNormGroupedConv<B: Backend> {
     pub groups: usize,
 }
 
+/// The largest window tensor gathered at once, in elements (256 MiB of f32). CUDA's memory pool
+/// reserves a page of a quarter of the device for any allocation above a few GiB and keeps it;
+/// XLS-R's windows at batch 8 are 843 MB, so they are gathered a few groups at a time.
+const MAX_WINDOW_ELEMENTS: usize = 64 << 20;
+
 impl<B: Backend> WeightNormGroupedConv<B> {
     /// Random initialisation as Hugging Face (`v ~ N(0, 2 / sqrt(kernel * channels))`, zero
     /// bias), with `g` set to the expected norm of `v` so that `w` starts out close to `v`
@@ -146,7 +127,7 @@ impl<B: Backend> WeightNormGroupedConv<B> {
         let per_group = channels / groups;
         let std = 2.0 * (1.0 / (kernel * channels) as f64).sqrt();
         let weight_v = Initializer::Normal { mean: 0.0, std }
-            .init([groups, per_group * kernel, per_group], device);
+            .init([groups, kernel * per_group, per_group], device);
         let weight_g = Initializer::Constant {
             value: std * ((channels * per_group) as f64).sqrt(),
         }
@@ -160,39 +141,73 @@ impl<B: Backend> WeightNormGroupedConv<B> {
         }
     }
 
-    /// The effective weight `g * v / ||v||`, `[groups, per_group * kernel, per_group]`.
+    /// PyTorch's `weight_v` `[channels, channels / groups, kernel]` (host data) in the layout
+    /// of [`Self::weight_v`].
+    pub fn v_from_pytorch(v: &[f32], channels: usize, kernel: usize, groups: usize) -> Vec<f32> {
+        let per_group = channels / groups;
+        // [groups, out, in, k] -> [groups, k, in, out]
+        crate::load::permute(v, &[groups, per_group, per_group, kernel], &[0, 3, 2, 1])
+    }
+
+    /// The effective weight `g * v / ||v||`, `[groups, kernel * per_group, per_group]`.
     pub fn weight(&self) -> Tensor<B, 3> {
         let v = self.weight_v.val();
         let [groups, rows, out] = v.dims();
         let per_group_in = rows / self.kernel;
-        let v = v.reshape([groups, per_group_in, self.kernel, out]);
+        let v = v.reshape([groups, self.kernel, per_group_in, out]);
         let norm = v
             .clone()
             .powi_scalar(2)
             .sum_dim(3)
-            .sum_dim(1)
+            .sum_dim(2)
             .sum_dim(0)
             .sqrt();
-        let scale = self.weight_g.val().reshape([1, 1, self.kernel, 1]) / norm;
+        let scale = self.weight_g.val().reshape([1, self.kernel, 1, 1]) / norm;
         (v * scale).reshape([groups, rows, out])
     }
+}
 
+impl<B: ModelBackend> WeightNormGroupedConv<B> {
     /// `[batch, time, channels] -> [batch, time, channels]`, padded by `kernel / 2` on both
     /// sides with the last output frame dropped for even kernels (Hugging Face's
     /// `Wav2Vec2SamePadLayer`); that frame is simply never computed here.
+    ///
+    /// im2col ([`same_windows`]: each group's windows as contiguous `[batch * time, kernel *
+    /// per_group]` rows) and one batched matmul over the groups.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [batch, len, channels] = x.dims();
         let (k, groups) = (self.kernel, self.groups);
-        let left = k / 2;
-        let right = k - 1 - left;
-        let x = x.pad([(0, 0), (left, right), (0, 0)], PadMode::Constant(0.0));
-        // [batch, len, channels, k] -> [batch, groups, len, per_group * k]
-        let windows: Tensor<B, 4> = x.unfold(1, k, 1);
-        let windows = windows
-            .reshape([batch, len, groups, (channels / groups) * k])
-            .swap_dims(1, 2);
-        let y = windows.matmul(self.weight().unsqueeze::<4>());
-        y.swap_dims(1, 2).reshape([batch, len, channels]) + self.bias.val().unsqueeze::<3>()
+        let per_group = channels / groups;
+        let dtype = x.dtype();
+        let weight = self.weight().cast(dtype);
+        let per_chunk =
+            (MAX_WINDOW_ELEMENTS / (batch * len * k * per_group).max(1)).clamp(1, groups);
+        let outputs: Vec<Tensor<B, 3>> = (0..groups)
+            .step_by(per_chunk)
+            .map(|g0| {
+                let g1 = (g0 + per_chunk).min(groups);
+                let x = if g1 - g0 == groups {
+                    x.clone()
+                } else {
+                    x.clone().slice(s![.., .., g0 * per_group..g1 * per_group])
+                };
+                let window = SameWindow {
+                    kernel: k,
+                    groups: g1 - g0,
+                };
+                same_windows(x, window).matmul(weight.clone().slice(s![g0..g1, .., ..]))
+            })
+            .collect();
+        let y = if outputs.len() == 1 {
+            outputs.into_iter().next().expect("one chunk")
+        } else {
+            Tensor::cat(outputs, 0)
+        };
+        // [groups, batch * time, per_group] -> [batch, time, channels]
+        y.reshape([groups, batch, len, per_group])
+            .permute([1, 2, 0, 3])
+            .reshape([batch, len, channels])
+            + self.bias.val().cast(dtype).unsqueeze::<3>()
     }
 }
 
@@ -345,11 +360,11 @@ mod tests {
                         .flat_map(|row| row[..len].to_vec())
                         .collect();
                 }
-                let v = crate::load::permute(&v, &[groups, per_group, per_group * k], &[0, 2, 1]);
+                let v = WeightNormGroupedConv::<TB>::v_from_pytorch(&v, channels, k, groups);
                 let conv = WeightNormGroupedConv::<TB> {
                     weight_g: Param::from_data(TensorData::new(g, [k]), &device),
                     weight_v: Param::from_data(
-                        TensorData::new(v, [groups, per_group * k, per_group]),
+                        TensorData::new(v, [groups, k * per_group, per_group]),
                         &device,
                     ),
                     bias: Param::from_data(TensorData::new(bias, [channels]), &device),

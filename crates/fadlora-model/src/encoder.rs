@@ -1,15 +1,21 @@
 //! Positional convolution and the transformer encoder, in both of Hugging Face's layouts.
 
+use std::sync::{Arc, Mutex};
+
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use crate::config::Wav2Vec2Config;
 use crate::conv::WeightNormGroupedConv;
 use crate::linear::{init_linear, linear_from_checkpoint, EncoderLinear};
 use crate::load::{LoadError, TensorSource};
 use crate::norm::Norm;
+use crate::ops::{gelu, softmax, ModelBackend};
 
 /// Multi-head self-attention (no mask: inputs of a batch share one length).
 #[derive(Module, Debug)]
@@ -36,7 +42,9 @@ impl<B: Backend> Attention<B> {
             num_heads: config.num_attention_heads,
         })
     }
+}
 
+impl<B: ModelBackend> Attention<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [batch, len, hidden] = x.dims();
         let (heads, head_dim) = (self.num_heads, hidden / self.num_heads);
@@ -44,8 +52,17 @@ impl<B: Backend> Attention<B> {
         let q = split(self.q_proj.forward(x.clone()));
         let k = split(self.k_proj.forward(x.clone()));
         let v = split(self.v_proj.forward(x));
+        if !B::ad_enabled(&q.device()) {
+            // Inference: the backend's fused attention (flash attention on cubecl, a fused
+            // CPU kernel on flex), with its default scale 1 / sqrt(head_dim). Under autodiff
+            // burn decomposes it anyway, so training takes the path below.
+            let context = attention(q, k, v, None, None, AttentionModuleOptions::default());
+            return self
+                .out_proj
+                .forward(context.swap_dims(1, 2).reshape([batch, len, hidden]));
+        }
         let scores = q.matmul(k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5);
-        let probs = self.dropout.forward(softmax(scores, 3));
+        let probs = self.dropout.forward(softmax(scores));
         let context = probs
             .matmul(v)
             .swap_dims(1, 2)
@@ -63,7 +80,7 @@ pub struct FeedForward<B: Backend> {
     pub output_dropout: Dropout,
 }
 
-impl<B: Backend> FeedForward<B> {
+impl<B: ModelBackend> FeedForward<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = self.intermediate_dense.forward(x);
         let x = self.intermediate_dropout.forward(gelu(x));
@@ -107,7 +124,9 @@ impl<B: Backend> EncoderLayer<B> {
             stable: config.do_stable_layer_norm,
         })
     }
+}
 
+impl<B: ModelBackend> EncoderLayer<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         if self.stable {
             let attn = self.attention.forward(self.layer_norm.forward(x.clone()));
@@ -131,7 +150,7 @@ pub struct PositionalConvEmbedding<B: Backend> {
     pub conv: WeightNormGroupedConv<B>,
 }
 
-impl<B: Backend> PositionalConvEmbedding<B> {
+impl<B: ModelBackend> PositionalConvEmbedding<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         gelu(self.conv.forward(x))
     }
@@ -146,6 +165,37 @@ pub struct Encoder<B: Backend> {
     pub layers: Vec<EncoderLayer<B>>,
     pub stable: bool,
     pub layerdrop: f64,
+    #[module(skip)]
+    pub layerdrop_rng: LayerDropRng,
+}
+
+/// Where LayerDrop draws from: a host RNG, so that deciding which layers run needs no read-back
+/// from the device. Clones of a model share it; [`LayerDropRng::reseed`] makes the draws that
+/// follow reproducible (the trainer reseeds it every epoch).
+#[derive(Debug, Clone)]
+pub struct LayerDropRng(Arc<Mutex<StdRng>>);
+
+impl Default for LayerDropRng {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(StdRng::seed_from_u64(0))))
+    }
+}
+
+impl LayerDropRng {
+    pub fn reseed(&self, seed: u64) {
+        *self.lock() = StdRng::seed_from_u64(seed);
+    }
+
+    /// Which of `layers` layers to skip, each with probability `p`.
+    fn draw(&self, layers: usize, p: f64) -> Vec<bool> {
+        let mut rng = self.lock();
+        (0..layers).map(|_| rng.random::<f64>() < p).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StdRng> {
+        // The RNG state is valid whatever a panicking holder was doing.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl<B: Backend> Encoder<B> {
@@ -176,6 +226,7 @@ impl<B: Backend> Encoder<B> {
             layers,
             stable: config.do_stable_layer_norm,
             layerdrop: config.layerdrop,
+            layerdrop_rng: LayerDropRng::default(),
         }
     }
 
@@ -225,9 +276,12 @@ impl<B: Backend> Encoder<B> {
             layers,
             stable: config.do_stable_layer_norm,
             layerdrop: config.layerdrop,
+            layerdrop_rng: LayerDropRng::default(),
         })
     }
+}
 
+impl<B: ModelBackend> Encoder<B> {
     /// Runs the encoder on projected features `[batch, frames, hidden]`.
     ///
     /// With `hidden_states`, it collects Hugging Face's `hidden_states` (transformers 5.x):
@@ -250,23 +304,9 @@ impl<B: Backend> Encoder<B> {
         };
         let training = B::ad_enabled(&x.device());
         // LayerDrop as Hugging Face: each layer is skipped with probability `layerdrop`, in
-        // training only. The draws come from the backend's RNG, which `B::seed` makes
-        // reproducible; all layers' draws are read back at once (one sync per forward, and
-        // none when LayerDrop is off).
-        let dropped: Vec<bool> = if training && self.layerdrop > 0.0 {
-            let draws = Tensor::<B, 1>::random(
-                [self.layers.len()],
-                burn::tensor::Distribution::Uniform(0.0, 1.0),
-                &x.device(),
-            );
-            draws
-                .into_data()
-                .convert::<f64>()
-                .to_vec::<f64>()
-                .expect("f64 after convert")
-                .into_iter()
-                .map(|u| u < self.layerdrop)
-                .collect()
+        // training only.
+        let dropped = if training && self.layerdrop > 0.0 {
+            self.layerdrop_rng.draw(self.layers.len(), self.layerdrop)
         } else {
             vec![false; self.layers.len()]
         };

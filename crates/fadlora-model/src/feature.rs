@@ -3,12 +3,13 @@
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 
 use crate::config::{FeatExtractNorm, Wav2Vec2Config};
 use crate::conv::StridedConv;
+use crate::linear::linear_on_tokens;
 use crate::load::{permute, LoadError, TensorSource};
 use crate::norm::Norm;
+use crate::ops::{gelu, ModelBackend};
 
 /// PyTorch's default `eps` for the `nn.LayerNorm` / `nn.GroupNorm` inside the conv layers,
 /// which Hugging Face builds without passing `layer_norm_eps`.
@@ -21,7 +22,7 @@ pub struct ConvLayer<B: Backend> {
     pub layer_norm: Option<Norm<B>>,
 }
 
-impl<B: Backend> ConvLayer<B> {
+impl<B: ModelBackend> ConvLayer<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = self.conv.forward(x);
         let x = match &self.layer_norm {
@@ -123,7 +124,9 @@ impl<B: Backend> FeatureEncoder<B> {
         }
         Ok(Self { conv_layers })
     }
+}
 
+impl<B: ModelBackend> FeatureEncoder<B> {
     pub fn forward(&self, input_values: Tensor<B, 2>) -> Tensor<B, 3> {
         let mut x = input_values.unsqueeze_dim::<3>(2);
         for layer in &self.conv_layers {
@@ -177,13 +180,19 @@ impl<B: Backend> FeatureProjection<B> {
             dropout: DropoutConfig::new(config.feat_proj_dropout).init(),
         })
     }
+}
 
+impl<B: ModelBackend> FeatureProjection<B> {
     /// Returns `(projected, normed)`: Hugging Face's `extract_features` is the normed input.
     pub fn forward(&self, x: Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let normed = self.layer_norm.forward(x);
-        let projected = self
-            .dropout
-            .forward(self.projection.forward(normed.clone()));
+        let projection = &self.projection;
+        let projected = linear_on_tokens(
+            normed.clone(),
+            projection.weight.val(),
+            projection.bias.as_ref().map(|b| b.val()),
+        );
+        let projected = self.dropout.forward(projected);
         (projected, normed)
     }
 }

@@ -8,6 +8,11 @@
 //! LoRA ([`lora`]): [`Wav2Vec2Model::with_lora`] freezes the pretrained weights and adds
 //! adapters to any of the six encoder projections; [`adapter`] reads and writes them in
 //! Hugging Face PEFT's layout; [`count_trainable`] gives PEFT's trainable-parameter count.
+//!
+//! The model runs on any [`ModelBackend`] ([`ops`]): burn's backend plus GELU, LayerNorm and
+//! softmax as single operations with their own backward (exact erf GELU gradients on every
+//! backend, rayon kernels on the CPU). It computes in the float type of its input
+//! ([`precision`]: f32, bf16 or f16 matmuls and activations, LayerNorm and softmax in f32).
 
 pub mod adapter;
 pub mod config;
@@ -19,7 +24,9 @@ pub mod load;
 pub mod lora;
 pub mod model;
 pub mod norm;
+pub mod ops;
 pub mod params;
+pub mod precision;
 
 pub use adapter::{AdapterError, SaveAdapterOptions};
 pub use config::{ConfigError, FeatExtractNorm, Wav2Vec2Config};
@@ -27,4 +34,6 @@ pub use linear::EncoderLinear;
 pub use load::{LoadError, TensorSource};
 pub use lora::{LoraConfig, LoraError, LoraLinear, LoraTarget};
 pub use model::{Wav2Vec2Model, Wav2Vec2Output};
+pub use ops::{ModelBackend, TrainBackend};
 pub use params::{count_params, count_trainable, ParamCounts, ParamSummary};
+pub use precision::Precision;

@@ -281,12 +281,11 @@ impl TensorSource {
                 expected: g_shape.to_vec(),
             });
         };
-        // [channels, per_group, k] -> [groups, per_group_out, per_group * k] -> transpose.
-        let v = permute(&v, &[groups, per_group, per_group * kernel], &[0, 2, 1]);
+        let v = WeightNormGroupedConv::<B>::v_from_pytorch(&v, channels, kernel, groups);
         Ok(WeightNormGroupedConv {
             weight_g: Param::from_data(TensorData::new(g, [kernel]), device),
             weight_v: Param::from_data(
-                TensorData::new(v, [groups, per_group * kernel, per_group]),
+                TensorData::new(v, [groups, kernel * per_group, per_group]),
                 device,
             ),
             bias: self.take_param(&format!("{prefix}.bias"), [channels], device)?,

@@ -11,11 +11,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::linear::{flatten_tokens, linear_2d, unflatten_tokens};
 use burn::config::Config;
 use burn::module::{Initializer, Module, ModuleMapper, Param};
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
-use burn::tensor::module::linear;
 use serde::{Deserialize, Serialize};
 
 use crate::encoder::EncoderLayer;
@@ -308,9 +308,13 @@ impl<B: Backend> Lora<B> {
         self.a.lazy_shape().dims::<2>()[1]
     }
 
-    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let down = linear(self.dropout.forward(x), self.a.val(), None);
-        linear(down, self.b.val(), None) * self.scaling
+    /// `s * dropout(x) A B` for tokens `x` `[tokens, d_input]`, in `x`'s float type. The
+    /// scaling rides on `B` (`[rank, d_output]`), the smallest tensor on the path, rather than
+    /// on the output.
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let dtype = x.dtype();
+        let down = self.dropout.forward(x).matmul(self.a.val().cast(dtype));
+        down.matmul((self.b.val() * self.scaling).cast(dtype))
     }
 
     /// `s * A B` `[d_input, d_output]`, outside the autodiff graph.
@@ -358,16 +362,21 @@ impl LoraLinearConfig {
 }
 
 impl<B: Backend> LoraLinear<B> {
+    /// Applies the layer to the last axis of `x`, in `x`'s float type, on tokens flattened
+    /// as [`crate::linear::linear_on_tokens`] does.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let base = linear(
+        let dims = x.dims();
+        let x = flatten_tokens(x);
+        let base = linear_2d(
             x.clone(),
             self.weight.val(),
             self.bias.as_ref().map(|b| b.val()),
         );
-        match &self.lora {
+        let y = match &self.lora {
             Some(lora) if !lora.merged => base + lora.forward(x),
             _ => base,
-        }
+        };
+        unflatten_tokens(y, dims)
     }
 
     /// Folds the adapter into `W` (`W + s A B`) so inference costs one matmul; the adapter is
@@ -378,6 +387,7 @@ impl<B: Backend> LoraLinear<B> {
             let delta = lora.delta();
             self.weight = self.weight.map(|w| {
                 let require_grad = w.is_require_grad();
+                let delta = delta.cast(w.dtype());
                 (w + delta).set_require_grad(require_grad)
             });
             lora.merged = true;
@@ -391,6 +401,7 @@ impl<B: Backend> LoraLinear<B> {
             let delta = lora.delta();
             self.weight = self.weight.map(|w| {
                 let require_grad = w.is_require_grad();
+                let delta = delta.cast(w.dtype());
                 (w - delta).set_require_grad(require_grad)
             });
             lora.merged = false;
@@ -530,6 +541,7 @@ impl<B: Backend> Wav2Vec2Model<B> {
 mod tests {
     use super::*;
     use burn::backend::{Autodiff, Flex};
+    use burn::tensor::module::linear;
 
     type B = Flex;
 

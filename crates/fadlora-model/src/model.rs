@@ -10,6 +10,7 @@ use crate::encoder::Encoder;
 use crate::feature::{FeatureEncoder, FeatureProjection};
 use crate::load::{LoadError, TensorSource};
 use crate::lora::LoraConfig;
+use crate::ops::ModelBackend;
 
 /// Outputs of [`Wav2Vec2Model::forward`], as Hugging Face's `Wav2Vec2BaseModelOutput`.
 #[derive(Debug, Clone)]
@@ -100,7 +101,9 @@ impl<B: Backend> Wav2Vec2Model<B> {
         src.finish()?;
         Ok(model)
     }
+}
 
+impl<B: ModelBackend> Wav2Vec2Model<B> {
     /// Runs the network on `input_values` `[batch, samples]` (already normalised if the
     /// checkpoint's feature extractor says `do_normalize`).
     ///

@@ -3,7 +3,9 @@
 
 use burn::module::{Module, Param};
 use burn::prelude::*;
-use burn::tensor::TensorPrimitive;
+use burn::tensor::FloatDType;
+
+use crate::ops::ModelBackend;
 
 /// Affine normalisation to zero mean and unit (biased) variance along one axis of a
 /// `[batch, time, channels]` tensor.
@@ -38,20 +40,22 @@ impl<B: Backend> Norm<B> {
             axis,
         }
     }
+}
 
+impl<B: ModelBackend> Norm<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         if self.axis == 2 {
-            // The backend's layer_norm op: fused on the CPU backend, where the decomposed form
+            // One forward and one backward operation (see `crate::ops`): the decomposed form
             // below (five broadcasting passes) was measured ~10x slower on conv outputs.
-            return Tensor::from_primitive(TensorPrimitive::Float(B::layer_norm(
-                x.into_primitive().tensor(),
-                self.weight.val().into_primitive().tensor(),
-                Some(self.bias.val().into_primitive().tensor()),
-                self.eps,
-            )));
+            return crate::ops::layer_norm(x, self.weight.val(), self.bias.val(), self.eps);
         }
+        // Statistics in f32 whatever the activations' type, as the LayerNorm above.
+        let dtype = x.dtype();
+        let x = x.cast(FloatDType::F32);
         let (var, mean) = x.clone().var_mean_bias(self.axis);
         let x = (x - mean) / (var + self.eps).sqrt();
-        x * self.weight.val().unsqueeze::<3>() + self.bias.val().unsqueeze::<3>()
+        let weight = self.weight.val().cast(FloatDType::F32);
+        let bias = self.bias.val().cast(FloatDType::F32);
+        (x * weight.unsqueeze::<3>() + bias.unsqueeze::<3>()).cast(dtype)
     }
 }

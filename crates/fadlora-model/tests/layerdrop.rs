@@ -1,5 +1,5 @@
-//! LayerDrop draws from the backend's seeded RNG: the same seed skips the same layers, and it
-//! acts only while gradients are recorded.
+//! LayerDrop draws from the encoder's seeded host RNG: the same seed skips the same layers, and
+//! it acts only while gradients are recorded.
 
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
@@ -35,7 +35,7 @@ fn output_after_seed(model: &fadlora_model::Wav2Vec2Model<AD>, seed: u64) -> Vec
         ),
         &device,
     );
-    AD::seed(&device, seed);
+    model.encoder.layerdrop_rng.reseed(seed);
     model
         .forward(input, false)
         .last_hidden_state

@@ -55,7 +55,10 @@ fn reference_input() -> Tensor<TB, 2> {
 }
 
 /// Every hidden state plus the last one, in order.
-fn outputs<Bk: Backend>(model: &Wav2Vec2Model<Bk>, input: Tensor<Bk, 2>) -> Vec<Tensor<Bk, 3>> {
+fn outputs<Bk: fadlora_model::ModelBackend>(
+    model: &Wav2Vec2Model<Bk>,
+    input: Tensor<Bk, 2>,
+) -> Vec<Tensor<Bk, 3>> {
     let out = model.forward(input, true);
     let mut all = out.hidden_states.unwrap();
     all.push(out.last_hidden_state);

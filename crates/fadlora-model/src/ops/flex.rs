@@ -1,0 +1,314 @@
+//! The row operations on the CPU backend: one pass over the data, split across rayon's threads.
+//! burn-flex runs element-wise float ops on one thread with scalar libm calls and has no fused
+//! backward for LayerNorm or softmax. Non-`f32` tensors take the composed path.
+
+use burn::backend::flex::FlexTensor;
+use burn::backend::Flex;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{DType, Shape, TensorData, TensorMetadata};
+use rayon::prelude::*;
+
+use super::fast_math;
+use super::{composed, ConvWindow, ModelBackend, SameWindow};
+
+/// Elements per rayon task of an element-wise kernel.
+const CHUNK: usize = 1 << 14;
+/// Elements per rayon task of a row kernel (whole rows, at least one).
+const ROW_CHUNK: usize = 1 << 14;
+
+fn is_f32(tensors: &[&FlexTensor]) -> bool {
+    tensors.iter().all(|t| t.dtype() == DType::F32)
+}
+
+/// The elements of `t` in row-major order (copied only if `t` is a strided view).
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.is_contiguous() && t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+fn values(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("contiguous f32 tensor")
+}
+
+fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// `[rows, cols]` of a row-operation input.
+fn rows_cols(t: &FlexTensor) -> (usize, usize) {
+    let shape = t.shape();
+    (shape[0], shape[1])
+}
+
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+/// `1 / sqrt(2 pi)`.
+const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
+impl ModelBackend for Flex {
+    fn gelu_rows(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        if !is_f32(&[&x]) {
+            return <Flex as burn::tensor::ops::ActivationOps<Flex>>::gelu(x);
+        }
+        let x = contiguous(x);
+        let input = values(&x);
+        let mut out = vec![0f32; input.len()];
+        out.par_chunks_mut(CHUNK)
+            .zip(input.par_chunks(CHUNK))
+            .for_each(|(out, input)| {
+                for (o, &v) in out.iter_mut().zip(input) {
+                    *o = 0.5 * v * (1.0 + fast_math::erf(v * FRAC_1_SQRT_2));
+                }
+            });
+        tensor(out, x.shape())
+    }
+
+    fn gelu_rows_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        if !is_f32(&[&x, &grad]) {
+            return composed::gelu_backward::<Self>(x, grad);
+        }
+        let (x, grad) = (contiguous(x), contiguous(grad));
+        let mut out = vec![0f32; values(&x).len()];
+        out.par_chunks_mut(CHUNK)
+            .zip(values(&x).par_chunks(CHUNK))
+            .zip(values(&grad).par_chunks(CHUNK))
+            .for_each(|((out, x), grad)| {
+                for ((o, &v), &g) in out.iter_mut().zip(x).zip(grad) {
+                    let cdf = 0.5 * (1.0 + fast_math::erf(v * FRAC_1_SQRT_2));
+                    let pdf = FRAC_1_SQRT_2PI * fast_math::exp(-0.5 * v * v);
+                    *o = g * (cdf + v * pdf);
+                }
+            });
+        tensor(out, x.shape())
+    }
+
+    fn layer_norm_rows_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        eps: f64,
+    ) -> [FloatTensor<Self>; 3] {
+        if !is_f32(&[&x, &gamma, &grad]) {
+            return composed::layer_norm_backward::<Self>(x, gamma, grad, eps);
+        }
+        let (x, gamma, grad) = (contiguous(x), contiguous(gamma), contiguous(grad));
+        let (rows, cols) = rows_cols(&x);
+        let gamma_values = values(&gamma);
+        let per_task = (ROW_CHUNK / cols.max(1)).max(1) * cols;
+        let mut dx = vec![0f32; rows * cols];
+        let zero = || (vec![0f32; cols], vec![0f32; cols]);
+        let (dgamma, dbeta) = dx
+            .par_chunks_mut(per_task)
+            .zip(values(&x).par_chunks(per_task))
+            .zip(values(&grad).par_chunks(per_task))
+            .map(|((dx, x), grad)| {
+                let (mut dgamma, mut dbeta) = zero();
+                let mut xhat = vec![0f32; cols];
+                for ((dx, x), grad) in dx
+                    .chunks_exact_mut(cols)
+                    .zip(x.chunks_exact(cols))
+                    .zip(grad.chunks_exact(cols))
+                {
+                    let n = cols as f32;
+                    let mean = x.iter().sum::<f32>() / n;
+                    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+                    let rstd = 1.0 / (var + eps as f32).sqrt();
+                    let (mut sum_g, mut sum_g_xhat) = (0f32, 0f32);
+                    for (((h, &v), &g), &w) in xhat.iter_mut().zip(x).zip(grad).zip(gamma_values) {
+                        *h = (v - mean) * rstd;
+                        let gw = g * w;
+                        sum_g += gw;
+                        sum_g_xhat += gw * *h;
+                    }
+                    let (mean_g, mean_g_xhat) = (sum_g / n, sum_g_xhat / n);
+                    for (i, ((d, &g), &w)) in dx.iter_mut().zip(grad).zip(gamma_values).enumerate()
+                    {
+                        *d = rstd * (g * w - mean_g - xhat[i] * mean_g_xhat);
+                        dgamma[i] += g * xhat[i];
+                        dbeta[i] += g;
+                    }
+                }
+                (dgamma, dbeta)
+            })
+            // Partial sums in chunk order, added up in that order: the result does not
+            // depend on how rayon scheduled the chunks (training is bit-reproducible).
+            .collect::<Vec<_>>()
+            .into_iter()
+            .fold(zero(), |(mut ga, mut ba), (gb, bb)| {
+                ga.iter_mut().zip(gb).for_each(|(a, b)| *a += b);
+                ba.iter_mut().zip(bb).for_each(|(a, b)| *a += b);
+                (ga, ba)
+            });
+        [
+            tensor(dx, x.shape()),
+            tensor(dgamma, Shape::new([cols])),
+            tensor(dbeta, Shape::new([cols])),
+        ]
+    }
+
+    fn softmax_rows_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        if !is_f32(&[&y, &grad]) {
+            return composed::softmax_backward::<Self>(y, grad);
+        }
+        let (y, grad) = (contiguous(y), contiguous(grad));
+        let (_, cols) = rows_cols(&y);
+        let per_task = (ROW_CHUNK / cols.max(1)).max(1) * cols;
+        let mut out = vec![0f32; values(&y).len()];
+        out.par_chunks_mut(per_task)
+            .zip(values(&y).par_chunks(per_task))
+            .zip(values(&grad).par_chunks(per_task))
+            .for_each(|((out, y), grad)| {
+                for ((out, y), grad) in out
+                    .chunks_exact_mut(cols)
+                    .zip(y.chunks_exact(cols))
+                    .zip(grad.chunks_exact(cols))
+                {
+                    let dot: f32 = y.iter().zip(grad).map(|(a, b)| a * b).sum();
+                    for ((o, &y), &g) in out.iter_mut().zip(y).zip(grad) {
+                        *o = y * (g - dot);
+                    }
+                }
+            });
+        tensor(out, y.shape())
+    }
+
+    fn conv_windows(x: FloatTensor<Self>, window: ConvWindow) -> FloatTensor<Self> {
+        if !is_f32(&[&x]) {
+            return composed::conv_windows::<Self>(x, window);
+        }
+        let x = contiguous(x);
+        let [batch, len, channels] = dims3(&x);
+        let ConvWindow {
+            kernel,
+            stride,
+            ones,
+        } = window;
+        let out_len = window.out_len(len);
+        let width = window.width(channels);
+        let span = kernel * channels;
+        let input = values(&x);
+        let mut out = vec![0f32; batch * out_len * width];
+        let rows_per_task = (ROW_CHUNK / width).max(1);
+        out.par_chunks_mut(rows_per_task * width)
+            .enumerate()
+            .for_each(|(task, rows)| {
+                for (i, row) in rows.chunks_exact_mut(width).enumerate() {
+                    let r = task * rows_per_task + i;
+                    let (b, t) = (r / out_len, r % out_len);
+                    let start = (b * len + t * stride) * channels;
+                    row[..span].copy_from_slice(&input[start..start + span]);
+                    if ones {
+                        row[span] = 1.0;
+                    }
+                }
+            });
+        tensor(out, Shape::new([batch * out_len, width]))
+    }
+
+    fn conv_windows_backward(
+        grad: FloatTensor<Self>,
+        input: [usize; 3],
+        window: ConvWindow,
+    ) -> FloatTensor<Self> {
+        if !is_f32(&[&grad]) {
+            return composed::conv_windows_backward::<Self>(grad, input, window);
+        }
+        let grad = contiguous(grad);
+        let [batch, len, channels] = input;
+        let ConvWindow { kernel, stride, .. } = window;
+        let out_len = window.out_len(len);
+        let width = window.width(channels);
+        let span = kernel * channels;
+        let grad_values = values(&grad);
+        let mut dx = vec![0f32; batch * len * channels];
+        // One utterance per task: its windows overlap each other, never another's.
+        dx.par_chunks_mut(len * channels)
+            .zip(grad_values.par_chunks(out_len * width))
+            .for_each(|(dx, grad)| {
+                for (t, row) in grad.chunks_exact(width).enumerate() {
+                    let start = t * stride * channels;
+                    for (d, &g) in dx[start..start + span].iter_mut().zip(&row[..span]) {
+                        *d += g;
+                    }
+                }
+            });
+        tensor(dx, Shape::new(input))
+    }
+
+    fn same_windows(x: FloatTensor<Self>, window: SameWindow) -> FloatTensor<Self> {
+        if !is_f32(&[&x]) {
+            return composed::same_windows::<Self>(x, window);
+        }
+        let x = contiguous(x);
+        let [batch, len, channels] = dims3(&x);
+        let SameWindow { kernel, groups } = window;
+        let per_group = channels / groups;
+        let left = window.left() as isize;
+        let width = kernel * per_group;
+        let input = values(&x);
+        // Rows of zeros first: taps that fall in the padding stay zero.
+        let mut out = vec![0f32; groups * batch * len * width];
+        let rows_per_task = (ROW_CHUNK / width).max(1);
+        out.par_chunks_mut(rows_per_task * width)
+            .enumerate()
+            .for_each(|(task, rows)| {
+                for (i, row) in rows.chunks_exact_mut(width).enumerate() {
+                    let r = task * rows_per_task + i;
+                    let (g, b, t) = (r / (batch * len), (r / len) % batch, r % len);
+                    for (j, tap) in row.chunks_exact_mut(per_group).enumerate() {
+                        let frame = t as isize + j as isize - left;
+                        if (0..len as isize).contains(&frame) {
+                            let start = (b * len + frame as usize) * channels + g * per_group;
+                            tap.copy_from_slice(&input[start..start + per_group]);
+                        }
+                    }
+                }
+            });
+        tensor(out, Shape::new([groups, batch * len, width]))
+    }
+
+    fn same_windows_backward(
+        grad: FloatTensor<Self>,
+        input: [usize; 3],
+        window: SameWindow,
+    ) -> FloatTensor<Self> {
+        if !is_f32(&[&grad]) {
+            return composed::same_windows_backward::<Self>(grad, input, window);
+        }
+        let grad = contiguous(grad);
+        let [batch, len, channels] = input;
+        let SameWindow { kernel, groups } = window;
+        let per_group = channels / groups;
+        let left = window.left() as isize;
+        let width = kernel * per_group;
+        let grad_values = values(&grad);
+        let mut dx = vec![0f32; batch * len * channels];
+        // One utterance per task; within it, every window adds into the frames it covered.
+        dx.par_chunks_mut(len * channels)
+            .enumerate()
+            .for_each(|(b, dx)| {
+                for g in 0..groups {
+                    let rows = &grad_values[(g * batch + b) * len * width..][..len * width];
+                    for (t, row) in rows.chunks_exact(width).enumerate() {
+                        for (j, tap) in row.chunks_exact(per_group).enumerate() {
+                            let frame = t as isize + j as isize - left;
+                            if (0..len as isize).contains(&frame) {
+                                let start = frame as usize * channels + g * per_group;
+                                for (d, &v) in dx[start..start + per_group].iter_mut().zip(tap) {
+                                    *d += v;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        tensor(dx, Shape::new(input))
+    }
+}
+
+fn dims3(t: &FlexTensor) -> [usize; 3] {
+    let shape = t.shape();
+    [shape[0], shape[1], shape[2]]
+}
