@@ -11,6 +11,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+/// glibc's allocator returns every block over its mmap threshold (a few MiB: most activations)
+/// to the kernel when freed, so each training step paid page faults and zeroing for all of its
+/// activations again; mimalloc keeps and reuses them (measured 15-20% of a CPU step).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "fadlora",

@@ -131,6 +131,9 @@ pub struct BenchForwardArgs {
     /// Timed iterations.
     #[arg(long, default_value_t = 10)]
     iters: usize,
+    /// Float type of matmuls and activations (f32, bf16, f16).
+    #[arg(long, default_value_t = fadlora_model::Precision::F32)]
+    precision: fadlora_model::Precision,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -258,7 +261,11 @@ struct ExtractFeatures<'a> {
 impl BackendJob for ExtractFeatures<'_> {
     type Output = Result<()>;
 
-    fn run<B: Backend>(self, device: B::Device, _env: BackendEnv) -> Result<()> {
+    fn run<B: fadlora_model::ModelBackend>(
+        self,
+        device: B::Device,
+        _env: BackendEnv,
+    ) -> Result<()> {
         let args = self.args;
         let mut model = Wav2Vec2Model::<B>::from_pretrained(&args.checkpoint, &device)
             .with_context(|| format!("cannot load {}", args.checkpoint.display()))?;
@@ -412,7 +419,11 @@ struct CountParams<'a>(&'a Wav2Vec2Config);
 impl BackendJob for CountParams<'_> {
     type Output = ParamSummary;
 
-    fn run<B: Backend>(self, device: B::Device, _env: BackendEnv) -> ParamSummary {
+    fn run<B: fadlora_model::ModelBackend>(
+        self,
+        device: B::Device,
+        _env: BackendEnv,
+    ) -> ParamSummary {
         ParamSummary::of(&self.0.init::<B>(&device))
     }
 }
@@ -495,7 +506,11 @@ struct CountLora<'a> {
 impl BackendJob for CountLora<'_> {
     type Output = (fadlora_model::ParamCounts, Vec<fadlora_model::ParamCounts>);
 
-    fn run<B: Backend>(self, device: B::Device, _env: BackendEnv) -> Self::Output {
+    fn run<B: fadlora_model::ModelBackend>(
+        self,
+        device: B::Device,
+        _env: BackendEnv,
+    ) -> Self::Output {
         // Gradients exist only on an autodiff backend: that is where `require_grad` is kept.
         // The model is lazy: freezing, adapting and counting allocate nothing.
         let model = self.config.init::<Autodiff<B>>(&device);
@@ -599,15 +614,21 @@ fn time_ms(f: impl FnOnce()) -> f64 {
 impl BackendJob for BenchForward<'_> {
     type Output = serde_json::Value;
 
-    fn run<B: Backend>(self, device: B::Device, env: BackendEnv) -> serde_json::Value {
+    fn run<B: fadlora_model::ModelBackend>(
+        self,
+        device: B::Device,
+        env: BackendEnv,
+    ) -> serde_json::Value {
         let args = self.args;
         B::seed(&device, 0);
         let model = self.config.init::<B>(&device);
+        let model = fadlora_model::precision::cast_frozen(model, args.precision);
         let input = Tensor::<B, 2>::random(
             [args.batch, args.samples],
             burn::tensor::Distribution::Uniform(-1.0, 1.0),
             &device,
-        );
+        )
+        .cast(args.precision.dtype());
         let (mut total, mut conv, mut pos, mut layers) = (vec![], vec![], vec![], vec![]);
         for i in 0..args.warmup + args.iters {
             let t_total = time_ms(|| sync(&model.forward(input.clone(), false).last_hidden_state));
@@ -643,7 +664,7 @@ impl BackendJob for BenchForward<'_> {
             "backend": args.backend.as_str(),
             "device": env.device_name,
             "config": args.preset,
-            "dtype": "f32",
+            "dtype": args.precision.as_str(),
             "batch": args.batch,
             "samples": args.samples,
             "frames": self.config.num_frames(args.samples),

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use fadlora_data::DatasetSpec;
+use fadlora_model::Precision;
 use fadlora_train::bench::{bench_step as run_bench_step, BenchStepConfig};
 use fadlora_train::config::{LoraSection, LoraTargetName};
 use fadlora_train::infer::{detect_files, evaluate_checkpoint};
@@ -278,6 +279,9 @@ pub struct BenchStepArgs {
     iters: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Float type of matmuls and activations (f32, bf16, f16); master weights stay f32.
+    #[arg(long, default_value_t = Precision::F32)]
+    precision: Precision,
 }
 
 pub fn bench_step(args: BenchStepArgs) -> Result<ExitCode> {
@@ -306,6 +310,7 @@ pub fn bench_step(args: BenchStepArgs) -> Result<ExitCode> {
         warmup: args.warmup,
         iters: args.iters,
         seed: args.seed,
+        precision: args.precision,
     })?;
     println!("{}", serde_json::to_string(&result)?);
     Ok(ExitCode::SUCCESS)

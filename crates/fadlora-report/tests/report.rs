@@ -189,7 +189,7 @@ fn record(spec: &Spec, config: RunConfig, n_bona: usize, n_spoof: usize) -> RunR
         },
         memory: PeakMemory {
             peak_mem_bytes: Some(spec.peak_mib * MIB),
-            peak_in_use_bytes: None,
+            peak_reserved_bytes: None,
             kind: "process peak RSS (VmHWM)".into(),
         },
         step_time: Some(TimeStats {

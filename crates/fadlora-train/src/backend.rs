@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use burn::tensor::backend::Backend;
+use fadlora_model::ModelBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::measure::MemoryProbe;
@@ -101,7 +101,7 @@ impl FromStr for BackendKind {
 /// backend type (training wraps it in `Autodiff<B>` itself).
 pub trait BackendJob {
     type Output;
-    fn run<B: Backend>(self, device: B::Device, env: BackendEnv) -> Self::Output;
+    fn run<B: ModelBackend>(self, device: B::Device, env: BackendEnv) -> Self::Output;
 }
 
 /// What a job learns about where it runs.
@@ -173,7 +173,7 @@ pub fn run_on<J: BackendJob>(kind: BackendKind, job: J) -> Result<J::Output, Tra
 /// cannot start (no adapter, no driver) by panicking in its worker thread and then in the
 /// caller; catching that here turns it into an error instead of a crash mid-run.
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
-fn probe_device<B: Backend>(
+fn probe_device<B: burn::tensor::backend::Backend>(
     kind: BackendKind,
     device: &B::Device,
     hint: &'static str,

@@ -129,7 +129,7 @@ pub fn load_detector<B: Backend>(
         detector = load_params(detector, &dir.join(base))?;
     }
     detector = load_params(detector, &dir.join(TRAINABLE_FILE))?;
-    Ok((detector, info))
+    Ok((detector.with_frozen_weights_in_precision(), info))
 }
 
 pub fn write_detector_file(dir: &Path, info: &DetectorFile) -> Result<(), TrainError> {

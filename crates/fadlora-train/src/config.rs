@@ -6,6 +6,7 @@
 //! ```toml
 //! name = "tiny_lora"            # optional, for records
 //! backend = "flex"              # flex | cuda | wgpu (must be compiled in)
+//! precision = "f32"             # f32 | bf16 | f16: matmuls and activations (mixed precision)
 //! seed = 0
 //! output_dir = "results/tiny_lora"
 //!
@@ -50,7 +51,7 @@
 use std::path::{Path, PathBuf};
 
 use fadlora_data::{DatasetSpec, Normalization, SSL_ANTI_SPOOFING_SAMPLES};
-use fadlora_model::Wav2Vec2Config;
+use fadlora_model::{Precision, Wav2Vec2Config};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
@@ -65,6 +66,10 @@ pub struct RunConfig {
     pub name: Option<String>,
     #[serde(default = "default_backend")]
     pub backend: BackendKind,
+    /// The float type of matmuls and activations; weights, gradients, optimizer state,
+    /// LayerNorm, softmax and the loss stay f32 (see `fadlora_model::precision`).
+    #[serde(default, skip_serializing_if = "is_f32")]
+    pub precision: Precision,
     #[serde(default)]
     pub seed: u64,
     /// Required in a run TOML; a sweep's base leaves it out and the sweep sets it per run.
@@ -84,6 +89,10 @@ pub struct RunConfig {
 
 fn default_backend() -> BackendKind {
     BackendKind::default_compiled()
+}
+
+fn is_f32(precision: &Precision) -> bool {
+    *precision == Precision::F32
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -509,6 +518,12 @@ impl RunConfig {
     /// Every rule a parsed configuration must satisfy beyond its types, as the first broken
     /// rule's dotted key and message. Paths are not opened.
     pub fn check(&self) -> Result<(), Invalid> {
+        if self.backend == BackendKind::Wgpu && self.precision == Precision::Bf16 {
+            return Err(invalid(
+                "precision",
+                "wgpu (Vulkan, Metal) has no bf16: use \"f16\" or the cuda backend",
+            ));
+        }
         if has_known_prefix(&self.data.dataset) {
             DatasetSpec::parse(&self.data.dataset)
                 .map_err(|e| invalid("data.dataset", e.to_string()))?;

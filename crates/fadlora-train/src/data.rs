@@ -2,8 +2,14 @@
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
 use burn::prelude::*;
-use fadlora_data::{AudioBatch, AudioBatcher, AudioDataset, DatasetSpec, Label, Split, Utterance};
+use fadlora_data::{
+    AudioBatch, AudioBatcher, AudioDataset, AudioItem, DatasetSpec, Label, Split, Utterance,
+};
 use rayon::prelude::*;
 
 use crate::TrainError;
@@ -48,17 +54,64 @@ pub fn select_split(
     Ok(selected)
 }
 
-/// Decodes `indices` of `dataset` (in parallel) and stacks them. A file that fails to decode
-/// is an error naming it: training on silently shrunken batches would hide a corpus problem.
-pub fn load_batch<B: Backend>(
-    dataset: &AudioDataset,
-    indices: &[usize],
+/// How many decoded batches wait ahead of the consumer of a [`Prefetch`].
+const PREFETCH_BATCHES: usize = 2;
+
+/// Batches of a dataset decoded on a worker thread, up to [`PREFETCH_BATCHES`] ahead of the
+/// consumer, so the device does not wait for audio decoding between steps (unless decoding
+/// is slower than a step). Yields each batch's items in order; dropping it stops the worker.
+pub struct Prefetch {
+    receiver: Option<Receiver<Vec<AudioItem>>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl Prefetch {
+    /// Starts decoding `batches` (lists of indices into `dataset`).
+    pub fn new(dataset: Arc<AudioDataset>, batches: Vec<Vec<usize>>) -> Self {
+        let (sender, receiver) = sync_channel(PREFETCH_BATCHES);
+        let worker = std::thread::spawn(move || {
+            for indices in batches {
+                let items: Vec<AudioItem> = indices
+                    .par_iter()
+                    .map(|&i| dataset.get(i).expect("index within the dataset"))
+                    .collect();
+                // The consumer is gone (early end or error): nothing more to decode.
+                if sender.send(items).is_err() {
+                    break;
+                }
+            }
+        });
+        Prefetch {
+            receiver: Some(receiver),
+            worker: Some(worker),
+        }
+    }
+}
+
+impl Iterator for Prefetch {
+    type Item = Vec<AudioItem>;
+
+    fn next(&mut self) -> Option<Vec<AudioItem>> {
+        self.receiver.as_ref()?.recv().ok()
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        // Closing the channel first ends a worker blocked in `send`.
+        self.receiver.take();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+/// Stacks decoded items into a device batch. A file that failed to decode is an error naming
+/// it: training on silently shrunken batches would hide a corpus problem.
+pub fn stack<B: Backend>(
+    items: Vec<AudioItem>,
     device: &B::Device,
 ) -> Result<AudioBatch<B>, TrainError> {
-    let items: Vec<_> = indices
-        .par_iter()
-        .map(|&i| dataset.get(i).expect("index within the dataset"))
-        .collect();
     let batch: AudioBatch<B> = AudioBatcher.batch(items, device);
     if let Some((id, error)) = batch.failures.first() {
         return Err(TrainError::Dataset {

@@ -8,7 +8,8 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use fadlora_model::{Wav2Vec2Config, Wav2Vec2Model};
+use burn::tensor::FloatDType;
+use fadlora_model::{ModelBackend, Precision, Wav2Vec2Config, Wav2Vec2Model};
 use serde::{Deserialize, Serialize};
 
 use crate::config::LoraSection;
@@ -77,6 +78,9 @@ pub struct DetectorConfig {
     pub head: HeadKind,
     /// `None` = full fine-tuning (nothing frozen).
     pub lora: Option<LoraSection>,
+    /// The float type the front end computes in (the head and loss stay f32).
+    #[config(default = "Precision::F32")]
+    pub precision: Precision,
 }
 
 /// wav2vec2 + back end.
@@ -84,6 +88,8 @@ pub struct DetectorConfig {
 pub struct Detector<B: Backend> {
     pub wav2vec2: Wav2Vec2Model<B>,
     pub head: Head<B>,
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 impl<B: Backend> Detector<B> {
@@ -92,6 +98,14 @@ impl<B: Backend> Detector<B> {
     pub fn merge_adapters(mut self) -> Self {
         self.wav2vec2 = self.wav2vec2.merge_lora();
         self
+    }
+
+    /// Stores the weight matrices that do not train in the detector's precision (every one
+    /// of them on a backend without autodiff); a no-op in f32. Call it once every parameter
+    /// is loaded: checkpoints hold f32.
+    pub fn with_frozen_weights_in_precision(self) -> Self {
+        let precision = self.precision;
+        fadlora_model::precision::cast_frozen(self, precision)
     }
 }
 
@@ -120,15 +134,20 @@ impl DetectorConfig {
             None => wav2vec2,
         };
         let head = self.head.init(self.wav2vec2.hidden_size, device);
-        Ok(assign_param_ids(Detector { wav2vec2, head }))
+        Ok(assign_param_ids(Detector {
+            wav2vec2,
+            head,
+            precision: self.precision,
+        }))
     }
 }
 
-impl<B: Backend> Detector<B> {
+impl<B: ModelBackend> Detector<B> {
     /// `waveforms` `[batch, samples]` -> logits `[batch, 2]` (0 = spoof, 1 = bona fide).
     pub fn forward(&self, waveforms: Tensor<B, 2>) -> Tensor<B, 2> {
+        let waveforms = waveforms.cast(self.precision.dtype());
         let hidden = self.wav2vec2.forward(waveforms, false).last_hidden_state;
-        self.head.forward(hidden)
+        self.head.forward(hidden.cast(FloatDType::F32))
     }
 }
 

@@ -55,11 +55,17 @@ pub fn evaluate_checkpoint(
     }
     impl BackendJob for Job<'_> {
         type Output = Result<ScoredSet, TrainError>;
-        fn run<B: Backend>(self, device: B::Device, mut env: BackendEnv) -> Self::Output {
+        fn run<B: fadlora_model::ModelBackend>(
+            self,
+            device: B::Device,
+            mut env: BackendEnv,
+        ) -> Self::Output {
             let (model, info) = load_detector::<B>(self.dir, &device)?;
             let model = model.merge_adapters();
-            let ds = AudioDataset::new(self.utterances, info.crop_samples, CropMode::First)
-                .with_normalization(info.normalization.to_data());
+            let ds = std::sync::Arc::new(
+                AudioDataset::new(self.utterances, info.crop_samples, CropMode::First)
+                    .with_normalization(info.normalization.to_data()),
+            );
             ds.check_files_exist()?;
             score_dataset(
                 &model,
@@ -95,7 +101,11 @@ pub fn detect_files(
     }
     impl BackendJob for Job<'_> {
         type Output = Result<(Vec<f64>, DetectorFile), TrainError>;
-        fn run<B: Backend>(self, device: B::Device, _env: BackendEnv) -> Self::Output {
+        fn run<B: fadlora_model::ModelBackend>(
+            self,
+            device: B::Device,
+            _env: BackendEnv,
+        ) -> Self::Output {
             let (model, info) = load_detector::<B>(self.dir, &device)?;
             let model = model.merge_adapters();
             let mut scores = Vec::with_capacity(self.files.len());

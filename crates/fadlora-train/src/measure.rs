@@ -22,19 +22,21 @@ pub struct MemoryProbe {
 /// Peak memory as recorded in run records and benchmark output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeakMemory {
-    /// The figure to compare: peak RSS on the CPU; on cubecl backends the largest pool
-    /// reservation seen (what the device actually had to hold).
+    /// The figure to compare: peak RSS on the CPU; on cubecl backends the largest number of
+    /// bytes in use (allocated tensors plus their padding) seen at the sampling points, which
+    /// follow a device sync. Compare with PyTorch's `max_memory_allocated`.
     pub peak_mem_bytes: Option<u64>,
-    /// cubecl only: the largest `bytes_in_use` seen at the sampling points.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub peak_in_use_bytes: Option<u64>,
-    /// What the number is, in words.
+    /// cubecl only: the largest pool reservation seen (what the device had to set aside),
+    /// comparable with PyTorch's `max_memory_reserved`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_reserved_bytes: Option<u64>,
+    /// What the numbers are, in words.
     pub kind: String,
 }
 
 impl MemoryProbe {
-    /// Process peak resident set size (`VmHWM` of `/proc/self/status`). It covers the whole
-    /// process lifetime, so in a process that ran other work first it is an upper bound.
+    /// Process peak resident set size (`VmHWM` of `/proc/self/status`). It covers the process
+    /// since start or since [`MemoryProbe::reset`].
     pub fn process_rss() -> Self {
         MemoryProbe {
             kind: "process peak RSS (VmHWM)",
@@ -45,13 +47,14 @@ impl MemoryProbe {
     }
 
     /// cubecl's memory-pool statistics, sampled by [`MemoryProbe::sample`] (burn 0.21 has no
-    /// peak counter, so the peak is the largest value at the points the trainer samples:
-    /// after each forward pass, where activations are largest, and after each step).
+    /// peak counter, so the peak is the largest value at the points the caller samples, each
+    /// right after a device sync: after the forward pass, where activations are largest, and
+    /// after each step).
     #[cfg(any(feature = "cuda", feature = "wgpu"))]
     pub fn cubecl<R: burn::cubecl::prelude::Runtime>(device: R::Device) -> Self {
         MemoryProbe {
-            kind:
-                "cubecl memory pool: max bytes_reserved sampled after forward and after each step",
+            kind: "cubecl memory pool after device syncs: max bytes in use (peak_mem_bytes), \
+                   max bytes reserved (peak_reserved_bytes)",
             sampler: Some(Box::new(move || {
                 let usage = R::client(&device).memory_usage().ok()?;
                 Some((
@@ -73,16 +76,26 @@ impl MemoryProbe {
         }
     }
 
+    /// Forgets the peaks so far (after a warm-up). On the CPU this resets the kernel's
+    /// `VmHWM` to the current RSS (`/proc/self/clear_refs`), where the kernel allows it.
+    pub fn reset(&mut self) {
+        self.peak_in_use = 0;
+        self.peak_reserved = 0;
+        if self.sampler.is_none() {
+            let _ = std::fs::write("/proc/self/clear_refs", "5");
+        }
+    }
+
     pub fn peak(&self) -> PeakMemory {
         match self.sampler {
             None => PeakMemory {
                 peak_mem_bytes: peak_rss_bytes(),
-                peak_in_use_bytes: None,
+                peak_reserved_bytes: None,
                 kind: self.kind.into(),
             },
             Some(_) => PeakMemory {
-                peak_mem_bytes: Some(self.peak_reserved),
-                peak_in_use_bytes: Some(self.peak_in_use),
+                peak_mem_bytes: Some(self.peak_in_use),
+                peak_reserved_bytes: Some(self.peak_reserved),
                 kind: self.kind.into(),
             },
         }

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
-use burn::prelude::*;
 use fadlora_data::{
     read_asvspoof2019_protocol, read_asvspoof2021_key, read_csv_list, Asvspoof2021Track,
     AudioDataset, DatasetSpec, Label, Split, Utterance,
@@ -14,7 +14,7 @@ use fadlora_data::{
 use fadlora_metrics::{AsvScores, Eer, MinTdcf, TdcfCostModel};
 use serde::{Deserialize, Serialize};
 
-use crate::data::load_batch;
+use crate::data::{stack, Prefetch};
 use crate::detector::Detector;
 use crate::measure::MemoryProbe;
 use crate::TrainError;
@@ -45,9 +45,9 @@ impl ScoredSet {
 
 /// Scores every utterance of `dataset` with `model` (no gradients: pass the inner-backend
 /// module), in batches of `batch_size`.
-pub fn score_dataset<B: Backend>(
+pub fn score_dataset<B: fadlora_model::ModelBackend>(
     model: &Detector<B>,
-    dataset: &AudioDataset,
+    dataset: &Arc<AudioDataset>,
     batch_size: usize,
     class_weights: [f64; 2],
     device: &B::Device,
@@ -57,8 +57,10 @@ pub fn score_dataset<B: Backend>(
     let mut scores = Vec::with_capacity(dataset.utterances().len());
     let (mut weighted_nll, mut weight_sum) = (0.0, 0.0);
     let indices: Vec<usize> = (0..dataset.utterances().len()).collect();
-    for chunk in indices.chunks(batch_size) {
-        let batch = load_batch::<B>(dataset, chunk, device)?;
+    let batches: Vec<Vec<usize>> = indices.chunks(batch_size).map(<[usize]>::to_vec).collect();
+    let decoded = Prefetch::new(Arc::clone(dataset), batches.clone());
+    for (chunk, items) in batches.iter().zip(decoded) {
+        let batch = stack::<B>(items, device)?;
         let logits = model.forward(batch.waveforms);
         memory.sample();
         let logits: Vec<f32> = logits

@@ -15,6 +15,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use burn::backend::Autodiff;
@@ -26,6 +27,7 @@ use burn::optim::{
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use fadlora_data::{AudioDataset, CropMode};
+use fadlora_model::{ModelBackend, TrainBackend};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -38,7 +40,7 @@ use crate::checkpoint::{
     BASE_FILE, OPTIMIZER_FILE, TRAINABLE_FILE,
 };
 use crate::config::{OptimKind, RunConfig, ScheduleKind, SelectionMetric, TrainCrop};
-use crate::data::{load_batch, select_split};
+use crate::data::{select_split, stack, Prefetch};
 use crate::detector::{param_paths, weighted_cross_entropy, BaseSource, Detector, DetectorConfig};
 use crate::measure::{git_commit, TimeStats};
 use crate::record::{EpochLog, RunRecord, SplitResult, RECORD_VERSION};
@@ -130,7 +132,7 @@ struct TrainJob<'a> {
 impl BackendJob for TrainJob<'_> {
     type Output = Result<TrainOutcome, TrainError>;
 
-    fn run<B: Backend>(self, device: B::Device, env: BackendEnv) -> Self::Output {
+    fn run<B: ModelBackend>(self, device: B::Device, env: BackendEnv) -> Self::Output {
         let o = &self.config.optim;
         // Gradient clipping is done globally in `clip_global_norm`, not by burn's per-tensor
         // clipping, to match PyTorch's `clip_grad_norm_`.
@@ -189,6 +191,10 @@ const STREAM_SHUFFLE: u64 = 1;
 const STREAM_CROP: u64 = 2;
 const STREAM_BACKEND: u64 = 3;
 const STREAM_INIT: u64 = 4;
+const STREAM_LAYERDROP: u64 = 5;
+
+/// Optimizer steps between two read-backs of the training loss (see the training loop).
+const LOSS_READ_STEPS: usize = 10;
 
 fn epoch_dir(out: &Path, epoch: usize) -> PathBuf {
     out.join("checkpoints").join(format!("epoch-{epoch:04}"))
@@ -228,7 +234,7 @@ fn run_training<B, O>(
     optim: O,
 ) -> Result<TrainOutcome, TrainError>
 where
-    B: AutodiffBackend,
+    B: TrainBackend,
     O: Optimizer<Detector<B>, B>,
 {
     let invocation_start = Instant::now();
@@ -281,27 +287,24 @@ where
         },
         TrainCrop::First => CropMode::First,
     };
-    let train_ds =
-        AudioDataset::new(train_utts, d.crop_samples, train_crop).with_normalization(normalization);
-    let dev_ds = AudioDataset::new(dev_utts, d.crop_samples, CropMode::First)
-        .with_normalization(normalization);
-    let eval_ds = eval_utts.map(|u| {
-        AudioDataset::new(u, d.crop_samples, CropMode::First).with_normalization(normalization)
-    });
+    let dataset = |utterances, crop| {
+        Arc::new(
+            AudioDataset::new(utterances, d.crop_samples, crop).with_normalization(normalization),
+        )
+    };
+    let train_ds = dataset(train_utts, train_crop);
+    let dev_ds = dataset(dev_utts, CropMode::First);
+    let eval_ds = eval_utts.map(|u| dataset(u, CropMode::First));
     for ds in [Some(&train_ds), Some(&dev_ds), eval_ds.as_ref()]
         .into_iter()
         .flatten()
     {
         ds.check_files_exist()?;
     }
-    let score_train_ds = config.train.score_train.then(|| {
-        AudioDataset::new(
-            train_ds.utterances().to_vec(),
-            d.crop_samples,
-            CropMode::First,
-        )
-        .with_normalization(normalization)
-    });
+    let score_train_ds = config
+        .train
+        .score_train
+        .then(|| dataset(train_ds.utterances().to_vec(), CropMode::First));
 
     // Model.
     let arch = config.model.wav2vec2_config()?;
@@ -312,23 +315,17 @@ where
             arch.receptive_field()
         )));
     }
-    if arch.layerdrop > 0.0 {
-        tracing::warn!(
-            "LayerDrop {} draws from the thread RNG in fadlora-model: this run is not bit-reproducible \
-             (set model.layerdrop = 0.0 for that)",
-            arch.layerdrop
-        );
-    }
     let detector_config = DetectorConfig::new(arch)
         .with_lora(config.lora.clone())
-        .with_head(config.head.kind);
+        .with_head(config.head.kind)
+        .with_precision(config.precision);
     let source = match &config.model.checkpoint {
         Some(dir) => BaseSource::Pretrained { dir: dir.clone() },
         None => BaseSource::Random {
             seed: mix(config.seed, STREAM_INIT, 0),
         },
     };
-    let mut model: Detector<B> = detector_config.build(&source, &device)?;
+    let model: Detector<B> = detector_config.build(&source, &device)?;
     let paths = param_paths(&model);
     let counts = paths.counts;
     tracing::info!(
@@ -356,6 +353,7 @@ where
             save_params(&model, &paths.frozen, &file)?;
         }
     }
+    let mut model = model.with_frozen_weights_in_precision();
 
     let mut optim = optim;
     if progress.epochs_done > 0 {
@@ -404,6 +402,11 @@ where
         let epoch = progress.epochs_done; // 0-based index of the epoch being run
         let epoch_start = Instant::now();
         B::seed(&device, mix(config.seed, STREAM_BACKEND, epoch as u64));
+        model.wav2vec2.encoder.layerdrop_rng.reseed(mix(
+            config.seed,
+            STREAM_LAYERDROP,
+            epoch as u64,
+        ));
         train_ds.set_epoch(epoch as u64);
         let mut order: Vec<usize> = (0..train_ds.utterances().len()).collect();
         order.shuffle(&mut StdRng::seed_from_u64(mix(
@@ -414,59 +417,82 @@ where
 
         let mut accumulator = GradientsAccumulator::<Detector<B>>::new();
         let mut micro = 0;
-        let mut step_start: Option<Instant> = None;
-        let (mut loss_sum, mut loss_count) = (0.0, 0usize);
         let mut lr = learning_rate(config, progress.steps, total_steps);
-        let batches: Vec<&[usize]> = order.chunks(t.batch_size).collect();
+        let batches: Vec<Vec<usize>> = order.chunks(t.batch_size).map(<[usize]>::to_vec).collect();
+        let batch_count = batches.len();
         let mut utterances = 0u64;
-        for (i, chunk) in batches.iter().enumerate() {
+        // The device runs ahead of the host: losses are summed on the device and read back, with
+        // one sync, every `LOSS_READ_STEPS` optimizer steps and at the end of the epoch. The
+        // steps in between are timed together.
+        let mut losses = LossWindow::<B::InnerBackend>::default();
+        let mut window_start = Instant::now();
+        let mut window_steps = 0usize;
+        let (mut loss_sum, mut loss_count) = (0.0, 0usize);
+        for (i, items) in Prefetch::new(Arc::clone(&train_ds), batches).enumerate() {
             if progress.steps >= total_steps {
                 break;
             }
-            let batch = load_batch::<B>(&train_ds, chunk, &device)?;
+            let batch = stack::<B>(items, &device)?;
             utterances += batch.ids.len() as u64;
-            step_start.get_or_insert_with(Instant::now);
+            if window_steps == 0 && micro == 0 {
+                window_start = Instant::now();
+            }
             let logits = model.forward(batch.waveforms);
             let loss = weighted_cross_entropy(logits, batch.labels, weights);
-            env.memory.sample();
-            let loss_value: f64 = loss.clone().into_scalar().elem::<f64>();
-            if !loss_value.is_finite() {
-                return Err(TrainError::Diverged {
-                    step: progress.steps,
-                    loss: loss_value,
-                });
+            if window_steps == 0 && micro == 0 {
+                // Once a window, where activations peak: the only extra sync of the loop.
+                B::sync(&device).ok();
+                env.memory.sample();
             }
-            loss_sum += loss_value;
-            loss_count += 1;
+            losses.add(loss.clone().inner());
             // Accumulated gradients are summed, so each micro-batch carries 1/accumulation.
             let grads = (loss / accumulation as f64).backward();
             accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
             micro += 1;
-            let last = i + 1 == batches.len();
-            if micro == accumulation || last {
-                let mut grads = accumulator.grads();
-                if let Some(max_norm) = config.optim.grad_clip_norm {
-                    clip_global_norm::<B>(&model, &mut grads, max_norm);
-                }
-                lr = learning_rate(config, progress.steps, total_steps);
-                model = optim.step(lr, model, grads);
-                B::sync(&device).ok();
-                env.memory.sample();
-                let ms = step_start
-                    .take()
-                    .expect("set above")
-                    .elapsed()
-                    .as_secs_f64()
-                    * 1e3;
-                progress.steps_timed += 1;
-                if progress.steps_timed > t.timing_warmup_steps {
-                    progress.step_times_ms.push(ms);
-                }
-                progress.steps += 1;
-                micro = 0;
-                bar.set_position(progress.steps);
-                bar.set_message(format!("epoch {} loss {loss_value:.4}", epoch + 1));
+            let last = i + 1 == batch_count;
+            if micro < accumulation && !last {
+                continue;
             }
+            let mut grads = accumulator.grads();
+            if let Some(max_norm) = config.optim.grad_clip_norm {
+                clip_global_norm::<B>(&model, &mut grads, max_norm);
+            }
+            lr = learning_rate(config, progress.steps, total_steps);
+            model = optim.step(lr, model, grads);
+            progress.steps += 1;
+            micro = 0;
+            window_steps += 1;
+            if window_steps < LOSS_READ_STEPS && !last && progress.steps < total_steps {
+                continue;
+            }
+            // One read-back: waits for every queued step.
+            let (sum, count) = losses.read();
+            env.memory.sample();
+            let step_ms = window_start.elapsed().as_secs_f64() * 1e3 / window_steps as f64;
+            for _ in 0..window_steps {
+                progress.steps_timed += 1;
+                if progress.steps_timed == t.timing_warmup_steps {
+                    env.memory.reset();
+                }
+                if progress.steps_timed > t.timing_warmup_steps {
+                    progress.step_times_ms.push(step_ms);
+                }
+            }
+            window_steps = 0;
+            if !sum.is_finite() {
+                return Err(TrainError::Diverged {
+                    step: progress.steps,
+                    loss: sum / count.max(1) as f64,
+                });
+            }
+            loss_sum += sum;
+            loss_count += count;
+            bar.set_position(progress.steps);
+            bar.set_message(format!(
+                "epoch {} loss {:.4}",
+                epoch + 1,
+                sum / count.max(1) as f64
+            ));
         }
         let train_seconds = epoch_start.elapsed().as_secs_f64();
         progress.train_seconds += train_seconds;
@@ -701,40 +727,81 @@ fn finish_split(
 }
 
 /// Scales all gradients so their global L2 norm is at most `max_norm` (PyTorch's
-/// `clip_grad_norm_`; burn's own norm clipping works per tensor).
+/// `clip_grad_norm_`; burn's own norm clipping works per tensor). The norm and the factor stay
+/// on the device: reading them back would wait for the step once per gradient tensor.
 fn clip_global_norm<B: AutodiffBackend>(
     model: &Detector<B>,
     grads: &mut GradientsParams,
     max_norm: f64,
 ) {
-    struct SquaredNorm<'a> {
+    struct SquaredNorm<'a, B: AutodiffBackend> {
         grads: &'a GradientsParams,
-        total: f64,
+        total: Option<Tensor<B::InnerBackend, 1>>,
     }
-    impl<B: AutodiffBackend> ModuleVisitor<B> for SquaredNorm<'_> {
+    impl<B: AutodiffBackend> ModuleVisitor<B> for SquaredNorm<'_, B> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
             if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
-                self.total += g.square().sum().into_scalar().elem::<f64>();
+                let squares = g.square().sum();
+                self.total = Some(match self.total.take() {
+                    Some(total) => total + squares,
+                    None => squares,
+                });
             }
         }
     }
-    struct Scale<'a> {
+    struct Scale<'a, B: AutodiffBackend> {
         grads: &'a mut GradientsParams,
-        factor: f64,
+        factor: Tensor<B::InnerBackend, 1>,
     }
-    impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_> {
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_, B> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
             if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
-                self.grads.register(param.id, g.mul_scalar(self.factor));
+                let factor = self.factor.clone().reshape([1; D]);
+                self.grads.register(param.id, g * factor);
             }
         }
     }
-    let mut norm = SquaredNorm { grads, total: 0.0 };
+    let mut norm = SquaredNorm::<B> { grads, total: None };
     model.visit(&mut norm);
-    let total = norm.total.sqrt();
-    // PyTorch's formula, including its epsilon.
-    let factor = max_norm / (total + 1e-6);
-    if factor < 1.0 {
-        model.visit(&mut Scale { grads, factor });
+    let Some(total) = norm.total else {
+        return;
+    };
+    // PyTorch's formula, including its epsilon; a factor of 1 leaves the gradients as they are.
+    let factor = (total.sqrt().add_scalar(1e-6).recip() * max_norm).clamp_max(1.0);
+    model.visit(&mut Scale::<B> { grads, factor });
+}
+
+/// Losses of the steps since the last read-back, summed on the device.
+struct LossWindow<B: Backend> {
+    sum: Option<Tensor<B, 1>>,
+    count: usize,
+}
+
+impl<B: Backend> Default for LossWindow<B> {
+    fn default() -> Self {
+        Self {
+            sum: None,
+            count: 0,
+        }
+    }
+}
+
+impl<B: Backend> LossWindow<B> {
+    fn add(&mut self, loss: Tensor<B, 1>) {
+        let loss = loss.detach();
+        self.sum = Some(match self.sum.take() {
+            Some(sum) => sum + loss,
+            None => loss,
+        });
+        self.count += 1;
+    }
+
+    /// `(sum, count)` of the losses added since the last read, which waits for the device.
+    fn read(&mut self) -> (f64, usize) {
+        let sum = self
+            .sum
+            .take()
+            .map_or(0.0, |sum| sum.into_scalar().elem::<f64>());
+        (sum, std::mem::take(&mut self.count))
     }
 }
