@@ -1,30 +1,79 @@
 #!/usr/bin/env bash
-# GPU checks of issues 3 and 5 in one go, for a machine with an NVIDIA GPU.
-# Build here first (CUDA needs no toolkit at build time):
+# fadlora against PyTorch + PEFT on one NVIDIA GPU, in one call, with one table of ratios at
+# the end. XLS-R 300M (random init), batch 8 x 64,600 samples:
+#   - training step, full fine-tuning and LoRA q+v r=4:
+#       fadlora f32 (cubecl runs f32 matmuls on TF32 tensor cores) vs PyTorch f32 + TF32,
+#       fadlora bf16 vs PyTorch bf16 autocast + torch.compile;
+#   - forward at batch 32 (inference), f32 vs f32 + TF32 and bf16 vs bf16 autocast;
+#   - the same f32 training steps on wgpu when a Vulkan driver is there.
+# Budget: under 8 minutes on an H200 (each command has its own timeout).
+#
+# Build the binary on any machine (no CUDA toolkit needed), e.g.
 #   cargo build --release -p fadlora-cli --no-default-features --features cuda,wgpu
-# then run from the repository root:  bash tools/bench/gpu_checks.sh [FADLORA] [OUT]
-# Each result is one JSON file in OUT (default: results/gpu_checks).
+# then, from the repository root on the GPU machine:
+#   bash tools/bench/gpu_checks.sh [FADLORA] [PYTHON] [OUT]
+# PYTHON needs torch, transformers and peft (tools/fixtures/requirements.txt). Results: one
+# JSON file per command in OUT (default results/gpu_checks), the table on stdout and in
+# OUT/summary.md.
+#
+# wgpu needs a Vulkan loader: if libvulkan.so.1 is missing and a libvulkan1_*.deb lies in
+# tools/bench/vendor/ (e.g. fetched with `apt-get download libvulkan1`), it is unpacked first.
 set -uo pipefail
 FADLORA=${1:-target/release/fadlora}
-OUT=${2:-results/gpu_checks}
+PYTHON=${2:-python3}
+OUT=${3:-results/gpu_checks}
 mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+here=$(cd "$(dirname "$0")" && pwd)
+start=$(date +%s)
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 
-run() {
-    local name=$1; shift
+# The autotune cache (cubecl) lives under target/ next to the nearest Cargo.toml: keep it
+# between runs, so only the first run of a shape pays for tuning.
+export CUBECL_AUTOTUNE_LEVEL=${CUBECL_AUTOTUNE_LEVEL:-balanced}
+
+run() { # name timeout command...
+    local name=$1 limit=$2
+    shift 2
     local t0=$(date +%s)
-    echo "== $name: $*"
-    timeout 240 "$FADLORA" "$@" > "$OUT/$name.json" 2> "$OUT/$name.log"
-    echo "   rc=$? in $(( $(date +%s) - t0 ))s: $(tail -c 600 "$OUT/$name.json")"
+    timeout "$limit" "$@" > "$OUT/$name.json" 2> "$OUT/$name.log"
+    local rc=$?
+    echo "[$(( $(date +%s) - start ))s] $name: rc=$rc in $(( $(date +%s) - t0 ))s"
 }
 
-# Issue 3: XLS-R 300M forward at batch 32 x 64,600 (DESIGN.md §5: PyTorch 258 utt/s).
-run forward_xlsr_b32 bench forward --backend cuda --preset xls-r-300m --batch 32 --samples 64600 --warmup 2 --iters 5
-# Issue 5: training step at batch 8 x 64,600 (PyTorch: full 109.4 ms / 8.42 GiB, LoRA q+v r4 81.1 ms / 4.19 GiB).
-run step_xlsr_full bench step --backend cuda --preset xls-r-300m --mode full --batch 8 --samples 64600 --warmup 3 --iters 10
-run step_xlsr_lora_qv_r4 bench step --backend cuda --preset xls-r-300m --mode lora --rank 4 --targets q,v --batch 8 --samples 64600 --warmup 3 --iters 10
-# A few steps on wgpu (Vulkan) too.
-run step_tiny_wgpu bench step --backend wgpu --preset tiny --mode lora --rank 4 --targets q,v --batch 4 --samples 32000 --warmup 2 --iters 5
-run step_tiny_cuda bench step --backend cuda --preset tiny --mode lora --rank 4 --targets q,v --batch 4 --samples 32000 --warmup 2 --iters 5
-"$FADLORA" train --config experiments/runs/micro_smoke.toml --backend wgpu --output-dir "$OUT/micro_smoke_wgpu" --no-progress > "$OUT/micro_smoke_wgpu.txt" 2>&1
-echo "== micro_smoke on wgpu: rc=$?"; tail -5 "$OUT/micro_smoke_wgpu.txt"
+XLSR=(--preset xls-r-300m --batch 8 --samples 64600)
+STEP_ITERS=(--warmup 5 --iters 10)
+for mode in full lora; do
+    lora=()
+    [ "$mode" = lora ] && lora=(--rank 4 --targets q,v)
+    run "step_${mode}_f32_fadlora" 150 "$FADLORA" bench step --backend cuda "${XLSR[@]}" --mode "$mode" "${lora[@]}" "${STEP_ITERS[@]}" --precision f32
+    run "step_${mode}_f32_torch" 90 "$PYTHON" "$here/torch_step.py" --device cuda "${XLSR[@]}" --mode "$mode" "${lora[@]}" "${STEP_ITERS[@]}" --tf32
+    run "step_${mode}_bf16_fadlora" 120 "$FADLORA" bench step --backend cuda "${XLSR[@]}" --mode "$mode" "${lora[@]}" "${STEP_ITERS[@]}" --precision bf16
+    run "step_${mode}_bf16_torch" 150 "$PYTHON" "$here/torch_step.py" --device cuda "${XLSR[@]}" --mode "$mode" "${lora[@]}" "${STEP_ITERS[@]}" --bf16 --compile
+done
+
+FWD=(--preset xls-r-300m --batch 32 --samples 64600 --warmup 3 --iters 10)
+run forward_f32_fadlora 90 "$FADLORA" bench forward --backend cuda "${FWD[@]}" --precision f32
+run forward_f32_torch 60 "$PYTHON" "$here/torch_forward.py" --device cuda "${FWD[@]}" --tf32 --no-split
+run forward_bf16_fadlora 90 "$FADLORA" bench forward --backend cuda "${FWD[@]}" --precision bf16
+run forward_bf16_torch 60 "$PYTHON" "$here/torch_forward.py" --device cuda "${FWD[@]}" --bf16 --no-split
+
+# wgpu (Vulkan) on the same GPU, where a driver and loader exist.
+if ! ldconfig -p | grep -q libvulkan.so.1; then
+    deb=$(ls "$here"/vendor/libvulkan1_*.deb 2>/dev/null | head -1)
+    [ -n "$deb" ] && dpkg -x "$deb" / && ldconfig
+fi
+for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json; do
+    [ -f "$icd" ] && export VK_DRIVER_FILES=${VK_DRIVER_FILES:-$icd} && break
+done
+if ldconfig -p | grep -q libvulkan.so.1 && [ -n "${VK_DRIVER_FILES:-}" ]; then
+    for mode in full lora; do
+        lora=()
+        [ "$mode" = lora ] && lora=(--rank 4 --targets q,v)
+        run "wgpu_step_${mode}_f32_fadlora" 150 "$FADLORA" bench step --backend wgpu "${XLSR[@]}" --mode "$mode" "${lora[@]}" "${STEP_ITERS[@]}" --precision f32
+    done
+else
+    echo "no Vulkan loader or NVIDIA ICD: wgpu skipped"
+fi
+
+"$PYTHON" "$here/ratio_table.py" "$OUT" | tee "$OUT/summary.md"
+echo "total $(( $(date +%s) - start ))s"

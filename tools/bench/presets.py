@@ -91,11 +91,14 @@ def sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
-def timed(fn, dev: torch.device, warmup: int, iters: int) -> list[float]:
-    """Run fn warmup times, then iters timed runs; returns milliseconds per run."""
+def timed(fn, dev: torch.device, warmup: int, iters: int, reset_memory: bool = False) -> list[float]:
+    """Run fn warmup times, then iters timed runs; returns milliseconds per run. With
+    reset_memory, peak memory counts only the timed runs."""
     for _ in range(warmup):
         fn()
     sync(dev)
+    if reset_memory:
+        reset_peak_memory(dev)
     out = []
     for _ in range(iters):
         sync(dev)
@@ -121,16 +124,42 @@ def summary(xs: list[float]) -> dict:
     }
 
 
+def reset_peak_memory(dev: torch.device) -> None:
+    """Forget the peaks so far (called after the warm-up, as fadlora's benchmarks do)."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+    else:
+        try:  # resets VmHWM to the current RSS (Linux)
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+
+
 def peak_memory(dev: torch.device) -> dict:
     if dev.type == "cuda":
+        allocated = int(torch.cuda.max_memory_allocated(dev))
         return {
-            "peak_mem_bytes": int(torch.cuda.max_memory_allocated(dev)),
-            "peak_mem_kind": "torch.cuda.max_memory_allocated",
+            "peak_mem_bytes": allocated,
+            "peak_in_use_bytes": allocated,
+            "peak_reserved_bytes": int(torch.cuda.max_memory_reserved(dev)),
+            "peak_mem_kind": "torch.cuda.max_memory_allocated / max_memory_reserved",
         }
-    # ru_maxrss is KiB on Linux
+    rss = None
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                rss = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if rss is None:  # ru_maxrss is KiB on Linux and cannot be reset
+        rss = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
     return {
-        "peak_mem_bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024,
-        "peak_mem_kind": "process peak RSS",
+        "peak_mem_bytes": rss,
+        "peak_in_use_bytes": rss,
+        "peak_reserved_bytes": None,
+        "peak_mem_kind": "process peak RSS (VmHWM)",
     }
 
 
@@ -151,3 +180,28 @@ def autocast_ctx(dev: torch.device, amp: str):
         return torch.autocast(device_type=dev.type, enabled=False)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
     return torch.autocast(device_type=dev.type, dtype=dtype)
+
+
+def add_precision_args(ap) -> None:
+    """The precision flags both benchmark scripts share."""
+    ap.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast dtype")
+    ap.add_argument("--bf16", action="store_true", help="same as --amp bf16")
+    ap.add_argument(
+        "--precision",
+        choices=["f32", "bf16", "f16"],
+        help="fadlora's spelling: f32 = --amp none, bf16 = --amp bf16, f16 = --amp fp16",
+    )
+    ap.add_argument(
+        "--tf32",
+        action="store_true",
+        help="f32 matmuls and convolutions on TF32 tensor cores (as burn's cubecl does on such GPUs)",
+    )
+
+
+def apply_precision_args(args) -> None:
+    if args.bf16:
+        args.amp = "bf16"
+    if args.precision is not None:
+        args.amp = {"f32": "none", "bf16": "bf16", "f16": "fp16"}[args.precision]
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    torch.backends.cudnn.allow_tf32 = args.tf32

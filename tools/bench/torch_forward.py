@@ -23,7 +23,20 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from presets import PRESETS, autocast_ctx, device_name, peak_memory, preset_config, setup, summary, timed  # noqa: E402
+from presets import (  # noqa: E402
+    PRESETS,
+    add_precision_args,
+    apply_precision_args,
+    autocast_ctx,
+    device_name,
+    peak_memory,
+    preset_config,
+    reset_peak_memory,
+    setup,
+    summary,
+    sync,
+    timed,
+)
 
 
 def main() -> None:
@@ -35,10 +48,11 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=32000)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--iters", type=int, default=10)
-    ap.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast dtype")
+    add_precision_args(ap)
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"], help="HF attention implementation")
     ap.add_argument("--no-split", action="store_true", help="skip the per-block timings")
     args = ap.parse_args()
+    apply_precision_args(args)
     warnings.filterwarnings("ignore", category=FutureWarning)
 
     from transformers import Wav2Vec2Model
@@ -55,7 +69,8 @@ def main() -> None:
         with torch.no_grad(), autocast_ctx(dev, args.amp):
             return model(x).last_hidden_state
 
-    times = timed(full, dev, args.warmup, args.iters)
+    times = timed(full, dev, args.warmup, args.iters, reset_memory=True)
+    memory = peak_memory(dev)
     out = full()
     result = {
         "framework": "pytorch",
@@ -69,6 +84,7 @@ def main() -> None:
         "samples": args.samples,
         "frames": int(out.shape[1]),
         "amp": args.amp,
+        "tf32": args.tf32,
         "attn_implementation": args.attn,
         "warmup": args.warmup,
         "iters": args.iters,
@@ -109,7 +125,7 @@ def main() -> None:
         split["other"] = round(result["median_ms"] - sum(split.values()), 3)
         result["split_ms"] = split
 
-    result.update(peak_memory(dev))
+    result.update(memory)
     print(json.dumps(result))
 
 

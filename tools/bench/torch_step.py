@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -28,7 +30,20 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from presets import PRESETS, autocast_ctx, device_name, peak_memory, preset_config, setup, summary, timed  # noqa: E402
+from presets import (  # noqa: E402
+    PRESETS,
+    add_precision_args,
+    apply_precision_args,
+    autocast_ctx,
+    device_name,
+    peak_memory,
+    preset_config,
+    reset_peak_memory,
+    setup,
+    summary,
+    sync,
+    timed,
+)
 
 TARGET_MAP = {
     "q": "q_proj",
@@ -67,7 +82,7 @@ def main() -> None:
     ap.add_argument("--dropout", type=float, default=0.1, help="hidden/attention/feat_proj dropout")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--iters", type=int, default=10)
-    ap.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast dtype")
+    add_precision_args(ap)
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
     ap.add_argument("--compile", action="store_true", help="torch.compile the detector")
     ap.add_argument(
@@ -77,6 +92,7 @@ def main() -> None:
         "(Wav2Vec2FeatureEncoder sets requires_grad on its input in train mode)",
     )
     args = ap.parse_args()
+    apply_precision_args(args)
     warnings.filterwarnings("ignore", category=FutureWarning)
 
     from transformers import Wav2Vec2Model
@@ -118,17 +134,34 @@ def main() -> None:
     fwd = torch.compile(model) if args.compile else model
     losses = []
 
-    def step():
+    def step(phases: list | None = None):
+        t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         with autocast_ctx(dev, args.amp):
             logits = fwd(x)
             loss = loss_fn(logits.float(), y)
+        if phases is not None:
+            sync(dev)
+            t1 = time.perf_counter()
         loss.backward()
+        if phases is not None:
+            sync(dev)
+            t2 = time.perf_counter()
         opt.step()
         losses.append(loss.detach())
+        if phases is not None:
+            sync(dev)
+            t3 = time.perf_counter()
+            phases.append(((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3))
 
-    times = timed(step, dev, args.warmup, args.iters)
+    times = timed(step, dev, args.warmup, args.iters, reset_memory=True)
+    memory = peak_memory(dev)
     med = summary(times)
+    # As fadlora's bench step: separate iterations with a sync after every phase.
+    phases: list = []
+    for _ in range(args.iters):
+        step(phases)
+    phase_median = [round(statistics.median(p[i] for p in phases), 3) for i in range(3)]
     result = {
         "framework": "pytorch",
         "torch_version": torch.__version__,
@@ -145,6 +178,7 @@ def main() -> None:
         "alpha": lora.lora_alpha if lora is not None else None,
         "targets": targets if lora is not None else None,
         "amp": args.amp,
+        "tf32": args.tf32,
         "attn_implementation": args.attn,
         "compile": args.compile,
         "conv_stack_autograd": args.mode == "full" or args.conv_grad,
@@ -156,13 +190,14 @@ def main() -> None:
         "step_ms_p90": med["p90_ms"],
         "step_ms_min": med["min_ms"],
         "utt_per_s": round(args.batch / (med["median_ms"] / 1e3), 2),
+        "phase_ms": dict(zip(("forward_ms", "backward_ms", "optimizer_ms"), phase_median)),
         "trainable_params": n_trainable,
         "trainable_params_without_head": n_trainable - n_head,
         "total_params": n_total,
         "head_params": n_head,
         "final_loss": round(float(losses[-1]), 6),
     }
-    result.update(peak_memory(dev))
+    result.update(memory)
     print(json.dumps(result))
 
 

@@ -69,9 +69,10 @@ enum DatasetTask {
 enum BenchTask {
     /// wav2vec2 forward pass; arguments go to `fadlora bench forward`.
     Forward {
-        /// Backend to benchmark; selects the cargo feature the binary is built with.
-        #[arg(long, default_value = "flex")]
-        backend: String,
+        /// Backend to benchmark (default flex); selects the cargo feature the binary is built
+        /// with. Like `--torch`, it may come anywhere among the arguments.
+        #[arg(long)]
+        backend: Option<String>,
         /// Also run tools/bench/torch_forward.py with this Python (torch + transformers
         /// installed) on the same arguments, and print both results with their ratio.
         #[arg(long, value_name = "PYTHON")]
@@ -81,9 +82,10 @@ enum BenchTask {
     },
     /// One training step; arguments go to `fadlora bench step`.
     Step {
-        /// Backend to benchmark; selects the cargo feature the binary is built with.
-        #[arg(long, default_value = "flex")]
-        backend: String,
+        /// Backend to benchmark (default flex); selects the cargo feature the binary is built
+        /// with. Like `--torch`, it may come anywhere among the arguments.
+        #[arg(long)]
+        backend: Option<String>,
         /// Also run tools/bench/torch_step.py with this Python (torch + transformers + peft
         /// installed) on the same arguments, and print both results with their ratio.
         #[arg(long, value_name = "PYTHON")]
@@ -122,13 +124,43 @@ fn feature_for_backend(backend: &str) -> Result<&'static str> {
 /// Builds `fadlora` in release with only the benchmarked backend compiled in and runs
 /// `fadlora bench <which>`; with `torch`, runs the PyTorch twin of the benchmark right after,
 /// on the same machine and arguments, and reports the ratio of the medians.
+/// Removes every `--name VALUE` and `--name=VALUE` from `args` and returns the last value:
+/// options of xtask's own that clap left among the trailing arguments, because they came after
+/// the first argument meant for `fadlora`.
+fn take_option(args: &mut Vec<String>, name: &str) -> Result<Option<String>> {
+    let mut value = None;
+    let mut rest = Vec::with_capacity(args.len());
+    let mut iter = std::mem::take(args).into_iter();
+    while let Some(arg) = iter.next() {
+        if arg == name {
+            value = Some(
+                iter.next()
+                    .with_context(|| format!("{name} needs a value"))?,
+            );
+        } else if let Some(v) = arg.strip_prefix(&format!("{name}=")) {
+            value = Some(v.to_string());
+        } else {
+            rest.push(arg);
+        }
+    }
+    *args = rest;
+    Ok(value)
+}
+
 fn bench(
     root: &Path,
     which: &str,
-    backend: &str,
-    torch: Option<&Path>,
-    args: &[String],
+    backend: Option<String>,
+    torch: Option<PathBuf>,
+    mut args: Vec<String>,
 ) -> Result<()> {
+    let backend = take_option(&mut args, "--backend")?
+        .or(backend)
+        .unwrap_or_else(|| "flex".into());
+    let torch = take_option(&mut args, "--torch")?
+        .map(PathBuf::from)
+        .or(torch);
+    let (backend, torch, args) = (backend.as_str(), torch.as_deref(), &args[..]);
     let feature = feature_for_backend(backend)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let ours = capture_json(
@@ -299,7 +331,7 @@ fn main() -> Result<()> {
                     torch,
                     args,
                 },
-        } => bench(&root, "forward", &backend, torch.as_deref(), &args),
+        } => bench(&root, "forward", backend, torch, args),
         Task::Bench {
             command:
                 BenchTask::Step {
@@ -307,6 +339,35 @@ fn main() -> Result<()> {
                     torch,
                     args,
                 },
-        } => bench(&root, "step", &backend, torch.as_deref(), &args),
+        } => bench(&root, "step", backend, torch, args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn own_options_are_taken_from_anywhere_among_the_forwarded_arguments() {
+        let mut args = strings(&["--preset", "tiny", "--backend", "wgpu", "--batch=2"]);
+        assert_eq!(
+            take_option(&mut args, "--backend").unwrap().as_deref(),
+            Some("wgpu")
+        );
+        assert_eq!(args, strings(&["--preset", "tiny", "--batch=2"]));
+        let mut args = strings(&["--torch=/usr/bin/python3", "--iters", "3"]);
+        assert_eq!(
+            take_option(&mut args, "--torch").unwrap().as_deref(),
+            Some("/usr/bin/python3")
+        );
+        assert_eq!(args, strings(&["--iters", "3"]));
+        assert!(take_option(&mut strings(&["--backend"]), "--backend").is_err());
+        let mut untouched = strings(&["--backend-x", "1"]);
+        assert_eq!(take_option(&mut untouched, "--backend").unwrap(), None);
+        assert_eq!(untouched, strings(&["--backend-x", "1"]));
     }
 }
