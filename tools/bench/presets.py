@@ -1,4 +1,4 @@
-"""Shared pieces of the PyTorch benchmarks: wav2vec2 presets (DESIGN.md sections 4 and 5),
+"""Shared pieces of the PyTorch benchmarks: wav2vec2 presets (docs/reference.md §2-3),
 timing helpers, device handling."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ XLSR_STRIDES = [5, 2, 2, 2, 2, 2, 2]
 
 
 def preset_config(name: str, *, dropout: float = 0.1, layerdrop: float = 0.0) -> Wav2Vec2Config:
-    """`tiny` (CPU benchmark config of DESIGN.md section 5), `base` (wav2vec2-base layout),
+    """`tiny` (CPU benchmark config of docs/reference.md §2), `base` (wav2vec2-base layout),
     `xls-r-300m`. SpecAugment masking is off (mask_time_prob 0), so no `masked_spec_embed`;
     LayerDrop off by default so every step runs every layer."""
     common = dict(

@@ -175,14 +175,18 @@ fn bench(
         println!("{ours}");
         return Ok(());
     };
-    let device = if backend == "flex" { "cpu" } else { "cuda" };
     let script = root.join(format!("tools/bench/torch_{which}.py"));
-    let theirs = capture_json(
-        Command::new(python)
-            .arg(&script)
-            .args(["--device", device])
-            .args(args),
-    )?;
+    let mut twin = Command::new(python);
+    twin.arg(&script);
+    if backend == "flex" {
+        // As many threads as fadlora's rayon pool.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        twin.args(["--device", "cpu", "--threads", &threads.to_string()]);
+    } else {
+        // cubecl runs f32 matmuls on TF32 tensor cores: the same-precision twin must too.
+        twin.args(["--device", "cuda", "--tf32"]);
+    }
+    let theirs = capture_json(twin.args(args))?;
     let median_key = if which == "step" {
         "step_ms_median"
     } else {

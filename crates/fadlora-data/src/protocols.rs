@@ -169,7 +169,7 @@ pub fn read_asvspoof2021(
     read_asvspoof2021_key(key_file, &track.audio_dir(root), track)
 }
 
-/// Reads one ASVspoof 2021 key file. Column orders (DESIGN.md §6):
+/// Reads one ASVspoof 2021 key file. Column orders (docs/reference.md §4):
 /// LA `SPEAKER TRIAL CODEC TRANSMISSION ATTACK KEY TRIM SUBSET`;
 /// DF `SPEAKER TRIAL CODEC SOURCE ATTACK KEY TRIM SUBSET VOCODER` followed by unused columns.
 pub fn read_asvspoof2021_key(

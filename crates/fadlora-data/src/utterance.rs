@@ -89,7 +89,7 @@ impl fmt::Display for Split {
     }
 }
 
-/// The conditions ASVspoof 2021 keys attach to each trial (DESIGN.md §6).
+/// The conditions ASVspoof 2021 keys attach to each trial (docs/reference.md §4).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TrialConditions {
     /// Codec the trial went through (`alaw`, `mp3m4a`, `nocodec`, ...).

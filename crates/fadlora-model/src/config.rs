@@ -137,7 +137,7 @@ impl Wav2Vec2Config {
         }
     }
 
-    /// A small XLS-R-shaped network (the CPU benchmark configuration of DESIGN.md §5):
+    /// A small XLS-R-shaped network (the CPU benchmark configuration of docs/reference.md §2):
     /// width 256, 4 layers, 4 heads, FFN 1024, seven 256-channel convolutions.
     pub fn tiny() -> Self {
         Self {

@@ -1,9 +1,11 @@
 //! The two convolutions of wav2vec2 written as im2col + matmul on time-major activations.
 //!
-//! burn 0.21's `Conv1d` was measured ~140x slower than cuDNN on the feature-encoder shapes
-//! (DESIGN.md §5); a matmul over windows assembled with reshape/slice/cat is ~33x faster on
-//! CUDA and also faster on the CPU. Weights are stored directly in the matmul layout, so the
-//! PyTorch-to-burn rearrangement happens once, when a checkpoint is loaded.
+//! The windows come from [`crate::ops`] (`conv_windows`, `same_windows`): one contiguous copy
+//! per window row on the CPU, reshape/slice/cat or a `select` of time indices elsewhere, each
+//! with its own backward. burn 0.21's `Conv1d` was measured ~140x slower than cuDNN on the
+//! feature-encoder shapes on CUDA (without autotune) and slower than this formulation on the
+//! CPU. Weights are stored directly in the matmul layout, so the PyTorch-to-burn rearrangement
+//! happens once, when a checkpoint is loaded.
 
 use burn::module::{Module, Param};
 use burn::nn::Initializer;

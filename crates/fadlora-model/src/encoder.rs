@@ -15,7 +15,7 @@ use crate::conv::WeightNormGroupedConv;
 use crate::linear::{init_linear, linear_from_checkpoint, EncoderLinear};
 use crate::load::{LoadError, TensorSource};
 use crate::norm::Norm;
-use crate::ops::{gelu, softmax, ModelBackend};
+use crate::ops::{dropout, gelu, softmax, ModelBackend};
 
 /// Multi-head self-attention (no mask: inputs of a batch share one length).
 #[derive(Module, Debug)]
@@ -62,7 +62,7 @@ impl<B: ModelBackend> Attention<B> {
                 .forward(context.swap_dims(1, 2).reshape([batch, len, hidden]));
         }
         let scores = q.matmul(k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5);
-        let probs = self.dropout.forward(softmax(scores));
+        let probs = dropout(&self.dropout, softmax(scores));
         let context = probs
             .matmul(v)
             .swap_dims(1, 2)
@@ -83,8 +83,8 @@ pub struct FeedForward<B: Backend> {
 impl<B: ModelBackend> FeedForward<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = self.intermediate_dense.forward(x);
-        let x = self.intermediate_dropout.forward(gelu(x));
-        self.output_dropout.forward(self.output_dense.forward(x))
+        let x = dropout(&self.intermediate_dropout, gelu(x));
+        dropout(&self.output_dropout, self.output_dense.forward(x))
     }
 }
 
@@ -130,14 +130,14 @@ impl<B: ModelBackend> EncoderLayer<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         if self.stable {
             let attn = self.attention.forward(self.layer_norm.forward(x.clone()));
-            let x = x + self.dropout.forward(attn);
+            let x = x + dropout(&self.dropout, attn);
             let ff = self
                 .feed_forward
                 .forward(self.final_layer_norm.forward(x.clone()));
             x + ff
         } else {
             let attn = self.attention.forward(x.clone());
-            let x = self.layer_norm.forward(x + self.dropout.forward(attn));
+            let x = self.layer_norm.forward(x + dropout(&self.dropout, attn));
             let ff = self.feed_forward.forward(x.clone());
             self.final_layer_norm.forward(x + ff)
         }
@@ -298,9 +298,9 @@ impl<B: ModelBackend> Encoder<B> {
     ) -> Tensor<B, 3> {
         let x = x.clone() + self.pos_conv_embed.forward(x);
         let mut x = if self.stable {
-            self.dropout.forward(x)
+            dropout(&self.dropout, x)
         } else {
-            self.dropout.forward(self.layer_norm.forward(x))
+            dropout(&self.dropout, self.layer_norm.forward(x))
         };
         let training = B::ad_enabled(&x.device());
         // LayerDrop as Hugging Face: each layer is skipped with probability `layerdrop`, in

@@ -9,7 +9,7 @@ use crate::conv::StridedConv;
 use crate::linear::linear_on_tokens;
 use crate::load::{permute, LoadError, TensorSource};
 use crate::norm::Norm;
-use crate::ops::{gelu, ModelBackend};
+use crate::ops::{dropout, gelu, ModelBackend};
 
 /// PyTorch's default `eps` for the `nn.LayerNorm` / `nn.GroupNorm` inside the conv layers,
 /// which Hugging Face builds without passing `layer_norm_eps`.
@@ -192,7 +192,7 @@ impl<B: ModelBackend> FeatureProjection<B> {
             projection.weight.val(),
             projection.bias.as_ref().map(|b| b.val()),
         );
-        let projected = self.dropout.forward(projected);
+        let projected = dropout(&self.dropout, projected);
         (projected, normed)
     }
 }

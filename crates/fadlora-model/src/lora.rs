@@ -12,6 +12,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::linear::{flatten_tokens, linear_2d, unflatten_tokens};
+use crate::ops::{dropout, ModelBackend};
 use burn::config::Config;
 use burn::module::{Initializer, Module, ModuleMapper, Param};
 use burn::nn::{Dropout, DropoutConfig, Linear};
@@ -311,9 +312,12 @@ impl<B: Backend> Lora<B> {
     /// `s * dropout(x) A B` for tokens `x` `[tokens, d_input]`, in `x`'s float type. The
     /// scaling rides on `B` (`[rank, d_output]`), the smallest tensor on the path, rather than
     /// on the output.
-    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2>
+    where
+        B: ModelBackend,
+    {
         let dtype = x.dtype();
-        let down = self.dropout.forward(x).matmul(self.a.val().cast(dtype));
+        let down = dropout(&self.dropout, x).matmul(self.a.val().cast(dtype));
         down.matmul((self.b.val() * self.scaling).cast(dtype))
     }
 
@@ -364,7 +368,10 @@ impl LoraLinearConfig {
 impl<B: Backend> LoraLinear<B> {
     /// Applies the layer to the last axis of `x`, in `x`'s float type, on tokens flattened
     /// as [`crate::linear::linear_on_tokens`] does.
-    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D>
+    where
+        B: ModelBackend,
+    {
         let dims = x.dims();
         let x = flatten_tokens(x);
         let base = linear_2d(

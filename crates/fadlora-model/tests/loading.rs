@@ -181,7 +181,7 @@ fn hugging_face_defaults_fill_missing_keys() {
 #[test]
 fn presets_have_the_published_sizes() {
     let device = Default::default();
-    // DESIGN.md §4: Wav2Vec2Model without masked_spec_embed. Counted lazily: nothing is allocated.
+    // docs/reference.md §2: Wav2Vec2Model without masked_spec_embed. Counted lazily: nothing is allocated.
     let xls_r = Wav2Vec2Config::xls_r_300m().init::<TB>(&device);
     assert_eq!(count_params(&xls_r), 315_437_696);
     // facebook/wav2vec2-base: 94,371,712 for HF's Wav2Vec2Model, less the 768 of

@@ -138,7 +138,11 @@ pub fn run_on<J: BackendJob>(kind: BackendKind, job: J) -> Result<J::Output, Tra
             )?;
             let env = BackendEnv {
                 kind,
-                device_name: format!("{} {:?}", B::name(&device), device),
+                device_name: format!(
+                    "{} {:?}",
+                    <B as burn::tensor::backend::Backend>::name(&device),
+                    device
+                ),
                 memory: MemoryProbe::cubecl::<burn::cubecl::cuda::CudaRuntime>(device.clone()),
             };
             Ok(job.run::<B>(device, env))
@@ -154,7 +158,11 @@ pub fn run_on<J: BackendJob>(kind: BackendKind, job: J) -> Result<J::Output, Tra
             )?;
             let env = BackendEnv {
                 kind,
-                device_name: format!("{} {:?}", B::name(&device), device),
+                device_name: format!(
+                    "{} {:?}",
+                    <B as burn::tensor::backend::Backend>::name(&device),
+                    device
+                ),
                 memory: MemoryProbe::cubecl::<burn::cubecl::wgpu::WgpuRuntime>(device.clone()),
             };
             Ok(job.run::<B>(device, env))

@@ -21,7 +21,7 @@ use crate::{lora_hookup, TrainError};
 #[serde(rename_all = "kebab-case")]
 pub enum HeadKind {
     /// Mean over frames of the last hidden state, then `Linear(hidden, 2)`
-    /// (the DESIGN.md §5 benchmark detector).
+    /// (the docs/reference.md §3 benchmark detector).
     #[default]
     MeanLinear,
 }

@@ -2,10 +2,12 @@
 //! burn-flex runs element-wise float ops on one thread with scalar libm calls and has no fused
 //! backward for LayerNorm or softmax. Non-`f32` tensors take the composed path.
 
-use burn::backend::flex::FlexTensor;
+use burn::backend::flex::{FlexDevice, FlexTensor};
 use burn::backend::Flex;
+use burn::prelude::Tensor;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Shape, TensorData, TensorMetadata};
+use burn::tensor::{Distribution, FloatDType};
 use rayon::prelude::*;
 
 use super::fast_math;
@@ -269,6 +271,36 @@ impl ModelBackend for Flex {
         tensor(out, Shape::new([groups, batch * len, width]))
     }
 
+    fn dropout_mask(
+        shape: Shape,
+        keep: f64,
+        dtype: FloatDType,
+        device: &FlexDevice,
+    ) -> FloatTensor<Self> {
+        if dtype != FloatDType::F32 {
+            return composed_dropout_mask(shape, keep, dtype, device);
+        }
+        // One draw from the backend's seeded RNG keys a counter-based stream (SplitMix64 of the
+        // element index), so masks are reproducible and filled in parallel.
+        let key = Tensor::<Flex, 1>::random([1], Distribution::Uniform(0.0, 1.0), device)
+            .into_scalar()
+            .to_bits() as u64;
+        let key = splitmix64(key);
+        let threshold = (keep * (1u64 << 32) as f64) as u64;
+        let scale = (1.0 / keep) as f32;
+        let mut mask = vec![0f32; shape.num_elements()];
+        mask.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(chunk, values)| {
+                let first = (chunk * CHUNK) as u64;
+                for (i, v) in values.iter_mut().enumerate() {
+                    let draw = splitmix64(key ^ (first + i as u64)) >> 32;
+                    *v = if draw < threshold { scale } else { 0.0 };
+                }
+            });
+        tensor(mask, Shape::new([shape.num_elements()]))
+    }
+
     fn same_windows_backward(
         grad: FloatTensor<Self>,
         input: [usize; 3],
@@ -311,4 +343,51 @@ impl ModelBackend for Flex {
 fn dims3(t: &FlexTensor) -> [usize; 3] {
     let shape = t.shape();
     [shape[0], shape[1], shape[2]]
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The trait's default mask, for dtypes the kernel above does not fill.
+fn composed_dropout_mask(
+    shape: Shape,
+    keep: f64,
+    dtype: FloatDType,
+    device: &FlexDevice,
+) -> FlexTensor {
+    let mask = Tensor::<Flex, 1>::random(
+        [shape.num_elements()],
+        Distribution::Bernoulli(keep),
+        device,
+    );
+    (mask * (1.0 / keep)).cast(dtype).into_primitive().tensor()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::prelude::Backend;
+
+    fn mask(seed: u64) -> Vec<f32> {
+        let device = FlexDevice;
+        Flex::seed(&device, seed);
+        let mask = Flex::dropout_mask(Shape::new([200_000]), 0.9, FloatDType::F32, &device);
+        mask.into_data().to_vec().unwrap()
+    }
+
+    #[test]
+    fn dropout_mask_keeps_the_asked_fraction_scaled_and_follows_the_seed() {
+        let a = mask(3);
+        assert_eq!(a, mask(3), "same seed, same mask");
+        assert_ne!(a, mask(4));
+        let scale = 1.0 / 0.9f32;
+        assert!(a.iter().all(|&v| v == 0.0 || v == scale));
+        let kept = a.iter().filter(|&&v| v != 0.0).count() as f64 / a.len() as f64;
+        // Binomial standard deviation at n = 200,000: 0.00067.
+        assert!((kept - 0.9).abs() < 0.003, "kept {kept}");
+    }
 }

@@ -19,8 +19,9 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
 use burn::backend::Autodiff;
 use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{FloatDType, IndexingUpdateOp, TensorMetadata, TensorPrimitive};
+use burn::tensor::{FloatDType, IndexingUpdateOp, Shape, TensorMetadata, TensorPrimitive};
 
 #[cfg(feature = "flex")]
 pub mod fast_math;
@@ -102,6 +103,23 @@ pub trait ModelBackend: Backend {
         window: SameWindow,
     ) -> FloatTensor<Self> {
         composed::same_windows_backward::<Self>(grad, input, window)
+    }
+
+    /// Dropout's mask for a tensor of `shape`, flat (`[elements]`): `1 / keep` with
+    /// probability `keep`, else 0, drawn from the backend's seeded RNG; never part of the
+    /// autodiff graph.
+    fn dropout_mask(
+        shape: Shape,
+        keep: f64,
+        dtype: FloatDType,
+        device: &Self::Device,
+    ) -> FloatTensor<Self> {
+        let mask = Tensor::<Self, 1>::random(
+            [shape.num_elements()],
+            burn::tensor::Distribution::Bernoulli(keep),
+            device,
+        );
+        (mask * (1.0 / keep)).cast(dtype).into_primitive().tensor()
     }
 }
 
@@ -297,6 +315,15 @@ impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
             }
             OpsKind::UnTracked(prep) => prep.finish(B::same_windows(x.primitive, window)),
         }
+    }
+
+    fn dropout_mask(
+        shape: Shape,
+        keep: f64,
+        dtype: FloatDType,
+        device: &Self::Device,
+    ) -> FloatTensor<Self> {
+        <Self as AutodiffBackend>::from_inner(B::dropout_mask(shape, keep, dtype, device))
     }
 
     fn softmax_rows(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -602,4 +629,19 @@ pub fn conv_windows<B: ModelBackend>(x: Tensor<B, 3>, window: ConvWindow) -> Ten
 pub fn same_windows<B: ModelBackend>(x: Tensor<B, 3>, window: SameWindow) -> Tensor<B, 3> {
     let out = B::same_windows(x.into_primitive().tensor(), window);
     Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// Dropout as burn's `Dropout` module does it (only while gradients are recorded), with the
+/// mask from [`ModelBackend::dropout_mask`]: burn draws it one element at a time on the CPU.
+pub fn dropout<B: ModelBackend, const D: usize>(
+    module: &burn::nn::Dropout,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    if module.prob == 0.0 || !B::ad_enabled(&x.device()) {
+        return x;
+    }
+    let keep = 1.0 - module.prob;
+    let mask = B::dropout_mask(x.shape(), keep, x.dtype().into(), &x.device());
+    let mask = Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(mask)).reshape(x.shape());
+    x * mask
 }
