@@ -86,7 +86,7 @@ def main() -> None:
             a, b = ours["step_ms_median"], theirs["step_ms_median"]
             ratio = a / b
             values = f"{a:.1f} ms | {b:.1f} ms"
-        mem_ours = ours.get("peak_in_use_bytes")
+        mem_ours = ours.get("peak_in_use_bytes", ours.get("peak_mem_bytes"))
         mem_theirs = theirs.get("peak_in_use_bytes", theirs.get("peak_mem_bytes"))
         mem_ratio = "-" if not (mem_ours and mem_theirs) else f"{mem_ours / mem_theirs:.2f}"
         reserved = f"{mib(ours.get('peak_reserved_bytes'))} / {mib(theirs.get('peak_reserved_bytes'))}"

@@ -52,10 +52,8 @@ impl<B: ModelBackend> Attention<B> {
         let q = split(self.q_proj.forward(x.clone()));
         let k = split(self.k_proj.forward(x.clone()));
         let v = split(self.v_proj.forward(x));
-        if !B::ad_enabled(&q.device()) {
-            // Inference: the backend's fused attention (flash attention on cubecl, a fused
-            // CPU kernel on flex), with its default scale 1 / sqrt(head_dim). Under autodiff
-            // burn decomposes it anyway, so training takes the path below.
+        if B::FUSED_INFERENCE_ATTENTION && !B::ad_enabled(&q.device()) {
+            // The backend's fused attention, with its default scale 1 / sqrt(head_dim).
             let context = attention(q, k, v, None, None, AttentionModuleOptions::default());
             return self
                 .out_proj

@@ -50,6 +50,9 @@ const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
 impl ModelBackend for Flex {
+    // burn-flex's fused attention measured slower than matmul + softmax + matmul here: the
+    // `tiny` preset's four layers took 38-47 ms against 28-32 ms (batch 4 x 99 frames).
+
     fn gelu_rows(x: FloatTensor<Self>) -> FloatTensor<Self> {
         if !is_f32(&[&x]) {
             return <Flex as burn::tensor::ops::ActivationOps<Flex>>::gelu(x);

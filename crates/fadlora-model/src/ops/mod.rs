@@ -32,6 +32,11 @@ mod flex;
 /// module. Implemented for `Flex`, `Cuda` and `Wgpu` (as compiled in) and for `Autodiff` of any
 /// of them. All tensors are `[rows, cols]`; the operation acts along `cols`.
 pub trait ModelBackend: Backend {
+    /// Whether inference runs attention as the backend's fused operation
+    /// (`burn::tensor::module::attention`) rather than matmul, softmax, matmul. Under autodiff
+    /// burn decomposes the fused operation anyway, so training always takes the latter.
+    const FUSED_INFERENCE_ATTENTION: bool = false;
+
     /// `x * Phi(x)` with the exact normal CDF (PyTorch's `gelu(approximate="none")`).
     fn gelu_rows(x: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::gelu(x)
@@ -170,13 +175,21 @@ impl<B> TrainBackend for B where
 {
 }
 
+// cubecl's flash-attention kernel never materialises the `[batch, heads, frames, frames]`
+// scores; not yet measured against the matmul path on a GPU (tools/bench/gpu_checks.sh).
 #[cfg(feature = "cuda")]
-impl ModelBackend for burn::backend::Cuda {}
+impl ModelBackend for burn::backend::Cuda {
+    const FUSED_INFERENCE_ATTENTION: bool = true;
+}
 #[cfg(feature = "wgpu")]
-impl ModelBackend for burn::backend::Wgpu {}
+impl ModelBackend for burn::backend::Wgpu {
+    const FUSED_INFERENCE_ATTENTION: bool = true;
+}
 
 /// Each operation is one node of the graph, holding what its backward reads.
 impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
+    const FUSED_INFERENCE_ATTENTION: bool = B::FUSED_INFERENCE_ATTENTION;
+
     fn gelu_rows(x: FloatTensor<Self>) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct GeluBackward;
