@@ -100,12 +100,13 @@ impl<B: Backend> Detector<B> {
         self
     }
 
-    /// Stores the weight matrices that do not train in the detector's precision (every one
-    /// of them on a backend without autodiff); a no-op in f32. Call it once every parameter
-    /// is loaded: checkpoints hold f32.
-    pub fn with_frozen_weights_in_precision(self) -> Self {
-        let precision = self.precision;
-        fadlora_model::precision::cast_frozen(self, precision)
+    /// Stores the front end's weight matrices that do not train in the detector's precision
+    /// (every one of them on a backend without autodiff); a no-op in f32. Call it once every
+    /// parameter is loaded: checkpoints hold f32.
+    /// The head stays f32, as the loss.
+    pub fn with_frozen_weights_in_precision(mut self) -> Self {
+        self.wav2vec2 = fadlora_model::precision::cast_frozen(self.wav2vec2, self.precision);
+        self
     }
 }
 

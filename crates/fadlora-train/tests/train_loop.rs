@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use fadlora_model::LoraTarget;
 use fadlora_train::record::EpochLog;
 use fadlora_train::{train, RunConfig, RunRecord, TrainOptions, TrainOutcome};
 
@@ -225,4 +226,42 @@ impl SplitNoFile {
             ..r.clone()
         }
     }
+}
+
+#[test]
+fn a_bf16_lora_run_trains_and_its_checkpoint_scores_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = micro_run(dir.path(), 4, 2, "");
+    config.precision = fadlora_model::Precision::Bf16;
+    config.lora = Some(fadlora_train::config::LoraSection {
+        rank: 4,
+        alpha: None,
+        dropout: 0.0,
+        targets: vec![LoraTarget::Q, LoraTarget::V],
+        layers: None,
+        use_rslora: false,
+    });
+    let record = finished(train(&config, &TrainOptions::default()).unwrap());
+    assert_eq!(record.config.precision, fadlora_model::Precision::Bf16);
+    assert!(record.epochs.iter().all(|e| e.train_loss.is_finite()));
+    // Inference rebuilds the detector in bf16 (every front-end weight in bf16, the head f32)
+    // and scores the eval split again, as `fadlora eval` does.
+    let spec = fadlora_data::DatasetSpec::parse(&config.data.dataset).unwrap();
+    let scored = fadlora_train::infer::evaluate_checkpoint(
+        dir.path(),
+        &spec,
+        Some("eval"),
+        config.backend,
+        4,
+        [0.5, 0.5],
+    )
+    .unwrap();
+    // `eval` scores the whole split (the run scored the first 4 of each class).
+    let all_eval = fadlora_data::DatasetSpec::load(&spec)
+        .unwrap()
+        .into_iter()
+        .filter(|u| u.split == fadlora_data::Split::parse("eval"))
+        .count();
+    assert_eq!(scored.scores.len(), all_eval);
+    assert!(scored.scores.iter().all(|s| s.score.is_finite()));
 }
