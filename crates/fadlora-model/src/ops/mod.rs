@@ -1,17 +1,21 @@
-//! The three operations that dominate wav2vec2 besides matmuls, as backend operations with
-//! their own backward: exact GELU, LayerNorm over the last axis, softmax over the last axis.
+//! The operations that dominate wav2vec2 besides matmuls, as backend operations with their own
+//! backward: exact GELU, LayerNorm and softmax over the last axis, the two convolutions' im2col
+//! windows, and dropout masks.
 //!
 //! burn 0.21 runs them poorly for training. Under `Autodiff`, LayerNorm and softmax are
 //! decomposed into five to seven primitive ops, each saving its input and running its own
 //! backward kernel; GELU's backward on the cubecl backends is the derivative of the *tanh*
 //! approximation, while its forward (and Hugging Face) is the exact erf GELU, so GPU gradients
-//! did not match the reference. [`ModelBackend`] gives each operation one forward and one
+//! did not match the reference; burn-flex copies strided windows element by element and draws
+//! dropout masks on one thread. [`ModelBackend`] gives each operation one forward and one
 //! backward: composed from burn tensor ops by default (which kernel fusion merges on the GPU),
-//! with rayon-parallel row kernels on the CPU backend (see `flex.rs`), and wired into
-//! `Autodiff` as single graph nodes.
+//! with rayon-parallel kernels on the CPU backend (see `flex.rs`), and wired into `Autodiff` as
+//! single graph nodes.
 //!
-//! Every operation works on rows: the tensor-level functions ([`gelu`], [`layer_norm`],
-//! [`softmax`]) flatten all leading axes into one before calling the backend.
+//! The row operations work on `[rows, cols]`: the tensor-level functions ([`gelu`],
+//! [`layer_norm`], [`softmax`]) flatten all leading axes into one before calling the backend.
+
+use std::sync::Arc;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -271,63 +275,11 @@ impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
     }
 
     fn conv_windows(x: FloatTensor<Self>, window: ConvWindow) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct ConvWindowsBackward;
-        impl<B: ModelBackend> Backward<B, 1> for ConvWindowsBackward {
-            type State = ([usize; 3], ConvWindow);
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let (input, window) = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::conv_windows_backward(grad, input, window)
-                });
-            }
-        }
-        let input = dims3::<B>(&x.primitive);
-        match ConvWindowsBackward
-            .prepare::<C>([x.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                prep.finish((input, window), B::conv_windows(x.primitive, window))
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::conv_windows(x.primitive, window)),
-        }
+        windows_node::<B, C, _>(x, window, B::conv_windows, B::conv_windows_backward)
     }
 
     fn same_windows(x: FloatTensor<Self>, window: SameWindow) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct SameWindowsBackward;
-        impl<B: ModelBackend> Backward<B, 1> for SameWindowsBackward {
-            type State = ([usize; 3], SameWindow);
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let (input, window) = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::same_windows_backward(grad, input, window)
-                });
-            }
-        }
-        let input = dims3::<B>(&x.primitive);
-        match SameWindowsBackward
-            .prepare::<C>([x.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                prep.finish((input, window), B::same_windows(x.primitive, window))
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::same_windows(x.primitive, window)),
-        }
+        windows_node::<B, C, _>(x, window, B::same_windows, B::same_windows_backward)
     }
 
     fn dropout_mask(
@@ -584,6 +536,48 @@ pub mod composed {
         let grad = rows::<B>(grad);
         let dot = (grad.clone() * y.clone()).sum_dim(1);
         prim(y * (grad - dot))
+    }
+}
+
+/// An im2col operation as one graph node: `forward(x, window)`, whose backward
+/// `backward(grad, x's dims, window)` needs nothing of `x` but its shape.
+fn windows_node<B: ModelBackend, C: CheckpointStrategy, W>(
+    x: FloatTensor<Autodiff<B, C>>,
+    window: W,
+    forward: fn(FloatTensor<B>, W) -> FloatTensor<B>,
+    backward: fn(FloatTensor<B>, [usize; 3], W) -> FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>>
+where
+    W: Copy + Send + Sync + 'static,
+{
+    #[derive(Debug)]
+    struct WindowsBackward;
+    impl<B: ModelBackend> Backward<B, 1> for WindowsBackward {
+        type State = BackwardState<B>;
+        fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let backward = ops.state.0;
+            unary::<B, _>(ops.parents, ops.node, grads, |grad| backward(grad));
+        }
+    }
+    /// The backward with the input's shape and the window bound in.
+    #[derive(Clone)]
+    struct BackwardState<B: Backend>(Arc<dyn Fn(FloatTensor<B>) -> FloatTensor<B> + Send + Sync>);
+    impl<B: Backend> std::fmt::Debug for BackwardState<B> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("windows backward")
+        }
+    }
+    let input = dims3::<B>(&x.primitive);
+    match WindowsBackward
+        .prepare::<C>([x.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let state = BackwardState(Arc::new(move |grad| backward(grad, input, window)));
+            prep.finish(state, forward(x.primitive, window))
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive, window)),
     }
 }
 
