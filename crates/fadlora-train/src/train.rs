@@ -462,7 +462,14 @@ where
             progress.steps += 1;
             micro = 0;
             window_steps += 1;
-            if window_steps < LOSS_READ_STEPS && !last && progress.steps < total_steps {
+            // A window also ends with the timing warm-up, so warm-up steps (autotuning on a
+            // GPU) are never averaged into timed ones.
+            let warmup_ends = progress.steps_timed + window_steps == t.timing_warmup_steps;
+            if window_steps < LOSS_READ_STEPS
+                && !last
+                && progress.steps < total_steps
+                && !warmup_ends
+            {
                 continue;
             }
             // One read-back: waits for every queued step.
