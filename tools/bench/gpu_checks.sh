@@ -5,7 +5,8 @@
 #       fadlora f32 (cubecl runs f32 matmuls on TF32 tensor cores) vs PyTorch f32 + TF32,
 #       fadlora bf16 vs PyTorch bf16 autocast + torch.compile;
 #   - forward at batch 32 (inference), f32 vs f32 + TF32 and bf16 vs bf16 autocast;
-#   - the same f32 training steps on wgpu when a Vulkan driver is there.
+#   - the same f32 training steps on wgpu when a Vulkan driver is there;
+#   - f32 forward parity with transformers on the fixtures (features_parity.py), cuda and wgpu.
 # Budget: under 8 minutes on an H200 (each command has its own timeout).
 #
 # Build the binary on any machine (no CUDA toolkit needed), e.g.
@@ -40,6 +41,9 @@ run() { # name timeout command...
     echo "[$(( $(date +%s) - start ))s] $name: rc=$rc in $(( $(date +%s) - t0 ))s"
 }
 
+# f32 forward against transformers' hidden states on the fixtures, within 1e-3 relative (TF32).
+run parity_cuda 120 "$PYTHON" "$here/features_parity.py" "$FADLORA" cuda --tol 1e-3
+
 XLSR=(--preset xls-r-300m --batch 8 --samples 64600)
 STEP_ITERS=(--warmup 5 --iters 10)
 for mode in full lora; do
@@ -66,6 +70,7 @@ for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulka
     [ -f "$icd" ] && export VK_DRIVER_FILES=${VK_DRIVER_FILES:-$icd} && break
 done
 if ldconfig -p | grep -q libvulkan.so.1 && [ -n "${VK_DRIVER_FILES:-}" ]; then
+    run parity_wgpu 120 "$PYTHON" "$here/features_parity.py" "$FADLORA" wgpu --tol 1e-3
     for mode in full lora; do
         lora=()
         [ "$mode" = lora ] && lora=(--rank 4 --targets q,v)

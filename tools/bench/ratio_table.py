@@ -105,6 +105,16 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(row)
+    for path in sorted(folder.glob("parity_*.json")):
+        result = load(path)
+        if result is None:
+            print(f"\nforward parity {path.stem}: run failed (see {folder}/{path.stem}.log)")
+            continue
+        verdict = "ok" if not result["over"] else f"over: {', '.join(result['over'])}"
+        print(
+            f"\nforward parity against transformers on {result['backend']}: max relative diff "
+            f"{result['max_relative_diff']:.2e} (bound {result['tolerance_relative']:g}): {verdict}"
+        )
 
 
 if __name__ == "__main__":
