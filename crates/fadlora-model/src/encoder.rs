@@ -15,7 +15,7 @@ use crate::conv::WeightNormGroupedConv;
 use crate::linear::{init_linear, linear_from_checkpoint, EncoderLinear};
 use crate::load::{LoadError, TensorSource};
 use crate::norm::Norm;
-use crate::ops::{dropout, gelu, softmax, ModelBackend};
+use crate::ops::{dropout, gelu, permute4, softmax, ModelBackend};
 
 /// Multi-head self-attention (no mask: inputs of a batch share one length).
 #[derive(Module, Debug)]
@@ -48,24 +48,21 @@ impl<B: ModelBackend> Attention<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [batch, len, hidden] = x.dims();
         let (heads, head_dim) = (self.num_heads, hidden / self.num_heads);
-        let split = |t: Tensor<B, 3>| t.reshape([batch, len, heads, head_dim]).swap_dims(1, 2);
+        // Heads to the front and back with `permute4`, which copies in parallel on the CPU.
+        let split =
+            |t: Tensor<B, 3>| permute4(t.reshape([batch, len, heads, head_dim]), [0, 2, 1, 3]);
+        let merge = |t: Tensor<B, 4>| permute4(t, [0, 2, 1, 3]).reshape([batch, len, hidden]);
         let q = split(self.q_proj.forward(x.clone()));
         let k = split(self.k_proj.forward(x.clone()));
         let v = split(self.v_proj.forward(x));
         if B::FUSED_INFERENCE_ATTENTION && !B::ad_enabled(&q.device()) {
             // The backend's fused attention, with its default scale 1 / sqrt(head_dim).
             let context = attention(q, k, v, None, None, AttentionModuleOptions::default());
-            return self
-                .out_proj
-                .forward(context.swap_dims(1, 2).reshape([batch, len, hidden]));
+            return self.out_proj.forward(merge(context));
         }
         let scores = q.matmul(k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5);
         let probs = dropout(&self.dropout, softmax(scores));
-        let context = probs
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([batch, len, hidden]);
-        self.out_proj.forward(context)
+        self.out_proj.forward(merge(probs.matmul(v)))
     }
 }
 

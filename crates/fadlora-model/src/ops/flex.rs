@@ -274,6 +274,35 @@ impl ModelBackend for Flex {
         tensor(out, Shape::new([groups, batch * len, width]))
     }
 
+    fn permute4(x: FloatTensor<Self>, axes: [usize; 4]) -> FloatTensor<Self> {
+        if !is_f32(&[&x]) {
+            return <Flex as burn::tensor::ops::FloatTensorOps<Flex>>::float_permute(x, &axes);
+        }
+        let x = contiguous(x);
+        let shape = x.shape();
+        let dims = [shape[0], shape[1], shape[2], shape[3]];
+        let strides = [dims[1] * dims[2] * dims[3], dims[2] * dims[3], dims[3], 1];
+        let out_dims = axes.map(|a| dims[a]);
+        let from = axes.map(|a| strides[a]);
+        let input = values(&x);
+        let row = (out_dims[2] * out_dims[3]).max(1);
+        let mut out = vec![0f32; input.len()];
+        out.par_chunks_mut(row).enumerate().for_each(|(r, out)| {
+            let base = (r / out_dims[1]) * from[0] + (r % out_dims[1]) * from[1];
+            for (i2, out) in out.chunks_exact_mut(out_dims[3].max(1)).enumerate() {
+                let start = base + i2 * from[2];
+                if from[3] == 1 {
+                    out.copy_from_slice(&input[start..start + out.len()]);
+                } else {
+                    for (i3, o) in out.iter_mut().enumerate() {
+                        *o = input[start + i3 * from[3]];
+                    }
+                }
+            }
+        });
+        tensor(out, Shape::new(out_dims))
+    }
+
     fn dropout_mask(
         shape: Shape,
         keep: f64,
@@ -392,5 +421,59 @@ mod tests {
         let kept = a.iter().filter(|&&v| v != 0.0).count() as f64 / a.len() as f64;
         // Binomial standard deviation at n = 200,000: 0.00067.
         assert!((kept - 0.9).abs() < 0.003, "kept {kept}");
+    }
+
+    #[test]
+    fn permute4_equals_burns_permute_and_its_gradient_is_the_inverse_permutation() {
+        use burn::backend::Autodiff;
+        type AD = Autodiff<Flex>;
+        let device = FlexDevice;
+        let dims = [2, 3, 4, 5];
+        let data: Vec<f32> = (0..120).map(|v| v as f32).collect();
+        let x = Tensor::<Flex, 4>::from_data(TensorData::new(data.clone(), dims), &device);
+        for axes in [
+            [0, 2, 1, 3],
+            [0, 3, 2, 1],
+            [3, 1, 0, 2],
+            [1, 0, 3, 2],
+            [0, 1, 2, 3],
+        ] {
+            let want = x.clone().permute(axes).into_data();
+            let got = super::super::permute4(x.clone(), axes).into_data();
+            assert_eq!(got.shape, want.shape, "{axes:?}");
+            assert_eq!(
+                got.to_vec::<f32>().unwrap(),
+                want.to_vec::<f32>().unwrap(),
+                "{axes:?}"
+            );
+
+            // d/dx sum(permute(x) * w) = w permuted back.
+            let xg = Tensor::<AD, 4>::from_data(TensorData::new(data.clone(), dims), &device)
+                .require_grad();
+            let w_dims = axes.map(|a| dims[a]);
+            let w = Tensor::<AD, 4>::from_data(
+                TensorData::new((0..120).map(|v| (v * 7 % 11) as f32).collect(), w_dims),
+                &device,
+            );
+            let y = super::super::permute4(xg.clone(), axes);
+            let grads = (y * w.clone()).sum().backward();
+            let mut inverse = [0; 4];
+            for (i, &a) in axes.iter().enumerate() {
+                inverse[a] = i;
+            }
+            let want = w
+                .inner()
+                .permute(inverse)
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap();
+            let got = xg
+                .grad(&grads)
+                .unwrap()
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap();
+            assert_eq!(got, want, "{axes:?}");
+        }
     }
 }

@@ -114,6 +114,13 @@ pub trait ModelBackend: Backend {
         composed::same_windows_backward::<Self>(grad, input, window)
     }
 
+    /// `x` `[d0, d1, d2, d3]` with its axes reordered (`out.dims[i] = x.dims[axes[i]]`).
+    /// burn's default keeps a strided view, which the next operation that needs rows copies;
+    /// flex copies element by element on one thread there, so its kernel copies in parallel.
+    fn permute4(x: FloatTensor<Self>, axes: [usize; 4]) -> FloatTensor<Self> {
+        Self::float_permute(x, &axes)
+    }
+
     /// Dropout's mask for a tensor of `shape`, flat (`[elements]`): `1 / keep` with
     /// probability `keep`, else 0, drawn from the backend's seeded RNG; never part of the
     /// autodiff graph.
@@ -280,6 +287,36 @@ impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
 
     fn same_windows(x: FloatTensor<Self>, window: SameWindow) -> FloatTensor<Self> {
         windows_node::<B, C, _>(x, window, B::same_windows, B::same_windows_backward)
+    }
+
+    fn permute4(x: FloatTensor<Self>, axes: [usize; 4]) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct PermuteBackward;
+        impl<B: ModelBackend> Backward<B, 1> for PermuteBackward {
+            type State = [usize; 4];
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let mut inverse = [0; 4];
+                for (i, &axis) in ops.state.iter().enumerate() {
+                    inverse[axis] = i;
+                }
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::permute4(grad, inverse)
+                });
+            }
+        }
+        match PermuteBackward
+            .prepare::<C>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(axes, B::permute4(x.primitive, axes)),
+            OpsKind::UnTracked(prep) => prep.finish(B::permute4(x.primitive, axes)),
+        }
     }
 
     fn dropout_mask(
@@ -624,6 +661,14 @@ pub fn layer_norm<B: ModelBackend, const D: usize>(
 pub fn softmax<B: ModelBackend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     let dtype = x.dtype();
     on_rows(x.cast(FloatDType::F32), B::softmax_rows).cast(dtype)
+}
+
+/// [`ModelBackend::permute4`] on a tensor.
+pub fn permute4<B: ModelBackend>(x: Tensor<B, 4>, axes: [usize; 4]) -> Tensor<B, 4> {
+    Tensor::from_primitive(TensorPrimitive::Float(B::permute4(
+        x.into_primitive().tensor(),
+        axes,
+    )))
 }
 
 /// [`ModelBackend::conv_windows`] on a tensor: `[batch * out_len, kernel * channels (+1)]`.
