@@ -280,7 +280,9 @@ impl BackendJob for ExtractFeatures<'_> {
                     extras.len()
                 );
             }
-            model = adapted.merge_lora();
+            model = adapted
+                .merge_lora()
+                .with_context(|| format!("cannot merge the adapter in {}", dir.display()))?;
         }
         let need_hidden = self.layers.iter().any(|l| matches!(l, Layer::Hidden(_)));
         for path in &args.audio {

@@ -38,6 +38,9 @@ pub enum LoraError {
     AlreadyAdapted,
     #[error("the model carries no LoRA adapters")]
     NotAdapted,
+    /// PEFT's `safe_merge` check: the adapter is left unmerged.
+    #[error("merging the LoRA adapter of layer {layer} {target} gives non-finite weights (NaN or infinity in W + s A B)")]
+    NonFiniteMerge { layer: usize, target: LoraTarget },
 }
 
 /// An encoder projection that can carry an adapter. Names (`q`, `k`, `v`, `o`, `ffn_in`,
@@ -253,9 +256,20 @@ impl LoraLinearConfig {
         scaling(self.alpha, self.rank, self.use_rslora)
     }
 
+    fn assert_rank(&self) {
+        assert!(
+            self.rank >= 1,
+            "LoRA rank must be at least 1 (the scaling alpha / r is undefined at 0)"
+        );
+    }
+
     /// A fresh adapter: `A` as torch's `kaiming_uniform_(a = sqrt(5))` (PEFT's default, i.e.
     /// U(-1/sqrt(d_in), 1/sqrt(d_in))), `B` zero. Lazily initialised and trainable.
+    ///
+    /// Panics on rank 0 (the scaling `alpha / r` is undefined), as PEFT refuses `r <= 0`; run
+    /// configurations are validated before they get here.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Lora<B> {
+        self.assert_rank();
         let a = Initializer::KaimingUniform {
             gain: 1.0 / 3f64.sqrt(),
             fan_out_only: false,
@@ -278,6 +292,7 @@ impl LoraLinearConfig {
 
     /// An adapter with the given `A` `[d_input, rank]` and `B` `[rank, d_output]` (trainable).
     pub fn init_with<B: Backend>(&self, a: Tensor<B, 2>, b: Tensor<B, 2>) -> Lora<B> {
+        self.assert_rank();
         assert_eq!(a.dims(), [self.d_input, self.rank], "shape of A");
         assert_eq!(b.dims(), [self.rank, self.d_output], "shape of B");
         Lora {
@@ -321,8 +336,9 @@ impl<B: Backend> Lora<B> {
         down.matmul((self.b.val() * self.scaling).cast(dtype))
     }
 
-    /// `s * A B` `[d_input, d_output]`, outside the autodiff graph.
-    fn delta(&self) -> Tensor<B, 2> {
+    /// The update `s * A B` `[d_input, d_output]` this adapter adds to its layer's weight,
+    /// outside the autodiff graph (PEFT's `get_delta_weight`, in burn's `[in, out]` layout).
+    pub fn delta_weight(&self) -> Tensor<B, 2> {
         (self.a.val().matmul(self.b.val()) * self.scaling).detach()
     }
 }
@@ -388,24 +404,36 @@ impl<B: Backend> LoraLinear<B> {
 
     /// Folds the adapter into `W` (`W + s A B`) so inference costs one matmul; the adapter is
     /// kept (inactive) so [`Self::unmerge`] can restore `W`. No-op without an adapter or when
-    /// already merged.
-    pub fn merge(mut self) -> Self {
-        if let Some(lora) = self.lora.as_mut().filter(|l| !l.merged) {
-            let delta = lora.delta();
-            self.weight = self.weight.map(|w| {
-                let require_grad = w.is_require_grad();
-                let delta = delta.cast(w.dtype());
-                (w + delta).set_require_grad(require_grad)
-            });
-            lora.merged = true;
+    /// already merged. As PEFT's `safe_merge`, merged weights with a NaN or an infinity are
+    /// refused: `Err` gives the layer back unmerged.
+    pub fn merge(mut self) -> Result<Self, Self> {
+        let Some(lora) = self.lora.as_mut().filter(|l| !l.merged) else {
+            return Ok(self);
+        };
+        let weight = self.weight.val();
+        let merged = weight.clone() + lora.delta_weight().cast(weight.dtype());
+        let non_finite = merged
+            .clone()
+            .is_nan()
+            .bool_or(merged.clone().is_inf())
+            .any()
+            .into_scalar()
+            .to_bool();
+        if non_finite {
+            return Err(self);
         }
-        self
+        self.weight = self.weight.map(|w| {
+            let require_grad = w.is_require_grad();
+            merged.set_require_grad(require_grad)
+        });
+        lora.merged = true;
+        Ok(self)
     }
 
     /// Takes a merged adapter back out of `W`.
     pub fn unmerge(mut self) -> Self {
         if let Some(lora) = self.lora.as_mut().filter(|l| l.merged) {
-            let delta = lora.delta();
+            let delta = lora.delta_weight();
             self.weight = self.weight.map(|w| {
                 let require_grad = w.is_require_grad();
                 let delta = delta.cast(w.dtype());
@@ -534,9 +562,28 @@ impl<B: Backend> Wav2Vec2Model<B> {
     }
 
     /// Folds every adapter into its base weight: the same outputs (up to rounding) at the cost
-    /// of the base model. [`Self::unmerge_lora`] undoes it.
-    pub fn merge_lora(self) -> Self {
-        self.map_linears(LoraLinear::merge)
+    /// of the base model. [`Self::unmerge_lora`] undoes it. Fails, naming the first layer and
+    /// projection, when a merged weight would hold a NaN or an infinity.
+    pub fn merge_lora(mut self) -> Result<Self, LoraError> {
+        let mut failed = None;
+        let layers = std::mem::take(&mut self.encoder.layers);
+        self.encoder.layers = layers
+            .into_iter()
+            .enumerate()
+            .map(|(layer, projections)| {
+                projections.map_projections(&mut |target, proj| match proj.merge() {
+                    Ok(proj) => proj,
+                    Err(proj) => {
+                        failed.get_or_insert(LoraError::NonFiniteMerge { layer, target });
+                        proj
+                    }
+                })
+            })
+            .collect();
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(self),
+        }
     }
 
     pub fn unmerge_lora(self) -> Self {

@@ -12,6 +12,7 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use common::*;
 use fadlora_model::adapter::{ExtraTensor, ADAPTER_WEIGHTS_FILE};
+use fadlora_model::lora::LoraLinearConfig;
 use fadlora_model::lora::LoraTarget::{FfnIn, FfnOut, K, O, Q, V};
 use fadlora_model::{
     count_trainable, AdapterError, LoraConfig, LoraError, LoraTarget, SaveAdapterOptions,
@@ -250,7 +251,7 @@ fn peft_fixtures_reproduce_peft_hidden_states() {
             "{name}"
         );
 
-        let merged = model.clone().merge_lora();
+        let merged = model.clone().merge_lora().unwrap();
         let got = outputs(&model, input.clone());
         let got_merged = outputs(&merged, input.clone());
         let names: Vec<String> = (0..got.len() - 1)
@@ -282,7 +283,7 @@ fn merged_equals_unmerged_and_unmerge_restores_the_weights() {
     let config = all_targets(4).with_layers(Some(vec![0, 1]));
     let model = randomise_b(base::<TB>().with_lora(&config, &device));
     let unmerged = outputs(&model, input.clone());
-    let merged_model = model.clone().merge_lora();
+    let merged_model = model.clone().merge_lora().unwrap();
     let merged = outputs(&merged_model, input.clone());
     let mut worst = 0f32;
     for (a, b) in unmerged.iter().zip(&merged) {
@@ -293,12 +294,48 @@ fn merged_equals_unmerged_and_unmerge_restores_the_weights() {
     // Merging changed the weights, and merging twice is a no-op.
     let w = |m: &Wav2Vec2Model<TB>| m.encoder.layers[1].attention.q_proj.weight.val();
     assert!(max_diff(&w(&model), &w(&merged_model)) > 1e-3);
-    let twice = merged_model.clone().merge_lora();
+    let twice = merged_model.clone().merge_lora().unwrap();
     assert_eq!(w(&twice).into_data(), w(&merged_model).into_data());
     let restored = merged_model.unmerge_lora();
     assert!(max_diff(&w(&model), &w(&restored)) < 1e-6);
     let again = outputs(&restored, input);
     assert!(max_diff(&again[3], &unmerged[3]) <= MERGE_TOL);
+}
+
+#[test]
+fn a_merge_to_non_finite_weights_is_refused_naming_the_projection() {
+    let device = Default::default();
+    let config = all_targets(4).with_layers(Some(vec![0, 1]));
+    let mut model = randomise_b(base::<TB>().with_lora(&config, &device));
+    let lora = model.encoder.layers[1]
+        .feed_forward
+        .output_dense
+        .lora
+        .as_mut()
+        .unwrap();
+    let [r, d_out] = lora.b.lazy_shape().dims();
+    let mut values = vec![0f32; r * d_out];
+    values[d_out + 3] = f32::INFINITY;
+    lora.b = Param::from_tensor(Tensor::from_data(
+        TensorData::new(values, [r, d_out]),
+        &device,
+    ));
+    let err = model.merge_lora().unwrap_err();
+    println!("{err}");
+    assert_eq!(
+        err,
+        LoraError::NonFiniteMerge {
+            layer: 1,
+            target: FfnOut
+        }
+    );
+    assert!(err.to_string().contains("layer 1 ffn_out"), "{err}");
+}
+
+#[test]
+#[should_panic(expected = "LoRA rank must be at least 1")]
+fn a_rank_0_layer_is_refused() {
+    let _ = LoraLinearConfig::new(8, 8, 0, 8.0).init::<TB>(&Default::default());
 }
 
 #[test]

@@ -269,7 +269,7 @@ impl ModelSection {
 /// `ffn_out`).
 pub use fadlora_model::lora::LoraTarget as LoraTargetName;
 
-/// The `[lora]` table: the same fields as `fadlora_model::lora::LoraConfig` (issue 4), so the
+/// The `[lora]` table: the same fields as `fadlora_model::lora::LoraConfig`, so the
 /// sweep TOMLs and the model crate speak one language.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -94,10 +94,11 @@ pub struct Detector<B: Backend> {
 
 impl<B: Backend> Detector<B> {
     /// For inference: folds any LoRA adapters into the frozen weights, so scoring costs what
-    /// the base model costs (a no-op after full fine-tuning).
-    pub fn merge_adapters(mut self) -> Self {
-        self.wav2vec2 = self.wav2vec2.merge_lora();
-        self
+    /// the base model costs (a no-op after full fine-tuning). Fails when a merged weight would
+    /// not be finite.
+    pub fn merge_adapters(mut self) -> Result<Self, fadlora_model::LoraError> {
+        self.wav2vec2 = self.wav2vec2.merge_lora()?;
+        Ok(self)
     }
 
     /// Stores the front end's weight matrices that do not train in the detector's precision

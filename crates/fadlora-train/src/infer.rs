@@ -61,7 +61,7 @@ pub fn evaluate_checkpoint(
             mut env: BackendEnv,
         ) -> Self::Output {
             let (model, info) = load_detector::<B>(self.dir, &device)?;
-            let model = model.merge_adapters();
+            let model = model.merge_adapters()?;
             let ds = std::sync::Arc::new(
                 AudioDataset::new(self.utterances, info.crop_samples, CropMode::First)
                     .with_normalization(info.normalization.to_data()),
@@ -107,7 +107,7 @@ pub fn detect_files(
             _env: BackendEnv,
         ) -> Self::Output {
             let (model, info) = load_detector::<B>(self.dir, &device)?;
-            let model = model.merge_adapters();
+            let model = model.merge_adapters()?;
             let mut scores = Vec::with_capacity(self.files.len());
             for file in self.files {
                 let audio = load_mono_16k(file).map_err(|e| TrainError::Dataset {
