@@ -43,6 +43,11 @@ pub enum LoraError {
     NonFiniteMerge { layer: usize, target: LoraTarget },
 }
 
+/// [`LoraLinear::merge`] would give a weight with a NaN or an infinity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the merged weight would hold a NaN or an infinity")]
+pub struct NonFiniteMerge;
+
 /// An encoder projection that can carry an adapter. Names (`q`, `k`, `v`, `o`, `ffn_in`,
 /// `ffn_out`) are those of run TOMLs and the command line; [`LoraTarget::hf_name`] gives the
 /// Hugging Face module name PEFT's `target_modules` uses.
@@ -405,10 +410,10 @@ impl<B: Backend> LoraLinear<B> {
     /// Folds the adapter into `W` (`W + s A B`) so inference costs one matmul; the adapter is
     /// kept (inactive) so [`Self::unmerge`] can restore `W`. No-op without an adapter or when
     /// already merged. As PEFT's `safe_merge`, merged weights with a NaN or an infinity are
-    /// refused: `Err` gives the layer back unmerged.
-    pub fn merge(mut self) -> Result<Self, Self> {
+    /// refused and the layer is left as it was.
+    pub fn merge(&mut self) -> Result<(), NonFiniteMerge> {
         let Some(lora) = self.lora.as_mut().filter(|l| !l.merged) else {
-            return Ok(self);
+            return Ok(());
         };
         let weight = self.weight.val();
         let merged = weight.clone() + lora.delta_weight().cast(weight.dtype());
@@ -420,14 +425,14 @@ impl<B: Backend> LoraLinear<B> {
             .into_scalar()
             .to_bool();
         if non_finite {
-            return Err(self);
+            return Err(NonFiniteMerge);
         }
-        self.weight = self.weight.map(|w| {
+        self.weight = self.weight.clone().map(|w| {
             let require_grad = w.is_require_grad();
             merged.set_require_grad(require_grad)
         });
         lora.merged = true;
-        Ok(self)
+        Ok(())
     }
 
     /// Takes a merged adapter back out of `W`.
@@ -571,12 +576,11 @@ impl<B: Backend> Wav2Vec2Model<B> {
             .into_iter()
             .enumerate()
             .map(|(layer, projections)| {
-                projections.map_projections(&mut |target, proj| match proj.merge() {
-                    Ok(proj) => proj,
-                    Err(proj) => {
+                projections.map_projections(&mut |target, mut proj| {
+                    if proj.merge().is_err() {
                         failed.get_or_insert(LoraError::NonFiniteMerge { layer, target });
-                        proj
                     }
+                    proj
                 })
             })
             .collect();
