@@ -267,6 +267,7 @@ fn train_run(plan: &Plan, run: &PlannedRun, options: &SweepOptions) -> Result<Ru
 /// The child gets SIGKILL when the thread that spawned it ends: a worker thread lives until
 /// its child exits, so this happens only when the sweep process itself dies.
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
 fn die_with_parent(command: &mut Command) {
     use std::os::unix::process::CommandExt;
     let parent = std::process::id() as libc::pid_t;

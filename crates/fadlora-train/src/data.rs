@@ -57,7 +57,7 @@ pub fn select_split(
 /// How many decoded batches wait ahead of the consumer of a [`Prefetch`].
 const PREFETCH_BATCHES: usize = 2;
 
-/// Batches of a dataset decoded on a worker thread, up to [`PREFETCH_BATCHES`] ahead of the
+/// Batches of a dataset decoded on a worker thread, up to two batches ahead of the
 /// consumer, so the device does not wait for audio decoding between steps (unless decoding
 /// is slower than a step). Yields each batch's items in order; dropping it stops the worker.
 pub struct Prefetch {
