@@ -154,6 +154,15 @@ fn ids_are_stable_and_change_only_with_the_run_they_name() {
     assert!(hash.chars().all(|c| c.is_ascii_hexdigit()));
 }
 
+/// Run IDs name finished runs in results folders written by earlier builds: if these change,
+/// every existing sweep would train its runs again under new names. Only a deliberate change
+/// of the ID scheme may update them.
+#[test]
+fn run_ids_are_pinned_across_builds() {
+    let e = experiment("[sweep]\nranks = [4]\nfull_finetune = true\n").unwrap();
+    assert_eq!(ids(&e), ["full-s0-a8df037b", "lora-q+v-r4-s0-0e72f21b"]);
+}
+
 #[test]
 fn exclude_drops_matching_points_and_include_adds_runs_per_seed() {
     let e = experiment(

@@ -69,6 +69,26 @@ fn finished(outcome: TrainOutcome) -> RunRecord {
     }
 }
 
+/// Every file under `dir` with its modification time, sorted by path.
+fn modification_times(dir: &std::path::Path) -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                out.push((entry.path(), meta.modified().unwrap()));
+            }
+        }
+    }
+    out.sort();
+    assert!(out.len() > 3, "a finished run folder: {out:?}");
+    out
+}
+
 /// (epoch, steps, train loss, train EER, dev loss, dev EER, lr).
 type EpochMetrics = (usize, u64, f64, Option<f64>, f64, f64, f64);
 
@@ -203,9 +223,12 @@ fn same_seed_gives_identical_metrics_and_resume_reaches_the_same_end() {
         std::fs::read_to_string(a.path().join("scores/eval.txt")).unwrap(),
         std::fs::read_to_string(c.path().join("scores/eval.txt")).unwrap()
     );
-    // A finished run is not trained again.
+    // A finished run is not trained again: no file of its folder is written (a retrain would
+    // rewrite the checkpoints, scores and record even if it reproduced every metric).
+    let stamps_before = modification_times(c.path());
     let again = finished(train(&config, &TrainOptions::default()).unwrap());
     assert_eq!(metrics(&again.epochs), metrics(&rc.epochs));
+    assert_eq!(modification_times(c.path()), stamps_before);
     // Another configuration in the same folder is refused.
     let changed = micro_run(c.path(), 3, epochs + 1, extra);
     let err = train(&changed, &TrainOptions::default())
