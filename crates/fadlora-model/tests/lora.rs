@@ -43,7 +43,7 @@ fn checkpoint_tensor_count() -> usize {
     let bytes = std::fs::read(path).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let names = file.names();
-    assert!(names.iter().any(|n| *n == "masked_spec_embed"));
+    assert!(names.contains(&"masked_spec_embed"));
     names.len() - 1
 }
 
