@@ -32,9 +32,14 @@ fn median_ms(mut f: impl FnMut()) -> f64 {
     times[times.len() / 2]
 }
 
-/// Forces the result (flex runs eagerly; reading one value keeps the work from being elided).
-fn sync<const D: usize>(t: Tensor<B, D>) {
-    let _ = t.sum().into_data();
+/// Runs the backward pass of `y`, or forces `y` (flex runs eagerly; reading one value keeps
+/// the work from being elided).
+fn finish(y: Tensor<B, 3>, backward: bool) {
+    if backward {
+        let _ = y.sum().backward();
+    } else {
+        let _ = y.sum().into_data();
+    }
 }
 
 struct Case {
@@ -113,11 +118,7 @@ fn main() {
                 Some(bias.clone()),
                 options.clone(),
             );
-            if backward {
-                let _ = y.sum().backward();
-            } else {
-                sync(y);
-            }
+            finish(y, backward);
         };
         let ours: Box<dyn Fn(bool)> = if case.groups == 1 {
             let conv = StridedConv::<B>::init(
@@ -129,14 +130,7 @@ fn main() {
                 &device,
             );
             let x = time_major.clone();
-            Box::new(move |backward| {
-                let y = conv.forward(x.clone());
-                if backward {
-                    let _ = y.sum().backward();
-                } else {
-                    sync(y);
-                }
-            })
+            Box::new(move |backward| finish(conv.forward(x.clone()), backward))
         } else {
             let conv = WeightNormGroupedConv::<B>::init(
                 case.channels_in,
@@ -145,14 +139,7 @@ fn main() {
                 &device,
             );
             let x = time_major.clone();
-            Box::new(move |backward| {
-                let y = conv.forward(x.clone());
-                if backward {
-                    let _ = y.sum().backward();
-                } else {
-                    sync(y);
-                }
-            })
+            Box::new(move |backward| finish(conv.forward(x.clone()), backward))
         };
         let native_forward = median_ms(|| native(false));
         let native_step = median_ms(|| native(true));

@@ -202,33 +202,7 @@ impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
     const FUSED_INFERENCE_ATTENTION: bool = B::FUSED_INFERENCE_ATTENTION;
 
     fn gelu_rows(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct GeluBackward;
-        impl<B: ModelBackend> Backward<B, 1> for GeluBackward {
-            type State = FloatTensor<B>;
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let x = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::gelu_rows_backward(x, grad)
-                });
-            }
-        }
-        match GeluBackward
-            .prepare::<C>([x.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let out = B::gelu_rows(x.primitive.clone());
-                prep.finish(x.primitive, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::gelu_rows(x.primitive)),
-        }
+        row_node::<B, C>(x, Saved::Input, B::gelu_rows, B::gelu_rows_backward)
     }
 
     fn layer_norm_rows(
@@ -329,33 +303,7 @@ impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
     }
 
     fn softmax_rows(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct SoftmaxBackward;
-        impl<B: ModelBackend> Backward<B, 1> for SoftmaxBackward {
-            type State = FloatTensor<B>;
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let y = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::softmax_rows_backward(y, grad)
-                });
-            }
-        }
-        match SoftmaxBackward
-            .prepare::<C>([x.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let y = B::softmax_rows(x.primitive);
-                prep.finish(y.clone(), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::softmax_rows(x.primitive)),
-        }
+        row_node::<B, C>(x, Saved::Output, B::softmax_rows, B::softmax_rows_backward)
     }
 }
 
@@ -573,6 +521,51 @@ pub mod composed {
         let grad = rows::<B>(grad);
         let dot = (grad.clone() * y.clone()).sum_dim(1);
         prim(y * (grad - dot))
+    }
+}
+
+/// What a row operation's backward reads besides the output gradient.
+#[derive(Debug, Clone, Copy)]
+enum Saved {
+    /// GELU: `x`.
+    Input,
+    /// Softmax: `y`, so `x` can be freed.
+    Output,
+}
+
+/// A one-input row operation as one graph node whose backward is `backward(saved, grad)`.
+fn row_node<B: ModelBackend, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    saved: Saved,
+    forward: fn(FloatTensor<B>) -> FloatTensor<B>,
+    backward: fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>> {
+    type BackwardFn<B> = fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>;
+    #[derive(Debug)]
+    struct RowBackward;
+    impl<B: ModelBackend> Backward<B, 1> for RowBackward {
+        type State = (FloatTensor<B>, BackwardFn<B>);
+        fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let (saved, backward) = ops.state;
+            unary::<B, _>(ops.parents, ops.node, grads, |grad| backward(saved, grad));
+        }
+    }
+    match RowBackward
+        .prepare::<C>([x.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (state, out) = match saved {
+                Saved::Input => (x.primitive.clone(), forward(x.primitive)),
+                Saved::Output => {
+                    let y = forward(x.primitive);
+                    (y.clone(), y)
+                }
+            };
+            prep.finish((state, backward), out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive)),
     }
 }
 
