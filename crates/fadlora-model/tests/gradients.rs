@@ -14,6 +14,7 @@ use burn::tensor::backend::AutodiffBackend;
 use common::{fixture, read_reference, Array, MODELS};
 use fadlora_model::conv::WeightNormGroupedConv;
 use fadlora_model::load::permute;
+use fadlora_model::norm::Norm;
 use fadlora_model::{ModelBackend, Wav2Vec2Model};
 
 /// The largest |ours - torch| of a gradient, relative to the largest |torch| value of that
@@ -78,6 +79,21 @@ fn grad<AD: AutodiffBackend, const D: usize>(
 
 fn same(a: &Array) -> Vec<f32> {
     a.data.clone()
+}
+
+/// A LayerNorm's weight and bias, at `{hf_name}.weight` and `{hf_name}.bias`.
+fn check_norm<AD: AutodiffBackend>(
+    checker: &mut Checker,
+    hf_name: &str,
+    norm: &Norm<AD>,
+    grads: &AD::Gradients,
+) {
+    checker.check(
+        &format!("{hf_name}.weight"),
+        grad(&norm.weight, grads),
+        same,
+    );
+    checker.check(&format!("{hf_name}.bias"), grad(&norm.bias, grads), same);
 }
 
 /// PyTorch `[out, in]` to burn's `[in, out]`.
@@ -163,28 +179,15 @@ where
                 checker.check(&format!("{prefix}.conv.bias"), grad(bias, &grads), same);
             }
             if let Some(norm) = &layer.layer_norm {
-                checker.check(
-                    &format!("{prefix}.layer_norm.weight"),
-                    grad(&norm.weight, &grads),
-                    same,
-                );
-                checker.check(
-                    &format!("{prefix}.layer_norm.bias"),
-                    grad(&norm.bias, &grads),
-                    same,
-                );
+                check_norm(&mut checker, &format!("{prefix}.layer_norm"), norm, &grads);
             }
         }
         let projection = &model.feature_projection;
-        checker.check(
-            "feature_projection.layer_norm.weight",
-            grad(&projection.layer_norm.weight, &grads),
-            same,
-        );
-        checker.check(
-            "feature_projection.layer_norm.bias",
-            grad(&projection.layer_norm.bias, &grads),
-            same,
+        check_norm(
+            &mut checker,
+            "feature_projection.layer_norm",
+            &projection.layer_norm,
+            &grads,
         );
         checker.check(
             "feature_projection.projection.weight",
@@ -216,15 +219,11 @@ where
             |a| WeightNormGroupedConv::<AD>::v_from_pytorch(&a.data, h, k, groups),
         );
         checker.check(&format!("{pos_prefix}.bias"), grad(&pos.bias, &grads), same);
-        checker.check(
-            "encoder.layer_norm.weight",
-            grad(&encoder.layer_norm.weight, &grads),
-            same,
-        );
-        checker.check(
-            "encoder.layer_norm.bias",
-            grad(&encoder.layer_norm.bias, &grads),
-            same,
+        check_norm(
+            &mut checker,
+            "encoder.layer_norm",
+            &encoder.layer_norm,
+            &grads,
         );
 
         for (i, layer) in encoder.layers.iter().enumerate() {
@@ -259,16 +258,7 @@ where
                 ("layer_norm", &layer.layer_norm),
                 ("final_layer_norm", &layer.final_layer_norm),
             ] {
-                checker.check(
-                    &format!("{prefix}.{path}.weight"),
-                    grad(&norm.weight, &grads),
-                    same,
-                );
-                checker.check(
-                    &format!("{prefix}.{path}.bias"),
-                    grad(&norm.bias, &grads),
-                    same,
-                );
+                check_norm(&mut checker, &format!("{prefix}.{path}"), norm, &grads);
             }
         }
         // Every gradient torch computed was compared.
