@@ -1,13 +1,13 @@
 //! The operations that dominate wav2vec2 besides matmuls, as backend operations with their own
 //! backward: exact GELU, LayerNorm and softmax over the last axis, the two convolutions' im2col
-//! windows, and dropout masks.
+//! windows, 4-D permutations copied to rows (attention heads), and dropout masks.
 //!
 //! burn 0.21 runs them poorly for training. Under `Autodiff`, LayerNorm and softmax are
 //! decomposed into five to seven primitive ops, each saving its input and running its own
 //! backward kernel; GELU's backward on the cubecl backends is the derivative of the *tanh*
 //! approximation, while its forward (and Hugging Face) is the exact erf GELU, so GPU gradients
-//! did not match the reference; burn-flex copies strided windows element by element and draws
-//! dropout masks on one thread. [`ModelBackend`] gives each operation one forward and one
+//! did not match the reference; burn-flex copies strided windows and permuted views element by
+//! element and draws dropout masks on one thread. [`ModelBackend`] gives each operation one forward and one
 //! backward: composed from burn tensor ops by default (which kernel fusion merges on the GPU),
 //! with rayon-parallel kernels on the CPU backend (see `flex.rs`), and wired into `Autodiff` as
 //! single graph nodes.
