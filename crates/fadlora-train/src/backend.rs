@@ -112,9 +112,18 @@ pub struct BackendEnv {
     pub memory: MemoryProbe,
 }
 
-/// Runs `job` on the backend `kind`, or explains which feature to enable.
+/// The backend RNG behind `B::seed` (and behind every random initialisation) is
+/// process-global: two jobs at once in one process (parallel tests, a sweep on threads, an
+/// evaluation beside a training run) would draw from each other's stream, and a seeded run
+/// would no longer be reproducible. Jobs in one process take turns.
+static JOB_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `job` on the backend `kind`, or explains which feature to enable. Jobs in one process
+/// run one at a time (see `JOB_TURN`); a job must not call `run_on` itself.
 pub fn run_on<J: BackendJob>(kind: BackendKind, job: J) -> Result<J::Output, TrainError> {
     kind.ensure_compiled()?;
+    // A job that panicked released the lock poisoned; the RNG state it left is reseeded anyway.
+    let _turn = JOB_TURN.lock().unwrap_or_else(|e| e.into_inner());
     match kind {
         #[cfg(feature = "flex")]
         BackendKind::Flex => {

@@ -112,15 +112,9 @@ impl Best {
     }
 }
 
-/// The backend RNG behind `B::seed` is process-global: two runs training at once in one
-/// process (parallel tests, a sweep on threads) would reseed and draw from each other's stream
-/// and lose the reproducibility promised above, so runs in one process take turns.
-static RUN_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Trains (or resumes) the run described by `config` on its backend.
+/// Trains (or resumes) the run described by `config` on its backend. Runs in one process take
+/// turns with every other backend job ([`run_on`]), so the seeded streams stay their own.
 pub fn train(config: &RunConfig, options: &TrainOptions) -> Result<TrainOutcome, TrainError> {
-    // A run that panicked released the lock poisoned; the RNG state it left is reseeded anyway.
-    let _turn = RUN_TURN.lock().unwrap_or_else(|e| e.into_inner());
     run_on(config.backend, TrainJob { config, options })?
 }
 
