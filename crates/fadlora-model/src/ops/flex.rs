@@ -310,7 +310,7 @@ impl ModelBackend for Flex {
         device: &FlexDevice,
     ) -> FloatTensor<Self> {
         if dtype != FloatDType::F32 {
-            return composed_dropout_mask(shape, keep, dtype, device);
+            return composed::dropout_mask::<Self>(shape, keep, dtype, device);
         }
         // One draw from the backend's seeded RNG keys a counter-based stream (SplitMix64 of the
         // element index), so masks are reproducible and filled in parallel.
@@ -382,21 +382,6 @@ fn splitmix64(x: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-/// The trait's default mask, for dtypes the kernel above does not fill.
-fn composed_dropout_mask(
-    shape: Shape,
-    keep: f64,
-    dtype: FloatDType,
-    device: &FlexDevice,
-) -> FlexTensor {
-    let mask = Tensor::<Flex, 1>::random(
-        [shape.num_elements()],
-        Distribution::Bernoulli(keep),
-        device,
-    );
-    (mask * (1.0 / keep)).cast(dtype).into_primitive().tensor()
 }
 
 #[cfg(test)]

@@ -130,12 +130,7 @@ pub trait ModelBackend: Backend {
         dtype: FloatDType,
         device: &Self::Device,
     ) -> FloatTensor<Self> {
-        let mask = Tensor::<Self, 1>::random(
-            [shape.num_elements()],
-            burn::tensor::Distribution::Bernoulli(keep),
-            device,
-        );
-        (mask * (1.0 / keep)).cast(dtype).into_primitive().tensor()
+        composed::dropout_mask::<Self>(shape, keep, dtype, device)
     }
 }
 
@@ -311,6 +306,21 @@ impl<B: ModelBackend, C: CheckpointStrategy> ModelBackend for Autodiff<B, C> {
 /// kernels runs (fused into few kernels where burn's fusion is on).
 pub mod composed {
     use super::*;
+
+    /// Dropout's mask drawn with burn's Bernoulli sampler (see [`ModelBackend::dropout_mask`]).
+    pub fn dropout_mask<B: Backend>(
+        shape: Shape,
+        keep: f64,
+        dtype: FloatDType,
+        device: &B::Device,
+    ) -> FloatTensor<B> {
+        let mask = Tensor::<B, 1>::random(
+            [shape.num_elements()],
+            burn::tensor::Distribution::Bernoulli(keep),
+            device,
+        );
+        (mask * (1.0 / keep)).cast(dtype).into_primitive().tensor()
+    }
 
     fn rows<B: Backend>(x: FloatTensor<B>) -> Tensor<B, 2> {
         Tensor::from_primitive(TensorPrimitive::Float(x))
