@@ -557,11 +557,16 @@ impl<B: Backend> Wav2Vec2Model<B> {
         out
     }
 
-    fn map_linears(mut self, f: impl Fn(LoraLinear<B>) -> LoraLinear<B>) -> Self {
+    /// Every projection through `f(layer index, target, projection)`.
+    fn map_linears(
+        mut self,
+        mut f: impl FnMut(usize, LoraTarget, LoraLinear<B>) -> LoraLinear<B>,
+    ) -> Self {
         let layers = std::mem::take(&mut self.encoder.layers);
         self.encoder.layers = layers
             .into_iter()
-            .map(|layer| layer.map_projections(&mut |_, proj| f(proj)))
+            .enumerate()
+            .map(|(index, layer)| layer.map_projections(&mut |target, proj| f(index, target, proj)))
             .collect();
         self
     }
@@ -569,29 +574,22 @@ impl<B: Backend> Wav2Vec2Model<B> {
     /// Folds every adapter into its base weight: the same outputs (up to rounding) at the cost
     /// of the base model. [`Self::unmerge_lora`] undoes it. Fails, naming the first layer and
     /// projection, when a merged weight would hold a NaN or an infinity.
-    pub fn merge_lora(mut self) -> Result<Self, LoraError> {
+    pub fn merge_lora(self) -> Result<Self, LoraError> {
         let mut failed = None;
-        let layers = std::mem::take(&mut self.encoder.layers);
-        self.encoder.layers = layers
-            .into_iter()
-            .enumerate()
-            .map(|(layer, projections)| {
-                projections.map_projections(&mut |target, mut proj| {
-                    if proj.merge().is_err() {
-                        failed.get_or_insert(LoraError::NonFiniteMerge { layer, target });
-                    }
-                    proj
-                })
-            })
-            .collect();
+        let model = self.map_linears(|layer, target, mut proj| {
+            if proj.merge().is_err() {
+                failed.get_or_insert(LoraError::NonFiniteMerge { layer, target });
+            }
+            proj
+        });
         match failed {
             Some(error) => Err(error),
-            None => Ok(self),
+            None => Ok(model),
         }
     }
 
     pub fn unmerge_lora(self) -> Self {
-        self.map_linears(LoraLinear::unmerge)
+        self.map_linears(|_, _, proj| proj.unmerge())
     }
 }
 
