@@ -9,9 +9,12 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context, Result};
 use burn::backend::Autodiff;
 use burn::prelude::*;
-use fadlora_model::lora::parse_targets;
-use fadlora_model::{count_trainable, LoraConfig, ParamSummary, Wav2Vec2Config, Wav2Vec2Model};
+use fadlora_model::{
+    count_trainable, LoraConfig, ParamSummary, PrecisionDType, Wav2Vec2Config, Wav2Vec2Model,
+};
+use fadlora_run::parse_targets;
 
+use fadlora_train::backend::default_backend;
 use fadlora_train::measure::TimeStats;
 use fadlora_train::{run_on, BackendEnv, BackendJob, BackendKind};
 
@@ -445,7 +448,7 @@ fn thousands(n: usize) -> String {
 /// Architecture summary and per-block parameter counts, read from a lazily initialised model
 /// (nothing is allocated, so the XLS-R preset costs no memory).
 fn params_report(config: &Wav2Vec2Config, source: &str) -> Result<String> {
-    let counts = run_on(BackendKind::default_compiled(), CountParams(config))?;
+    let counts = run_on(default_backend(), CountParams(config))?;
     let layout = if config.do_stable_layer_norm {
         "pre-LN (do_stable_layer_norm = true)"
     } else {
@@ -528,7 +531,7 @@ impl BackendJob for CountLora<'_> {
 
 /// The LoRA rows of `fadlora params`: one for full fine-tuning, one per configuration.
 fn lora_table(config: &Wav2Vec2Config, loras: &[LoraConfig]) -> Result<String> {
-    let (full, adapted) = run_on(BackendKind::default_compiled(), CountLora { config, loras })?;
+    let (full, adapted) = run_on(default_backend(), CountLora { config, loras })?;
     let mut s = String::new();
     let mut line = |text: String| {
         s.push_str(&text);

@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use fadlora_sweep::plan::PLAN_FILE;
+use fadlora_run::layout::PLAN_FILE;
 use fadlora_sweep::runner::format_duration;
 use fadlora_sweep::{run_sweep, Experiment, Mode, Plan, RunState, SweepEvent, SweepOptions};
-use fadlora_train::BackendKind;
+use fadlora_train::{BackendKind, Compiled};
 
 #[derive(Args)]
 pub struct SweepArgs {
@@ -31,7 +31,7 @@ pub struct SweepArgs {
 }
 
 pub fn sweep(args: SweepArgs) -> Result<ExitCode> {
-    let mut experiment = Experiment::load(&args.experiment)?;
+    let mut experiment = Experiment::load(&args.experiment, fadlora_train::config::MODEL_RULES)?;
     if let Some(backend) = args.backend {
         experiment.base.backend = backend;
     }

@@ -6,14 +6,15 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use fadlora_data::DatasetSpec;
 use fadlora_model::Precision;
+use fadlora_run::{LoraSection, LoraTarget};
+use fadlora_train::backend::default_backend;
 use fadlora_train::bench::{bench_step as run_bench_step, BenchStepConfig};
-use fadlora_train::config::{LoraSection, LoraTargetName};
 use fadlora_train::infer::{detect_files, evaluate_checkpoint};
 use fadlora_train::scores::{
     evaluate_scores, read_asv_scores, read_protocol, read_score_file, write_score_file,
     ProtocolFilter,
 };
-use fadlora_train::{BackendKind, RunConfig, TrainOptions, TrainOutcome};
+use fadlora_train::{load_run_config, BackendKind, TrainOptions, TrainOutcome};
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
@@ -32,7 +33,7 @@ pub struct TrainArgs {
 }
 
 pub fn train(args: TrainArgs) -> Result<ExitCode> {
-    let mut config = RunConfig::load(&args.config)?;
+    let mut config = load_run_config(&args.config)?;
     if let Some(backend) = args.backend {
         config.backend = backend;
     }
@@ -104,7 +105,7 @@ pub struct EvalArgs {
     /// Where to write the `utt_id score` file.
     #[arg(long)]
     scores: Option<PathBuf>,
-    #[arg(long, default_value_t = BackendKind::default_compiled())]
+    #[arg(long, default_value_t = default_backend())]
     backend: BackendKind,
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
@@ -163,7 +164,7 @@ pub struct DetectArgs {
     /// EER threshold of the selected epoch, stored with the checkpoint.
     #[arg(long)]
     threshold: Option<f64>,
-    #[arg(long, default_value_t = BackendKind::default_compiled())]
+    #[arg(long, default_value_t = default_backend())]
     backend: BackendKind,
     /// Audio files (WAV or FLAC, any rate; resampled to 16 kHz mono).
     #[arg(required = true)]
@@ -257,7 +258,7 @@ enum Mode {
 pub struct BenchStepArgs {
     #[arg(long, default_value = "tiny")]
     preset: String,
-    #[arg(long, default_value_t = BackendKind::default_compiled())]
+    #[arg(long, default_value_t = default_backend())]
     backend: BackendKind,
     #[arg(long, value_enum, default_value_t = Mode::Full)]
     mode: Mode,
@@ -294,7 +295,7 @@ pub fn bench_step(args: BenchStepArgs) -> Result<ExitCode> {
             targets: args
                 .targets
                 .split(',')
-                .map(|t| t.parse::<LoraTargetName>())
+                .map(|t| t.parse::<LoraTarget>())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(anyhow::Error::msg)?,
             layers: None,

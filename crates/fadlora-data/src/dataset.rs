@@ -1,12 +1,9 @@
-//! burn `Dataset` and `Batcher` over decoded waveforms.
+//! Utterances decoded on demand to fixed-length waveforms (the trainer stacks them into
+//! tensors).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataset::Dataset;
-use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
 use fadlora_audio::{
     fixed_length, load_mono_16k, normalize_peak, normalize_zero_mean_unit_variance, random_crop,
     AudioError,
@@ -42,8 +39,7 @@ pub enum Normalization {
 }
 
 /// One decoded, fixed-length trial. A file that fails to decode becomes an item carrying the
-/// error instead of a panic inside the data loader; [`AudioBatcher`] leaves it out of the
-/// tensors and lists it in [`AudioBatch::failures`].
+/// error instead of a panic inside a loader thread; the consumer decides what a failure means.
 #[derive(Debug, Clone)]
 pub struct AudioItem {
     pub id: String,
@@ -105,6 +101,24 @@ impl AudioDataset {
         }
     }
 
+    /// Item `index` decoded (or its decoding error); `None` past the end.
+    pub fn item(&self, index: usize) -> Option<AudioItem> {
+        let utterance = self.utterances.get(index)?;
+        Some(AudioItem {
+            id: utterance.id.clone(),
+            label: utterance.label,
+            waveform: self.waveform(index).map_err(Arc::new),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.utterances.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.utterances.is_empty()
+    }
+
     /// Decodes item `index` to its fixed-length, normalised waveform.
     pub fn waveform(&self, index: usize) -> Result<Vec<f32>, AudioError> {
         let utterance = &self.utterances[index];
@@ -135,81 +149,6 @@ fn mix_seed(seed: u64, epoch: u64, index: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-impl Dataset<AudioItem> for AudioDataset {
-    fn get(&self, index: usize) -> Option<AudioItem> {
-        let utterance = self.utterances.get(index)?;
-        Some(AudioItem {
-            id: utterance.id.clone(),
-            label: utterance.label,
-            waveform: self.waveform(index).map_err(Arc::new),
-        })
-    }
-
-    fn len(&self) -> usize {
-        self.utterances.len()
-    }
-}
-
-/// A batch ready for the model.
-#[derive(Debug, Clone)]
-pub struct AudioBatch<B: Backend> {
-    /// `[batch, samples]`.
-    pub waveforms: Tensor<B, 2>,
-    /// `[batch]`: 1 = bona fide, 0 = spoof ([`Label::class_index`]).
-    pub labels: Tensor<B, 1, Int>,
-    /// Utterance ids in row order, for score files.
-    pub ids: Vec<String>,
-    /// Items that failed to decode and are not in the tensors (so `ids.len()` may be smaller
-    /// than the requested batch size, and zero if every item failed).
-    pub failures: Vec<(String, Arc<AudioError>)>,
-}
-
-/// Stacks [`AudioItem`]s into an [`AudioBatch`] on the requested device. Items must all have
-/// the same length, which [`AudioDataset`] guarantees.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AudioBatcher;
-
-impl<B: Backend> Batcher<B, AudioItem, AudioBatch<B>> for AudioBatcher {
-    fn batch(&self, items: Vec<AudioItem>, device: &B::Device) -> AudioBatch<B> {
-        let samples = items
-            .iter()
-            .find_map(|item| item.waveform.as_ref().ok().map(Vec::len))
-            .unwrap_or(0);
-        let mut flat = Vec::with_capacity(items.len() * samples);
-        let mut labels = Vec::with_capacity(items.len());
-        let mut ids = Vec::with_capacity(items.len());
-        let mut failures = Vec::new();
-        for item in items {
-            match item.waveform {
-                Ok(waveform) if waveform.len() == samples => {
-                    flat.extend_from_slice(&waveform);
-                    labels.push(item.label.class_index());
-                    ids.push(item.id);
-                }
-                Ok(waveform) => {
-                    // Not reachable through AudioDataset; reported rather than stacked wrongly.
-                    let error = AudioError::Corrupt {
-                        path: item.id.clone().into(),
-                        detail: format!(
-                            "waveform has {} samples, the batch has {samples}",
-                            waveform.len()
-                        ),
-                    };
-                    failures.push((item.id, Arc::new(error)));
-                }
-                Err(error) => failures.push((item.id, error)),
-            }
-        }
-        let rows = ids.len();
-        AudioBatch {
-            waveforms: Tensor::from_data(TensorData::new(flat, [rows, samples]), device),
-            labels: Tensor::from_data(TensorData::new(labels, [rows]), device),
-            ids,
-            failures,
-        }
-    }
 }
 
 #[cfg(test)]

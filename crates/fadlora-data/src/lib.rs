@@ -1,4 +1,5 @@
-//! Corpora for fadlora: protocol readers and the burn `Dataset`/`Batcher`.
+//! Corpora for fadlora: protocol readers and decoded, fixed-length waveforms. No burn here:
+//! the report reads protocols too, and the trainer turns waveforms into tensors.
 //!
 //! Every reader returns [`Utterance`]s: an id, the audio path, the label, speaker, attack
 //! system, split and (ASVspoof 2021) the trial conditions. A malformed list line is a
@@ -23,12 +24,12 @@
 //! Labels are `bonafide`, `bona-fide` or `spoof` (any case). ASVspoof 2021 and In-the-Wild trials
 //! are all [`Split::Eval`]; report 2021 results on `conditions.subset == "eval"`.
 //!
-//! # Training and scoring with burn
+//! # Waveforms for training and scoring
 //!
 //! [`AudioDataset`] decodes each utterance to mono 16 kHz and cuts or tiles it to a fixed
 //! length ([`CropMode::First`] as SSL_Anti-spoofing evaluates, [`CropMode::Random`] for
-//! training); [`AudioBatcher`] stacks items into [`AudioBatch`]`{ waveforms: [batch, samples],
-//! labels: [batch] (1 = bona fide, 0 = spoof), ids }` on any backend.
+//! training); [`AudioDataset::item`] gives an [`AudioItem`] whose waveform is the samples or
+//! the decoding error.
 
 mod dataset;
 mod error;
@@ -36,10 +37,7 @@ mod protocols;
 mod spec;
 mod utterance;
 
-pub use dataset::{
-    AudioBatch, AudioBatcher, AudioDataset, AudioItem, CropMode, Normalization,
-    SSL_ANTI_SPOOFING_SAMPLES,
-};
+pub use dataset::{AudioDataset, AudioItem, CropMode, Normalization, SSL_ANTI_SPOOFING_SAMPLES};
 pub use error::DataError;
 pub use protocols::{
     read_asvspoof2019_la, read_asvspoof2019_protocol, read_asvspoof2021, read_asvspoof2021_key,

@@ -1,14 +1,9 @@
-//! The burn Dataset and Batcher on the Flex CPU backend.
+//! AudioDataset: cropping, tiling, normalisation and decoding failures.
 
 use std::path::{Path, PathBuf};
 
-use burn::backend::Flex;
-use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataloader::DataLoaderBuilder;
-use burn::data::dataset::Dataset;
 use fadlora_data::{
-    read_csv_list, AudioBatch, AudioBatcher, AudioDataset, CropMode, DataError, Label,
-    Normalization, Split, Utterance,
+    read_csv_list, AudioDataset, CropMode, DataError, Label, Normalization, Split, Utterance,
 };
 
 /// Writes a 16 kHz mono 16-bit WAV whose samples are `values[i] / 32768` when decoded.
@@ -78,20 +73,20 @@ fn first_crop_takes_the_start_and_tiles_short_files() {
     let corpus = corpus();
     let dataset = AudioDataset::new(corpus.utterances.clone(), 8, CropMode::First);
     assert_eq!(dataset.len(), 3);
-    let long = dataset.get(0).unwrap();
+    let long = dataset.item(0).unwrap();
     assert_eq!(long.id, "long");
     assert_eq!(long.label, Label::Bonafide);
     assert_eq!(long.waveform.unwrap(), decoded(&corpus.long[..8]));
 
-    let short = dataset.get(1).unwrap().waveform.unwrap();
+    let short = dataset.item(1).unwrap().waveform.unwrap();
     let s = decoded(&corpus.short);
     assert_eq!(short, [&s[..], &s[..], &s[..2]].concat());
 
-    let gone = dataset.get(2).unwrap();
+    let gone = dataset.item(2).unwrap();
     let error = gone.waveform.unwrap_err();
     assert!(error.is_missing());
     assert!(error.to_string().contains("gone.wav"));
-    assert!(dataset.get(3).is_none());
+    assert!(dataset.item(3).is_none());
 }
 
 #[test]
@@ -156,39 +151,7 @@ fn normalisation_is_applied_after_cropping() {
 }
 
 #[test]
-fn batcher_stacks_waveforms_and_labels_and_reports_failures() {
-    let corpus = corpus();
-    let dataset = AudioDataset::new(corpus.utterances.clone(), 8, CropMode::First);
-    let items: Vec<_> = (0..3).map(|i| dataset.get(i).unwrap()).collect();
-    let device = Default::default();
-    let batch: AudioBatch<Flex> = AudioBatcher.batch(items, &device);
-
-    assert_eq!(batch.waveforms.dims(), [2, 8]);
-    assert_eq!(batch.labels.dims(), [2]);
-    assert_eq!(batch.ids, vec!["long", "short"]);
-    let labels: Vec<i64> = batch.labels.into_data().convert::<i64>().to_vec().unwrap();
-    assert_eq!(labels, vec![1, 0]);
-    let waveforms: Vec<f32> = batch.waveforms.into_data().to_vec().unwrap();
-    assert_eq!(waveforms[..8], decoded(&corpus.long[..8]));
-    assert_eq!(waveforms[8..11], decoded(&corpus.short));
-    assert_eq!(batch.failures.len(), 1);
-    assert_eq!(batch.failures[0].0, "gone");
-    assert!(batch.failures[0].1.is_missing());
-}
-
-#[test]
-fn batch_of_only_failures_is_empty_not_a_panic() {
-    let corpus = corpus();
-    let dataset = AudioDataset::new(corpus.utterances[2..].to_vec(), 8, CropMode::First);
-    let batch: AudioBatch<Flex> =
-        AudioBatcher.batch(vec![dataset.get(0).unwrap()], &Default::default());
-    assert_eq!(batch.waveforms.dims()[0], 0);
-    assert!(batch.ids.is_empty());
-    assert_eq!(batch.failures.len(), 1);
-}
-
-#[test]
-fn burn_data_loader_iterates_a_csv_dataset() {
+fn csv_list_items_come_in_protocol_order() {
     let corpus = corpus();
     let dir = corpus.utterances[0].path.parent().unwrap();
     let list = dir.join("list.csv");
@@ -199,15 +162,15 @@ fn burn_data_loader_iterates_a_csv_dataset() {
     .unwrap();
     let dataset = AudioDataset::new(read_csv_list(&list).unwrap(), 64, CropMode::First);
     dataset.check_files_exist().unwrap();
-    let loader = DataLoaderBuilder::<Flex, _, _>::new(AudioBatcher)
-        .batch_size(2)
-        .build(dataset);
-    let batches: Vec<AudioBatch<Flex>> = loader.iter().collect();
-    assert_eq!(batches.len(), 2);
-    assert_eq!(batches[0].waveforms.dims(), [2, 64]);
-    assert_eq!(batches[1].waveforms.dims(), [1, 64]);
-    let ids: Vec<String> = batches.iter().flat_map(|b| b.ids.clone()).collect();
+    let items: Vec<_> = (0..dataset.len())
+        .map(|i| dataset.item(i).unwrap())
+        .collect();
+    let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
     assert_eq!(ids, vec!["a", "b", "c"]);
+    assert!(items
+        .iter()
+        .all(|i| i.waveform.as_ref().unwrap().len() == 64));
+    assert_eq!(items[2].label, Label::Spoof);
 }
 
 #[test]

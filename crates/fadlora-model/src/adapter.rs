@@ -178,7 +178,7 @@ fn parse_adapter_config(json: &Value) -> Result<(LoraConfig, AdapterInfo), Confi
     };
     let mut targets = Vec::new();
     for name in names {
-        let target = LoraTarget::from_hf_name(name).map_err(ConfigIssue::Lora)?;
+        let target = LoraTarget::from_hf_name(name).map_err(|e| ConfigIssue::Lora(e.into()))?;
         if !targets.contains(&target) {
             targets.push(target);
         }
@@ -388,7 +388,7 @@ impl<B: Backend> Wav2Vec2Model<B> {
                 continue;
             }
             for &target in &config.targets {
-                let (d_in, d_out) = target.dims(&arch);
+                let (d_in, d_out) = arch.projection_dims(target);
                 let a = take(adapter_key(prefix, index, target, "A"), [rank, d_in])?;
                 let b = take(adapter_key(prefix, index, target, "B"), [d_out, rank])?;
                 let lora = layer
@@ -432,7 +432,7 @@ impl<B: Backend> Wav2Vec2Model<B> {
         })?;
         let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
         for (index, target, lora) in self.adapters() {
-            let (d_in, d_out) = target.dims(&self.config);
+            let (d_in, d_out) = self.config.projection_dims(target);
             let rank = lora.rank();
             let a = permute(&param_values(&lora.a), &[d_in, rank], &[1, 0]);
             let b = permute(&param_values(&lora.b), &[rank, d_out], &[1, 0]);

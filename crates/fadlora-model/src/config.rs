@@ -150,6 +150,9 @@ impl Wav2Vec2Config {
         }
     }
 
+    /// The names [`Wav2Vec2Config::preset`] knows (run TOMLs' `model.preset`).
+    pub const PRESETS: &'static [&'static str] = &["tiny", "base", "xls-r-300m"];
+
     /// Looks a preset up by the name the command line uses.
     pub fn preset(name: &str) -> Option<Self> {
         match name {
@@ -318,6 +321,16 @@ impl Wav2Vec2Config {
             len = (len - k) / s + 1;
         }
         Some(len)
+    }
+
+    /// `(d_in, d_out)` of the encoder projection `target`.
+    pub fn projection_dims(&self, target: crate::LoraTarget) -> (usize, usize) {
+        let (h, f) = (self.hidden_size, self.intermediate_size);
+        match target {
+            crate::LoraTarget::FfnIn => (h, f),
+            crate::LoraTarget::FfnOut => (f, h),
+            _ => (h, h),
+        }
     }
 
     /// The fewest input samples that give one output frame (400 for the standard stack).

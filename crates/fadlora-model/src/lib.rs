@@ -36,4 +36,4 @@ pub use lora::{LoraConfig, LoraError, LoraLinear, LoraTarget};
 pub use model::{Wav2Vec2Model, Wav2Vec2Output};
 pub use ops::{ModelBackend, TrainBackend};
 pub use params::{count_params, count_trainable, ParamCounts, ParamSummary};
-pub use precision::Precision;
+pub use precision::{Precision, PrecisionDType};

@@ -8,16 +8,12 @@
 //! Adapters fold into the weights for inference ([`Wav2Vec2Model::merge_lora`]) and travel in
 //! PEFT's file layout ([`crate::adapter`]).
 
-use std::fmt;
-use std::str::FromStr;
-
 use crate::linear::{flatten_tokens, linear_2d, unflatten_tokens};
 use crate::ops::{dropout, ModelBackend};
 use burn::config::Config;
 use burn::module::{Initializer, Module, ModuleMapper, Param};
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::encoder::EncoderLayer;
 use crate::model::Wav2Vec2Model;
@@ -43,125 +39,22 @@ pub enum LoraError {
     NonFiniteMerge { layer: usize, target: LoraTarget },
 }
 
+impl From<fadlora_run::UnknownLoraTarget> for LoraError {
+    fn from(e: fadlora_run::UnknownLoraTarget) -> Self {
+        LoraError::UnknownTarget {
+            name: e.name,
+            valid: e.valid,
+        }
+    }
+}
+
 /// [`LoraLinear::merge`] would give a weight with a NaN or an infinity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the merged weight would hold a NaN or an infinity")]
 pub struct NonFiniteMerge;
 
-/// An encoder projection that can carry an adapter. Names (`q`, `k`, `v`, `o`, `ffn_in`,
-/// `ffn_out`) are those of run TOMLs and the command line; [`LoraTarget::hf_name`] gives the
-/// Hugging Face module name PEFT's `target_modules` uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LoraTarget {
-    Q,
-    K,
-    V,
-    O,
-    FfnIn,
-    FfnOut,
-}
-
-impl LoraTarget {
-    pub const ALL: [LoraTarget; 6] = [
-        LoraTarget::Q,
-        LoraTarget::K,
-        LoraTarget::V,
-        LoraTarget::O,
-        LoraTarget::FfnIn,
-        LoraTarget::FfnOut,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LoraTarget::Q => "q",
-            LoraTarget::K => "k",
-            LoraTarget::V => "v",
-            LoraTarget::O => "o",
-            LoraTarget::FfnIn => "ffn_in",
-            LoraTarget::FfnOut => "ffn_out",
-        }
-    }
-
-    /// The module name in Hugging Face's `Wav2Vec2EncoderLayer` (PEFT's `target_modules`).
-    pub fn hf_name(self) -> &'static str {
-        match self {
-            LoraTarget::Q => "q_proj",
-            LoraTarget::K => "k_proj",
-            LoraTarget::V => "v_proj",
-            LoraTarget::O => "out_proj",
-            LoraTarget::FfnIn => "intermediate_dense",
-            LoraTarget::FfnOut => "output_dense",
-        }
-    }
-
-    /// The module path inside an encoder layer (`attention.q_proj`, ...).
-    pub fn hf_path(self) -> &'static str {
-        match self {
-            LoraTarget::Q => "attention.q_proj",
-            LoraTarget::K => "attention.k_proj",
-            LoraTarget::V => "attention.v_proj",
-            LoraTarget::O => "attention.out_proj",
-            LoraTarget::FfnIn => "feed_forward.intermediate_dense",
-            LoraTarget::FfnOut => "feed_forward.output_dense",
-        }
-    }
-
-    /// Reads a PEFT `target_modules` entry: a module name (`q_proj`) or its path inside the
-    /// layer (`attention.q_proj`).
-    pub fn from_hf_name(name: &str) -> Result<Self, LoraError> {
-        Self::ALL
-            .into_iter()
-            .find(|t| name == t.hf_name() || name == t.hf_path())
-            .ok_or_else(|| LoraError::UnknownTarget {
-                name: name.to_string(),
-                valid: Self::ALL.map(LoraTarget::hf_name).join(", "),
-            })
-    }
-
-    /// `(d_in, d_out)` of this projection in `config`'s encoder.
-    pub fn dims(self, config: &crate::Wav2Vec2Config) -> (usize, usize) {
-        let (h, f) = (config.hidden_size, config.intermediate_size);
-        match self {
-            LoraTarget::FfnIn => (h, f),
-            LoraTarget::FfnOut => (f, h),
-            _ => (h, h),
-        }
-    }
-}
-
-impl FromStr for LoraTarget {
-    type Err = LoraError;
-
-    fn from_str(s: &str) -> Result<Self, LoraError> {
-        let s = s.trim();
-        Self::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| LoraError::UnknownTarget {
-                name: s.to_string(),
-                valid: Self::ALL.map(LoraTarget::as_str).join(", "),
-            })
-    }
-}
-
-impl fmt::Display for LoraTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Parses a comma-separated target list (`q,v`), in the order given, without duplicates.
-pub fn parse_targets(list: &str) -> Result<Vec<LoraTarget>, LoraError> {
-    let mut targets = Vec::new();
-    for part in list.split(',').filter(|p| !p.trim().is_empty()) {
-        let target: LoraTarget = part.parse()?;
-        if !targets.contains(&target) {
-            targets.push(target);
-        }
-    }
-    Ok(targets)
-}
+/// The run TOML's target names (defined in fadlora-run, shared with the trainer and sweep).
+pub use fadlora_run::{parse_targets, LoraTarget};
 
 /// Which projections of which layers get adapters, and how they are shaped and scaled.
 #[derive(Config, Debug, PartialEq)]
@@ -532,7 +425,7 @@ impl<B: Backend> Wav2Vec2Model<B> {
                     if !config.targets.contains(&target) {
                         return proj;
                     }
-                    let (d_in, d_out) = target.dims(&arch);
+                    let (d_in, d_out) = arch.projection_dims(target);
                     LoraLinear {
                         lora: Some(config.linear(d_in, d_out).init(device)),
                         ..proj
@@ -600,29 +493,6 @@ mod tests {
     use burn::tensor::module::linear;
 
     type B = Flex;
-
-    #[test]
-    fn targets_parse_and_name_the_valid_ones() {
-        assert_eq!(
-            parse_targets("q, v,q").unwrap(),
-            vec![LoraTarget::Q, LoraTarget::V]
-        );
-        for t in LoraTarget::ALL {
-            assert_eq!(t.as_str().parse::<LoraTarget>().unwrap(), t);
-            assert_eq!(LoraTarget::from_hf_name(t.hf_name()).unwrap(), t);
-            assert_eq!(LoraTarget::from_hf_name(t.hf_path()).unwrap(), t);
-        }
-        let err = "query".parse::<LoraTarget>().unwrap_err().to_string();
-        assert!(
-            err.contains("`query`") && err.contains("q, k, v, o, ffn_in, ffn_out"),
-            "{err}"
-        );
-        let err = LoraTarget::from_hf_name("fc9").unwrap_err().to_string();
-        assert!(
-            err.contains("`fc9`") && err.contains("intermediate_dense"),
-            "{err}"
-        );
-    }
 
     #[test]
     fn a_is_kaiming_uniform_and_b_is_zero() {

@@ -21,21 +21,8 @@ pub fn count_params<B: Backend, M: Module<B>>(module: &M) -> usize {
     counter.0
 }
 
-/// Trainable and total parameters of a module, in Hugging Face / PEFT accounting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ParamCounts {
-    /// Parameters with `require_grad`: those an optimizer updates. Only an autodiff backend
-    /// tracks gradients; on any other backend this is 0.
-    pub trainable: usize,
-    pub total: usize,
-}
-
-impl ParamCounts {
-    /// How many times fewer parameters train than in `full` (full fine-tuning's count).
-    pub fn reduction_vs(&self, full: usize) -> f64 {
-        full as f64 / self.trainable.max(1) as f64
-    }
-}
+/// Trainable and total parameters, in Hugging Face / PEFT accounting (the run record's type).
+pub use fadlora_run::ParamCounts;
 
 struct RequireGradCounter(ParamCounts);
 

@@ -6,57 +6,25 @@
 //! and the optimizer state are f32 too (master weights); [`cast_frozen`] stores the weights that
 //! do not train in the reduced type, which is where LoRA saves memory.
 
-use std::fmt;
-use std::str::FromStr;
-
 use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
 use burn::tensor::FloatDType;
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    #[default]
-    F32,
-    Bf16,
-    F16,
+/// The run TOML's precision names (defined in fadlora-run, shared with the trainer).
+pub use fadlora_run::Precision;
+
+/// The burn float type a [`Precision`] computes in.
+pub trait PrecisionDType {
+    fn dtype(self) -> FloatDType;
 }
 
-impl Precision {
-    pub const ALL: [Precision; 3] = [Precision::F32, Precision::Bf16, Precision::F16];
-
-    pub fn dtype(self) -> FloatDType {
+impl PrecisionDType for Precision {
+    fn dtype(self) -> FloatDType {
         match self {
             Precision::F32 => FloatDType::F32,
             Precision::Bf16 => FloatDType::BF16,
             Precision::F16 => FloatDType::F16,
         }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::Bf16 => "bf16",
-            Precision::F16 => "f16",
-        }
-    }
-}
-
-impl fmt::Display for Precision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Precision {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s.trim().to_ascii_lowercase())
-            .ok_or_else(|| format!("unknown precision `{s}` (f32, bf16, f16)"))
     }
 }
 

@@ -13,7 +13,7 @@ use burn::prelude::*;
 use burn::tensor::{DType, FloatDType};
 use common::{fixture, read_reference, TB};
 use fadlora_model::precision::cast_frozen;
-use fadlora_model::{LoraConfig, LoraTarget, Precision, Wav2Vec2Model};
+use fadlora_model::{LoraConfig, LoraTarget, Precision, PrecisionDType, Wav2Vec2Model};
 
 fn relative_error(got: &[f32], want: &[f32]) -> f32 {
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));

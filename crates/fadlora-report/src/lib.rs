@@ -1,5 +1,6 @@
 //! Summaries and reports of a sweep's results folder (`results/<experiment>/`, laid out as
-//! [`fadlora_sweep::plan`] shows).
+//! `fadlora_run::layout` shows). The report reads run folders and never trains or loads a
+//! network: it depends on fadlora-run's schema, not on burn.
 //!
 //! This crate owns two things:
 //!
@@ -32,9 +33,9 @@ pub use polars::frame::DataFrame;
 /// Why a summary or report could not be written. Every variant names the file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    /// Reading the plan or writing a file through the sweep's atomic writer.
+    /// Reading the plan or writing a file through the run schema's atomic writer.
     #[error(transparent)]
-    Sweep(#[from] fadlora_sweep::SweepError),
+    Run(#[from] fadlora_run::RunError),
 
     #[error("{}: {source}", path.display())]
     Io {

@@ -4,10 +4,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use fadlora_data::{Label, Split};
-use fadlora_sweep::plan::{write_atomic, RunState};
-use fadlora_sweep::{Mode, Plan, PlannedRun};
-use fadlora_train::record::SplitResult;
-use fadlora_train::RunRecord;
+use fadlora_run::RunRecord;
+use fadlora_run::SplitResult;
+use fadlora_run::{write_atomic, RunState};
+use fadlora_run::{Mode, Plan, PlannedRun};
 use plotters::style::RGBColor;
 
 use crate::figures::{
@@ -21,7 +21,7 @@ use crate::table::{mean_std, opt, thousands, Align, Table};
 use crate::ReportError;
 
 /// The report's folder inside `results/<experiment>/`.
-pub const REPORT_DIR: &str = "report";
+pub use fadlora_run::layout::REPORT_DIR;
 
 /// What [`write_report`] wrote.
 #[derive(Debug, Clone)]
@@ -742,7 +742,7 @@ fn det_figure(
         let utterances = protocols
             .entry(dataset.clone())
             .or_insert_with(|| {
-                fadlora_train::scores::read_protocol(dataset).map_err(|e| e.to_string())
+                fadlora_run::scores::read_protocol(dataset).map_err(|e| e.to_string())
             })
             .as_ref();
         let utterances = match utterances {
@@ -761,7 +761,7 @@ fn det_figure(
             .map(|u| (u.id.as_str(), u.label))
             .collect();
         let path = plan.run_dir(run).join(&split.scores_file);
-        let scores = match fadlora_train::scores::read_score_file(&path) {
+        let scores = match fadlora_run::scores::read_score_file(&path) {
             Ok(s) => s,
             Err(e) => {
                 problems.push(format!("{e}"));
@@ -856,7 +856,7 @@ fn code_list(values: &[&str]) -> String {
 }
 
 /// How the wav2vec2 backbone of `run` was initialised, in one sentence part.
-fn backbone(config: &fadlora_train::RunConfig) -> String {
+fn backbone(config: &fadlora_run::RunConfig) -> String {
     let model = &config.model;
     if let Some(checkpoint) = &model.checkpoint {
         format!("pretrained weights from `{}`", checkpoint.display())
@@ -894,7 +894,7 @@ fn report_markdown(
     }
 
     md.push_str("## Setup\n\n");
-    let configs: Vec<&fadlora_train::RunConfig> = if finished.is_empty() {
+    let configs: Vec<&fadlora_run::RunConfig> = if finished.is_empty() {
         plan.runs.iter().map(|r| &r.config).collect()
     } else {
         finished.iter().map(|(_, rec)| &rec.config).collect()

@@ -3,10 +3,11 @@
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
-use fadlora_sweep::plan::{write_atomic, SUMMARY_FILE};
-use fadlora_sweep::{Mode, Plan, PlannedRun};
-use fadlora_train::config::LoraTargetName;
-use fadlora_train::RunRecord;
+use fadlora_run::layout::SUMMARY_FILE;
+use fadlora_run::write_atomic;
+use fadlora_run::LoraTarget;
+use fadlora_run::RunRecord;
+use fadlora_run::{Mode, Plan, PlannedRun};
 use polars::prelude::*;
 
 use crate::ReportError;
@@ -50,7 +51,7 @@ pub(crate) struct RunRow {
     pub id: String,
     pub group: String,
     pub mode: Mode,
-    pub targets: Option<Vec<LoraTargetName>>,
+    pub targets: Option<Vec<LoraTarget>>,
     pub targets_label: String,
     pub rank: Option<usize>,
     pub alpha: Option<f64>,
@@ -219,7 +220,7 @@ pub(crate) fn frame_of_runs(rows: &[RunRow]) -> PolarsResult<DataFrame> {
 pub(crate) struct GroupRow {
     pub group: String,
     pub mode: Mode,
-    pub targets: Option<Vec<LoraTargetName>>,
+    pub targets: Option<Vec<LoraTarget>>,
     pub targets_label: String,
     pub rank: Option<usize>,
     pub alpha: Option<f64>,
@@ -369,14 +370,14 @@ pub(crate) fn group_rows(rows: &[RunRow]) -> PolarsResult<Vec<GroupRow>> {
     Ok(groups)
 }
 
-fn target_key(targets: &Option<Vec<LoraTargetName>>) -> (usize, Vec<usize>) {
+fn target_key(targets: &Option<Vec<LoraTarget>>) -> (usize, Vec<usize>) {
     match targets {
         None => (0, Vec::new()),
         Some(t) => (
             t.len(),
             t.iter()
                 .map(|x| {
-                    LoraTargetName::ALL
+                    LoraTarget::ALL
                         .iter()
                         .position(|a| a == x)
                         .unwrap_or(usize::MAX)

@@ -5,14 +5,13 @@ use std::path::{Path, PathBuf};
 
 use fadlora_data::{Label, Split};
 use fadlora_report::{summary_frame, write_report, write_summary, SUMMARY_COLUMNS};
-use fadlora_sweep::plan::targets_label;
-use fadlora_sweep::{Mode, Plan, PlannedRun, RunAxes};
-use fadlora_train::config::LoraTargetName;
-use fadlora_train::detector::ParamCounts;
-use fadlora_train::measure::{PeakMemory, TimeStats};
-use fadlora_train::record::{EpochLog, SplitResult, RECORD_VERSION};
-use fadlora_train::train::RECORD_FILE;
-use fadlora_train::{RunConfig, RunRecord};
+use fadlora_run::config::schema_only;
+use fadlora_run::layout::RECORD_FILE;
+use fadlora_run::record::RECORD_VERSION;
+use fadlora_run::{
+    targets_label, EpochLog, LoraTarget, Mode, ParamCounts, PeakMemory, Plan, PlannedRun, RunAxes,
+    RunConfig, RunRecord, SplitResult, TimeStats,
+};
 use polars::prelude::*;
 
 const MIB: u64 = 1024 * 1024;
@@ -27,7 +26,7 @@ fn mini_spec() -> String {
 
 /// One run of the fixture.
 struct Spec {
-    targets: Option<Vec<LoraTargetName>>,
+    targets: Option<Vec<LoraTarget>>,
     rank: Option<usize>,
     crop: usize,
     seed: u64,
@@ -59,7 +58,7 @@ impl Spec {
         }
     }
 
-    fn lora(targets: &[LoraTargetName], rank: usize, seed: u64, dev: f64, eval: f64) -> Spec {
+    fn lora(targets: &[LoraTarget], rank: usize, seed: u64, dev: f64, eval: f64) -> Spec {
         Spec {
             targets: Some(targets.to_vec()),
             rank: Some(rank),
@@ -117,7 +116,7 @@ fn run_config(spec: &Spec, dataset: &str, out: &Path) -> RunConfig {
             list.join(", ")
         ));
     }
-    RunConfig::parse(&toml, Path::new("fixture.toml")).expect("fixture TOML is valid")
+    RunConfig::parse(&toml, Path::new("fixture.toml"), schema_only).expect("fixture TOML is valid")
 }
 
 /// Deterministic noise in [-1, 1).
@@ -132,7 +131,7 @@ fn noise(id: &str, seed: u64) -> f64 {
 }
 
 fn write_scores(run_dir: &Path, spec: &Spec, dataset: &str) -> (usize, usize) {
-    let utterances = fadlora_train::scores::read_protocol(dataset).expect("mini protocol");
+    let utterances = fadlora_run::scores::read_protocol(dataset).expect("mini protocol");
     let mut text = String::new();
     let (mut n_bona, mut n_spoof) = (0, 0);
     for u in utterances.iter().filter(|u| u.split == Split::Eval) {
@@ -173,7 +172,7 @@ fn record(spec: &Spec, config: RunConfig, n_bona: usize, n_spoof: usize) -> RunR
     RunRecord {
         record_version: RECORD_VERSION,
         name: Some(spec.id()),
-        mode: spec.mode().to_string(),
+        mode: spec.mode(),
         backend: "flex".into(),
         device: "cpu".into(),
         git_commit: Some("0123456789ab".into()),
@@ -272,7 +271,7 @@ fn build(root: &Path, dataset: &str, finished: &[Spec], unfinished: &[Spec]) -> 
     plan
 }
 
-use LoraTargetName::{K, O, Q, V};
+use LoraTarget::{K, O, Q, V};
 
 fn main_fixture() -> (Vec<Spec>, Vec<Spec>) {
     let finished = vec![

@@ -3,9 +3,10 @@ use std::path::{Path, PathBuf};
 /// Why an experiment could not be planned or swept.
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
-    /// A TOML problem, located at `file:line` with the dotted key (from the run-config parser).
+    /// A TOML problem located at `file:line` with the dotted key (from the run-config parser),
+    /// or a run file that cannot be read or written.
     #[error(transparent)]
-    Config(#[from] fadlora_train::TrainError),
+    Run(#[from] fadlora_run::RunError),
 
     /// An input the runs need is not there. `hint` says where to get it.
     #[error("{}:{}: `{key}`: {} does not exist. {hint}", source_toml.display(), line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()), path.display())]

@@ -31,11 +31,12 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use fadlora_train::config::{key_line, located, Invalid, LoraSection, LoraTargetName};
-use fadlora_train::RunConfig;
+use fadlora_run::config::{key_line, located, Invalid, LoraSection, RunRules};
+use fadlora_run::{
+    targets_label, LoraTarget, Mode, Plan, PlannedRun, RunAxes, RunConfig, RunError,
+};
 use serde::Deserialize;
 
-use crate::plan::{targets_label, Mode, Plan, PlannedRun, RunAxes};
 use crate::SweepError;
 
 /// A parsed and validated experiment TOML.
@@ -46,6 +47,8 @@ pub struct Experiment {
     /// The TOML file, and its text (for locating keys in later errors).
     pub source: PathBuf,
     text: String,
+    /// The rules of a run beyond the schema's (the trainer's model rules).
+    rules: RunRules,
     /// Paths as written in the TOML (relative to its folder).
     pub base: RunConfig,
     pub sweep: SweepSection,
@@ -71,7 +74,7 @@ pub struct SweepSection {
     pub ranks: Option<Vec<usize>>,
     /// Target-module sets. Left out: `base.lora.targets`, else `[["q", "v"]]`.
     #[serde(default)]
-    pub targets: Option<Vec<Vec<LoraTargetName>>>,
+    pub targets: Option<Vec<Vec<LoraTarget>>>,
     /// A fixed LoRA alpha for every rank.
     #[serde(default)]
     pub alpha: Option<f64>,
@@ -130,7 +133,7 @@ pub struct RunRule {
     #[serde(default)]
     pub rank: Option<usize>,
     #[serde(default)]
-    pub targets: Option<Vec<LoraTargetName>>,
+    pub targets: Option<Vec<LoraTarget>>,
     #[serde(default)]
     pub layers: Option<LayerSelection>,
     #[serde(default)]
@@ -154,7 +157,7 @@ impl RunRule {
     }
 }
 
-fn same_set(a: &[LoraTargetName], b: &[LoraTargetName]) -> bool {
+fn same_set(a: &[LoraTarget], b: &[LoraTarget]) -> bool {
     let a: BTreeSet<_> = a.iter().map(|t| t.as_str()).collect();
     let b: BTreeSet<_> = b.iter().map(|t| t.as_str()).collect();
     a == b
@@ -163,36 +166,38 @@ fn same_set(a: &[LoraTargetName], b: &[LoraTargetName]) -> bool {
 /// The axes after defaults, in grid order.
 struct Axes {
     ranks: Vec<usize>,
-    targets: Vec<Vec<LoraTargetName>>,
+    targets: Vec<Vec<LoraTarget>>,
     layers: Vec<Option<Vec<usize>>>,
     crops: Vec<usize>,
     seeds: Vec<u64>,
 }
 
 impl Experiment {
-    /// Reads and validates an experiment TOML. Errors name the file, line and dotted key.
-    pub fn load(path: impl AsRef<Path>) -> Result<Experiment, SweepError> {
+    /// Reads and validates an experiment TOML; every run must also pass `rules` (the trainer
+    /// gives its model rules, `fadlora_train::config::MODEL_RULES`). Errors name the file, line
+    /// and dotted key.
+    pub fn load(path: impl AsRef<Path>, rules: RunRules) -> Result<Experiment, SweepError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| SweepError::io(path, e))?;
-        Self::parse(&text, path)
+        Self::parse(&text, path, rules)
     }
 
     /// Parses and validates TOML text; `path` names the source and anchors relative paths.
-    pub fn parse(text: &str, path: &Path) -> Result<Experiment, SweepError> {
-        let file: ExperimentFile =
-            toml::from_str(text).map_err(|err| fadlora_train::TrainError::Config {
-                path: path.to_path_buf(),
-                line: err
-                    .span()
-                    .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
-                key: String::new(),
-                message: err.message().trim().to_string(),
-            })?;
+    pub fn parse(text: &str, path: &Path, rules: RunRules) -> Result<Experiment, SweepError> {
+        let file: ExperimentFile = toml::from_str(text).map_err(|err| RunError::Config {
+            path: path.to_path_buf(),
+            line: err
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
+            key: String::new(),
+            message: err.message().trim().to_string(),
+        })?;
         let experiment = Experiment {
             name: file.name,
             description: file.description,
             source: path.to_path_buf(),
             text: text.to_string(),
+            rules,
             base: file.base,
             sweep: file.sweep,
         };
@@ -226,7 +231,11 @@ impl Experiment {
         if self.base.name.is_some() {
             return Err(self.error("base.name", "is set by the sweep (the run ID): remove it"));
         }
-        if let Err(Invalid { key, message }) = self.base.check() {
+        if let Err(Invalid { key, message }) = self
+            .base
+            .check()
+            .and_then(|()| (self.rules.config)(&self.base))
+        {
             return Err(self.error(&format!("base.{key}"), message));
         }
         let s = &self.sweep;
@@ -323,7 +332,7 @@ impl Experiment {
                 .targets
                 .clone()
                 .or_else(|| base_lora.map(|l| vec![l.targets.clone()]))
-                .unwrap_or_else(|| vec![vec![LoraTargetName::Q, LoraTargetName::V]]),
+                .unwrap_or_else(|| vec![vec![LoraTarget::Q, LoraTarget::V]]),
             layers: match &s.layers {
                 Some(list) => list
                     .iter()
@@ -502,23 +511,13 @@ impl Experiment {
     /// The validated runs, with IDs, paths as written and no output folder.
     fn runs(&self) -> Result<Vec<(RunAxes, String, String, RunConfig)>, SweepError> {
         let points = self.points()?;
-        let arch_layers = self
-            .base
-            .model
-            .preset
-            .as_ref()
-            .and_then(|_| self.base.model.wav2vec2_config().ok())
-            .map(|c| c.num_hidden_layers);
         let mut runs: Vec<(RunAxes, String, String, RunConfig)> = Vec::new();
         for (axes, origin) in points {
             let config = self.run_config(&axes);
-            if let Err(Invalid { key, message }) = config.check() {
+            if let Err(Invalid { key, message }) =
+                config.check().and_then(|()| (self.rules.config)(&config))
+            {
                 return Err(self.error(&self.sweep_key(key, origin), message));
-            }
-            if let (Some(lora), Some(n)) = (&config.lora, arch_layers) {
-                if let Err(e) = lora.to_lora_config().check(n) {
-                    return Err(self.error(&self.sweep_key("lora.layers", origin), e.to_string()));
-                }
             }
             let mut group = match axes.mode {
                 Mode::Full => "full".to_string(),
@@ -628,16 +627,14 @@ LA/ASVspoof2019_LA_asv_scores/ (ASVspoof2019.LA.asv.eval.gi.trl.scores.txt for t
                 ));
             }
         }
-        // With a checkpoint or config file the layer count is only known now.
-        let arch = config
-            .model
-            .wav2vec2_config()
-            .map_err(|e| self.error("base.model", e.to_string()))?;
+        // With a checkpoint or config file the architecture is only known now.
         for run in &plan.runs {
-            if let Some(lora) = &run.config.lora {
-                if let Err(e) = lora.to_lora_config().check(arch.num_hidden_layers) {
-                    return Err(self.error("sweep.layers", format!("{}: {e}", run.id)));
-                }
+            if let Err(Invalid { key, message }) = (self.rules.inputs)(&run.config) {
+                let key = match key {
+                    "lora.layers" => "sweep.layers".to_string(),
+                    other => format!("base.{other}"),
+                };
+                return Err(self.error(&key, format!("{}: {message}", run.id)));
             }
         }
         Ok(())

@@ -4,15 +4,14 @@
 //!
 //! - [`Experiment`]: the experiment TOML (`experiments/README.md` documents every key),
 //!   validated with `file:line: key` errors.
-//! - [`Plan`]: its runs and the results folder layout ([`plan`] shows it).
+//! - [`Plan`] (fadlora-run): its runs; `fadlora_run::layout` shows the results folder.
 //! - [`run_sweep`]: runs a plan, reporting each start, finish and failure as it happens.
 
 mod error;
 pub mod experiment;
-pub mod plan;
 pub mod runner;
 
 pub use error::SweepError;
 pub use experiment::Experiment;
-pub use plan::{Mode, Plan, PlannedRun, RunAxes, RunState};
+pub use fadlora_run::{Mode, Plan, PlannedRun, RunAxes, RunState};
 pub use runner::{run_sweep, SweepEvent, SweepOptions, SweepOutcome};

@@ -14,15 +14,10 @@ use std::process::{Command, Stdio};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
-use fadlora_train::RunRecord;
+use fadlora_run::layout::{LOCK_FILE, LOG_FILE, RECORD_FILE, RUN_CONFIG_FILE};
+use fadlora_run::{read_record, write_atomic, Plan, PlannedRun, RunRecord, RunState};
 
-use crate::plan::{
-    read_record, write_atomic, Plan, PlannedRun, RunState, LOG_FILE, RUN_CONFIG_FILE,
-};
 use crate::SweepError;
-use fadlora_train::train::RECORD_FILE;
-
-pub const LOCK_FILE: &str = ".sweep.lock";
 
 #[derive(Debug, Clone)]
 pub struct SweepOptions {

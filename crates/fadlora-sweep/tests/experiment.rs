@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use fadlora_sweep::{Experiment, Mode, SweepError};
+use fadlora_train::config::MODEL_RULES;
 
 const BASE: &str = r#"
 name = "demo"
@@ -23,12 +24,13 @@ fn experiment(sweep: &str) -> Result<Experiment, SweepError> {
     Experiment::parse(
         &format!("{BASE}\n{sweep}"),
         Path::new("experiments/demo.toml"),
+        MODEL_RULES,
     )
 }
 
 fn located(result: Result<Experiment, SweepError>) -> (Option<usize>, String, String) {
     match result {
-        Err(SweepError::Config(fadlora_train::TrainError::Config {
+        Err(SweepError::Run(fadlora_run::RunError::Config {
             line, key, message, ..
         })) => (line, key, message),
         other => panic!("expected a located config error, got {other:?}"),
@@ -144,7 +146,8 @@ fn ids_are_stable_and_change_only_with_the_run_they_name() {
     // Changing the epoch budget changes every ID (the runs are different runs).
     let text = format!("{BASE}\n[sweep]\nranks = [1, 4]\nfull_finetune = true\n")
         .replace("epochs = 1", "epochs = 2");
-    let changed = ids(&Experiment::parse(&text, Path::new("experiments/demo.toml")).unwrap());
+    let changed =
+        ids(&Experiment::parse(&text, Path::new("experiments/demo.toml"), MODEL_RULES).unwrap());
     for id in &changed {
         assert!(!before.contains(id));
     }
@@ -226,11 +229,13 @@ fn plans_spell_paths_one_way_so_runs_resume_from_any_directory() {
     let a = Experiment::parse(
         &format!("{BASE}\n[sweep]\nranks = [4]\n"),
         Path::new("experiments/demo.toml"),
+        MODEL_RULES,
     )
     .unwrap();
     let b = Experiment::parse(
         &format!("{BASE}\n[sweep]\nranks = [4]\n"),
         Path::new("./experiments/../experiments/demo.toml"),
+        MODEL_RULES,
     )
     .unwrap();
     let pa = a.plan(Path::new("results")).unwrap();
@@ -266,7 +271,7 @@ fn alpha_rules_fixed_scaled_and_default() {
     assert_eq!(alpha_of("[sweep]\nranks = [2, 8]\n"), vec![4.0, 16.0]);
     // Without a sweep rule, `base.lora.alpha` applies to every rank.
     let text = format!("{BASE}\n[base.lora]\nrank = 1\nalpha = 5.0\n[sweep]\nranks = [2, 8]\n");
-    let e = Experiment::parse(&text, Path::new("e.toml")).unwrap();
+    let e = Experiment::parse(&text, Path::new("e.toml"), MODEL_RULES).unwrap();
     let alphas: Vec<f64> = e
         .plan(Path::new("/r"))
         .unwrap()
@@ -341,16 +346,17 @@ fn malformed_experiments_name_the_key_and_line() {
     assert_eq!(key, "sweep");
 
     let text = BASE.replace("epochs = 1", "epochs = 1\nbatch_size = 0") + "[sweep]\nranks = [4]\n";
-    let (line, key, _) = located(Experiment::parse(&text, Path::new("e.toml")));
+    let (line, key, _) = located(Experiment::parse(&text, Path::new("e.toml"), MODEL_RULES));
     assert_eq!((line, key.as_str()), (Some(13), "base.train.batch_size"));
 
     let text = BASE.replace("[base]\n", "[base]\noutput_dir = \"x\"\n") + "[sweep]\nranks = [4]\n";
-    let (line, key, _) = located(Experiment::parse(&text, Path::new("e.toml")));
+    let (line, key, _) = located(Experiment::parse(&text, Path::new("e.toml"), MODEL_RULES));
     assert_eq!((line, key.as_str()), (Some(5), "base.output_dir"));
 
     let (_, key, _) = located(Experiment::parse(
         &BASE.replace("name = \"demo\"", "name = \"../up\""),
         Path::new("e.toml"),
+        MODEL_RULES,
     ));
     assert_eq!(key, "name");
 }
@@ -361,7 +367,7 @@ fn a_missing_dataset_or_checkpoint_is_named_with_where_to_get_it() {
         "asvspoof2019:../datasets/mini",
         "asvspoof2019:/nonexistent/LA",
     ) + "[sweep]\nranks = [4]\n";
-    let e = Experiment::parse(&text, Path::new("e.toml")).unwrap();
+    let e = Experiment::parse(&text, Path::new("e.toml"), MODEL_RULES).unwrap();
     let plan = e
         .plan(Path::new("/r"))
         .expect("--plan works without the data");
@@ -382,7 +388,7 @@ fn a_missing_dataset_or_checkpoint_is_named_with_where_to_get_it() {
         )
         .replace("preset = \"tiny\"", "checkpoint = \"/nonexistent/xls-r\"")
         + "[sweep]\nranks = [4]\n";
-    let e = Experiment::parse(&text, Path::new("e.toml")).unwrap();
+    let e = Experiment::parse(&text, Path::new("e.toml"), MODEL_RULES).unwrap();
     let plan = e.plan(Path::new("/r")).unwrap();
     let err = e.check_inputs(&plan).unwrap_err().to_string();
     assert!(
@@ -399,7 +405,7 @@ fn shipped_experiments_parse() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let e = Experiment::load(&path).unwrap_or_else(|err| panic!("{err}"));
+            let e = Experiment::load(&path, MODEL_RULES).unwrap_or_else(|err| panic!("{err}"));
             assert!(!e.plan(Path::new("/r")).unwrap().runs.is_empty());
             seen += 1;
         }

@@ -2,43 +2,22 @@
 //! `--backend` picks one of those at run time, and [`run_on`] hands a generic job the backend
 //! type, its device and a memory probe.
 
-use std::fmt;
-use std::str::FromStr;
-
 use fadlora_model::ModelBackend;
-use serde::{Deserialize, Serialize};
+use fadlora_run::BackendKind;
 
 use crate::measure::MemoryProbe;
 use crate::TrainError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendKind {
-    /// burn's `Flex` CPU backend.
-    Flex,
-    /// burn's CUDA backend (cubecl).
-    Cuda,
-    /// burn's wgpu backend (Vulkan/Metal/DX12; Mesa lavapipe on a CPU-only Linux machine).
-    Wgpu,
+/// Which backends this build can run: the `flex`, `cuda` and `wgpu` cargo features of
+/// fadlora-train (and of the `fadlora` binary) compile them in.
+pub trait Compiled: Sized {
+    fn is_compiled(&self) -> bool;
+    /// `Ok` when compiled in, else an error naming the feature that compiles it.
+    fn ensure_compiled(&self) -> Result<(), TrainError>;
 }
 
-impl BackendKind {
-    pub const ALL: [BackendKind; 3] = [BackendKind::Flex, BackendKind::Cuda, BackendKind::Wgpu];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackendKind::Flex => "flex",
-            BackendKind::Cuda => "cuda",
-            BackendKind::Wgpu => "wgpu",
-        }
-    }
-
-    /// The cargo feature (of fadlora-train and the `fadlora` binary) that compiles it in.
-    pub fn feature(self) -> &'static str {
-        self.as_str()
-    }
-
-    pub fn is_compiled(self) -> bool {
+impl Compiled for BackendKind {
+    fn is_compiled(&self) -> bool {
         match self {
             BackendKind::Flex => cfg!(feature = "flex"),
             BackendKind::Cuda => cfg!(feature = "cuda"),
@@ -46,23 +25,11 @@ impl BackendKind {
         }
     }
 
-    pub fn compiled() -> Vec<BackendKind> {
-        Self::ALL.into_iter().filter(|b| b.is_compiled()).collect()
-    }
-
-    /// What a run TOML without `backend` gets: flex if compiled in, else the first GPU one.
-    pub fn default_compiled() -> BackendKind {
-        Self::compiled()
-            .first()
-            .copied()
-            .unwrap_or(BackendKind::Flex)
-    }
-
-    pub fn ensure_compiled(self) -> Result<(), TrainError> {
+    fn ensure_compiled(&self) -> Result<(), TrainError> {
         if self.is_compiled() {
             return Ok(());
         }
-        let compiled = Self::compiled()
+        let compiled = compiled_backends()
             .iter()
             .map(|b| b.as_str())
             .collect::<Vec<_>>()
@@ -79,22 +46,20 @@ impl BackendKind {
     }
 }
 
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// The backends compiled into this build.
+pub fn compiled_backends() -> Vec<BackendKind> {
+    BackendKind::ALL
+        .into_iter()
+        .filter(|b| b.is_compiled())
+        .collect()
 }
 
-impl FromStr for BackendKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "flex" | "cpu" => Ok(BackendKind::Flex),
-            "cuda" => Ok(BackendKind::Cuda),
-            "wgpu" | "vulkan" => Ok(BackendKind::Wgpu),
-            other => Err(format!("unknown backend `{other}` (flex, cuda, wgpu)")),
-        }
-    }
+/// What a command without `--backend` runs on: flex if compiled in, else the first GPU one.
+pub fn default_backend() -> BackendKind {
+    compiled_backends()
+        .first()
+        .copied()
+        .unwrap_or(BackendKind::Flex)
 }
 
 /// A computation written once for every backend. [`run_on`] calls `run` with the concrete
@@ -213,14 +178,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_round_trip_and_unknown_is_an_error() {
-        for kind in BackendKind::ALL {
-            assert_eq!(kind.as_str().parse::<BackendKind>().unwrap(), kind);
-        }
-        assert!("tpu".parse::<BackendKind>().is_err());
-    }
-
-    #[test]
     fn missing_backend_names_its_feature() {
         match BackendKind::ALL.into_iter().find(|b| !b.is_compiled()) {
             Some(kind) => {
@@ -230,7 +187,7 @@ mod tests {
                     "{message}"
                 );
             }
-            None => assert_eq!(BackendKind::compiled().len(), 3),
+            None => assert_eq!(compiled_backends().len(), 3),
         }
     }
 }

@@ -11,11 +11,12 @@ use burn::tensor::Distribution;
 use fadlora_model::{ModelBackend, Precision, TrainBackend, Wav2Vec2Config};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{run_on, BackendEnv, BackendJob, BackendKind};
+use crate::backend::{run_on, BackendEnv, BackendJob};
 use crate::config::LoraSection;
 use crate::detector::{param_paths, weighted_cross_entropy, BaseSource, Detector, DetectorConfig};
 use crate::measure::TimeStats;
 use crate::TrainError;
+use fadlora_run::BackendKind;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchStepConfig {

@@ -18,13 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::NormalizationChoice;
 use crate::detector::{BaseSource, Detector, DetectorConfig};
-use crate::scores::write_atomic;
 use crate::TrainError;
-
-pub const TRAINABLE_FILE: &str = "trainable.safetensors";
-pub const BASE_FILE: &str = "base.safetensors";
-pub const OPTIMIZER_FILE: &str = "optimizer.mpk";
-pub const DETECTOR_FILE: &str = "detector.json";
+pub use fadlora_run::layout::{BASE_FILE, DETECTOR_FILE, OPTIMIZER_FILE, TRAINABLE_FILE};
+use fadlora_run::write_atomic;
 
 /// `detector.json`: how to rebuild a trained detector (next to its `trainable.safetensors`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,5 +130,5 @@ pub fn load_detector<B: Backend>(
 
 pub fn write_detector_file(dir: &Path, info: &DetectorFile) -> Result<(), TrainError> {
     let json = serde_json::to_string_pretty(info).expect("serialisable");
-    write_atomic(&dir.join(DETECTOR_FILE), json.as_bytes())
+    Ok(write_atomic(&dir.join(DETECTOR_FILE), json.as_bytes())?)
 }

@@ -1,793 +1,180 @@
-//! The run TOML: everything one training run needs, validated on load.
-//!
-//! Every table denies unknown keys, and every value is checked after parsing; both kinds of
-//! mistake come back as [`TrainError::Config`] naming the dotted key and its line.
-//!
-//! ```toml
-//! name = "tiny_lora"            # optional, for records
-//! backend = "flex"              # flex | cuda | wgpu (must be compiled in)
-//! precision = "f32"             # f32 | bf16 | f16: matmuls and activations (mixed precision)
-//! seed = 0
-//! output_dir = "results/tiny_lora"
-//!
-//! [data]
-//! dataset = "asvspoof2019:datasets/mini"   # any DatasetSpec
-//! train_split = "train"
-//! dev_split = "dev"
-//! eval_split = "eval"                      # optional
-//! crop_samples = 64600
-//! normalization = "none"                   # none | zero-mean-unit-variance
-//! max_per_class = 8                        # optional: first N of each class per split
-//!
-//! [model]
-//! preset = "tiny"                          # or checkpoint = "HF dir", or config = "config.json"
-//! layerdrop = 0.0                          # optional overrides of the architecture
-//!
-//! [lora]                                   # absent = full fine-tuning
-//! rank = 4
-//! alpha = 8.0
-//! targets = ["q", "v"]
-//!
-//! [head]
-//! kind = "mean-linear"
-//!
-//! [optim]
-//! kind = "adamw"
-//! lr = 1e-4
-//! weight_decay = 1e-4
-//! schedule = "warmup-cosine"
-//! warmup_steps = 10
-//! grad_clip_norm = 1.0
-//! grad_accumulation = 1
-//!
-//! [train]
-//! batch_size = 8
-//! epochs = 10
-//! class_weights = [0.1, 0.9]               # [spoof, bona fide]
-//! selection_metric = "dev-eer"
-//! patience = 3
-//! ```
+//! The run TOML ([`fadlora_run::config`] documents every key) meets the model crate: which
+//! architecture a `[model]` table builds, which adapters a `[lora]` table adds, and the rules
+//! only the model can judge (a preset's name and receptive field, valid LoRA settings). Load
+//! run TOMLs with [`load_run_config`] / [`parse_run_config`], which apply those rules too.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use fadlora_data::{DatasetSpec, Normalization, SSL_ANTI_SPOOFING_SAMPLES};
-use fadlora_model::{Precision, Wav2Vec2Config};
-use serde::{Deserialize, Serialize};
+use fadlora_model::Wav2Vec2Config;
+pub use fadlora_run::config::*;
+use fadlora_run::RunError;
 
-use crate::backend::BackendKind;
-use crate::detector::HeadKind;
 use crate::TrainError;
 
-/// One training run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunConfig {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default = "default_backend")]
-    pub backend: BackendKind,
-    /// The float type of matmuls and activations; weights, gradients, optimizer state,
-    /// LayerNorm, softmax and the loss stay f32 (see `fadlora_model::precision`).
-    #[serde(default, skip_serializing_if = "is_f32")]
-    pub precision: Precision,
-    #[serde(default)]
-    pub seed: u64,
-    /// Required in a run TOML; a sweep's base leaves it out and the sweep sets it per run.
-    #[serde(default)]
-    pub output_dir: PathBuf,
-    pub data: DataSection,
-    pub model: ModelSection,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lora: Option<LoraSection>,
-    #[serde(default)]
-    pub head: HeadSection,
-    #[serde(default)]
-    pub optim: OptimSection,
-    #[serde(default)]
-    pub train: TrainSection,
+/// Reads a run TOML, checked by the schema and by [`check_model`] (see [`RunConfig::load`]).
+pub fn load_run_config(path: impl AsRef<Path>) -> Result<RunConfig, TrainError> {
+    Ok(RunConfig::load(path, check_model)?)
 }
 
-fn default_backend() -> BackendKind {
-    BackendKind::default_compiled()
+/// Parses run TOML text, checked by the schema and by [`check_model`]; `path` only names the
+/// source in errors.
+pub fn parse_run_config(text: &str, path: &Path) -> Result<RunConfig, RunError> {
+    RunConfig::parse(text, path, check_model)
 }
 
-fn is_f32(precision: &Precision) -> bool {
-    *precision == Precision::F32
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DataSection {
-    /// A [`DatasetSpec`] string (`asvspoof2019:PATH`, `csv:PATH`, a bare path, ...).
-    pub dataset: String,
-    #[serde(default = "default_train_split")]
-    pub train_split: String,
-    #[serde(default = "default_dev_split")]
-    pub dev_split: String,
-    /// Scored with the selected checkpoint at the end; never used for selection.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eval_split: Option<String>,
-    /// Training crops are random windows of this length, evaluation takes the first samples;
-    /// short files are tiled (SSL_Anti-spoofing).
-    #[serde(default = "default_crop")]
-    pub crop_samples: usize,
-    /// How training examples are cut: `random` windows (a new one every epoch, the default) or
-    /// the `first` samples as in evaluation (fixed inputs: memorisation checks, debugging).
-    #[serde(default)]
-    pub train_crop: TrainCrop,
-    #[serde(default)]
-    pub normalization: NormalizationChoice,
-    /// Keep only the first N utterances of each class in every split (protocol order): for
-    /// smoke tests and quick experiments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_per_class: Option<usize>,
-    /// The organisers' ASV scores for the eval split (ASVspoof 2019:
-    /// `ASVspoof2019_LA_asv_scores/ASVspoof2019.LA.asv.eval.gi.trl.scores.txt`): the run
-    /// record then also gives the eval min t-DCF.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub asv_scores: Option<PathBuf>,
-}
-
-fn default_train_split() -> String {
-    "train".into()
-}
-fn default_dev_split() -> String {
-    "dev".into()
-}
-fn default_crop() -> usize {
-    SSL_ANTI_SPOOFING_SAMPLES
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TrainCrop {
-    #[default]
-    Random,
-    First,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NormalizationChoice {
-    /// Raw samples, as SSL_Anti-spoofing feeds XLS-R.
-    #[default]
-    None,
-    /// Hugging Face `Wav2Vec2FeatureExtractor(do_normalize=True)`.
-    ZeroMeanUnitVariance,
-}
-
-impl NormalizationChoice {
-    pub fn to_data(self) -> Normalization {
-        match self {
-            NormalizationChoice::None => Normalization::None,
-            NormalizationChoice::ZeroMeanUnitVariance => Normalization::ZeroMeanUnitVariance,
-        }
-    }
-}
-
-/// Where the wav2vec2 front end comes from. Exactly one of `preset`, `checkpoint`, `config`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelSection {
-    /// `tiny`, `base` or `xls-r-300m`, randomly initialised from the run seed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preset: Option<String>,
-    /// A Hugging Face model directory (`config.json` + weights): the pretrained source.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checkpoint: Option<PathBuf>,
-    /// A Hugging Face `config.json`, randomly initialised.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<PathBuf>,
-    #[serde(flatten)]
-    pub overrides: ArchOverrides,
-}
-
-/// Architecture and regularisation settings that replace the preset's / checkpoint's.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ArchOverrides {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hidden_size: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub num_hidden_layers: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub num_attention_heads: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub intermediate_size: Option<usize>,
-    /// Channels of every convolution of the feature encoder.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub conv_channels: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub num_conv_pos_embeddings: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub num_conv_pos_embedding_groups: Option<usize>,
-    /// Sets hidden, attention, activation and feature-projection dropout at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dropout: Option<f64>,
-    /// LayerDrop probability (training only). Its draws come from the backend RNG that the
-    /// run seed initialises, so runs with LayerDrop are reproducible too.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub layerdrop: Option<f64>,
-}
-
-impl ModelSection {
-    /// The architecture this section describes (without opening any weights).
-    pub fn wav2vec2_config(&self) -> Result<Wav2Vec2Config, TrainError> {
-        let mut config = if let Some(preset) = &self.preset {
-            Wav2Vec2Config::preset(preset).ok_or_else(|| {
-                TrainError::Invalid(format!(
-                    "unknown preset `{preset}` (tiny, base, xls-r-300m)"
-                ))
-            })?
-        } else if let Some(dir) = &self.checkpoint {
-            Wav2Vec2Config::from_hf_json_file(dir.join("config.json"))?
-        } else if let Some(file) = &self.config {
-            Wav2Vec2Config::from_hf_json_file(file)?
-        } else {
-            return Err(TrainError::Invalid(
-                "one of model.preset, model.checkpoint, model.config is required".into(),
-            ));
-        };
-        let o = &self.overrides;
-        if let Some(v) = o.hidden_size {
-            config.hidden_size = v;
-        }
-        if let Some(v) = o.num_hidden_layers {
-            config.num_hidden_layers = v;
-        }
-        if let Some(v) = o.num_attention_heads {
-            config.num_attention_heads = v;
-        }
-        if let Some(v) = o.intermediate_size {
-            config.intermediate_size = v;
-        }
-        if let Some(v) = o.conv_channels {
-            config.conv_dim = vec![v; config.conv_dim.len()];
-        }
-        if let Some(v) = o.num_conv_pos_embeddings {
-            config.num_conv_pos_embeddings = v;
-        }
-        if let Some(v) = o.num_conv_pos_embedding_groups {
-            config.num_conv_pos_embedding_groups = v;
-        }
-        if let Some(p) = o.dropout {
-            config.hidden_dropout = p;
-            config.attention_dropout = p;
-            config.activation_dropout = p;
-            config.feat_proj_dropout = p;
-        }
-        if let Some(p) = o.layerdrop {
-            config.layerdrop = p;
-        }
-        config.validate()?;
-        Ok(config)
-    }
-}
-
-/// Which encoder projection a LoRA adapter wraps: the model crate's own target type, so the
-/// run TOML, the sweep and the model speak one language (`q`, `k`, `v`, `o`, `ffn_in`,
-/// `ffn_out`).
-pub use fadlora_model::lora::LoraTarget as LoraTargetName;
-
-/// The `[lora]` table: the same fields as `fadlora_model::lora::LoraConfig`, so the
-/// sweep TOMLs and the model crate speak one language.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoraSection {
-    pub rank: usize,
-    /// Defaults to `2 * rank` (PEFT's common choice and the benchmark scripts').
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alpha: Option<f64>,
-    #[serde(default)]
-    pub dropout: f64,
-    #[serde(default = "default_targets")]
-    pub targets: Vec<LoraTargetName>,
-    /// Encoder layer indices to adapt; all layers when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub layers: Option<Vec<usize>>,
-    #[serde(default)]
-    pub use_rslora: bool,
-}
-
-fn default_targets() -> Vec<LoraTargetName> {
-    vec![LoraTargetName::Q, LoraTargetName::V]
-}
-
-impl LoraSection {
-    pub fn alpha(&self) -> f64 {
-        self.alpha.unwrap_or(2.0 * self.rank as f64)
-    }
-
-    /// The model crate's configuration of these adapters.
-    pub fn to_lora_config(&self) -> fadlora_model::LoraConfig {
-        fadlora_model::LoraConfig {
-            rank: self.rank,
-            alpha: self.alpha(),
-            dropout: self.dropout,
-            targets: self.targets.clone(),
-            layers: self.layers.clone(),
-            use_rslora: self.use_rslora,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HeadSection {
-    #[serde(default)]
-    pub kind: HeadKind,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimKind {
-    Adam,
-    #[default]
-    Adamw,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ScheduleKind {
-    #[default]
-    Constant,
-    /// Linear warm-up over `warmup_steps` optimizer steps, then cosine decay to `min_lr` at the
-    /// last step of the budget.
-    WarmupCosine,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OptimSection {
-    #[serde(default)]
-    pub kind: OptimKind,
-    #[serde(default = "default_lr")]
-    pub lr: f64,
-    /// Adam: L2 added to the gradient; AdamW: decoupled decay.
-    #[serde(default = "default_wd")]
-    pub weight_decay: f64,
-    #[serde(default = "default_beta1")]
-    pub beta1: f64,
-    #[serde(default = "default_beta2")]
-    pub beta2: f64,
-    #[serde(default = "default_eps")]
-    pub epsilon: f64,
-    #[serde(default)]
-    pub schedule: ScheduleKind,
-    #[serde(default)]
-    pub warmup_steps: u64,
-    #[serde(default)]
-    pub min_lr: f64,
-    /// Clip the global gradient norm (over all trainable parameters, as PyTorch's
-    /// `clip_grad_norm_`) to this value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grad_clip_norm: Option<f64>,
-    /// Micro-batches whose gradients are summed before one optimizer step.
-    #[serde(default = "one")]
-    pub grad_accumulation: usize,
-}
-
-fn default_lr() -> f64 {
-    1e-4
-}
-fn default_wd() -> f64 {
-    1e-4
-}
-fn default_beta1() -> f64 {
-    0.9
-}
-fn default_beta2() -> f64 {
-    0.999
-}
-fn default_eps() -> f64 {
-    1e-8
-}
-fn one() -> usize {
-    1
-}
-
-impl Default for OptimSection {
-    fn default() -> Self {
-        toml::from_str("").expect("every optim key has a default")
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SelectionMetric {
-    /// Lowest dev EER (ties: lower dev loss).
-    #[default]
-    DevEer,
-    DevLoss,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainSection {
-    #[serde(default = "default_batch")]
-    pub batch_size: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eval_batch_size: Option<usize>,
-    /// Epoch budget; with `max_steps` too, whichever ends first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub epochs: Option<usize>,
-    /// Optimizer-step budget.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_steps: Option<u64>,
-    /// Cross-entropy weights `[spoof, bona fide]` (SSL_Anti-spoofing: `[0.1, 0.9]`).
-    #[serde(default = "default_class_weights")]
-    pub class_weights: [f64; 2],
-    #[serde(default)]
-    pub selection_metric: SelectionMetric,
-    /// Stop after this many dev evaluations without improvement.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub patience: Option<usize>,
-    /// Optimizer steps excluded from the step-time statistics (allocation, autotuning).
-    #[serde(default = "default_timing_warmup")]
-    pub timing_warmup_steps: usize,
-    /// Also score the training set in eval mode after each epoch (train EER in the record):
-    /// costs one more pass over it; meant for small sets and overfitting checks.
-    #[serde(default)]
-    pub score_train: bool,
-}
-
-fn default_batch() -> usize {
-    8
-}
-fn default_class_weights() -> [f64; 2] {
-    [0.1, 0.9]
-}
-fn default_timing_warmup() -> usize {
-    3
-}
-
-impl Default for TrainSection {
-    fn default() -> Self {
-        let mut t: TrainSection = toml::from_str("").expect("every train key has a default");
-        t.epochs = Some(1);
-        t
-    }
-}
-
-impl TrainSection {
-    pub fn eval_batch_size(&self) -> usize {
-        self.eval_batch_size.unwrap_or(self.batch_size)
-    }
-}
-
-/// A semantic problem found after parsing: the dotted key and what is wrong with it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Invalid {
-    pub key: &'static str,
-    pub message: String,
-}
-
-fn invalid(key: &'static str, message: impl Into<String>) -> Invalid {
-    Invalid {
-        key,
-        message: message.into(),
-    }
-}
-
-impl RunConfig {
-    /// Reads and validates a run TOML. Relative paths in it (dataset, checkpoint, config,
-    /// output_dir) are resolved against the TOML's folder.
-    pub fn load(path: impl AsRef<Path>) -> Result<Self, TrainError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-        let mut config = Self::parse(&text, path)?;
-        if let Some(base) = path.parent() {
-            config.resolve_paths(base);
-        }
-        // A bare dataset path is recognised by looking inside it, which only makes sense once
-        // it is resolved against the TOML's folder.
-        if let Err(e) = DatasetSpec::parse(&config.data.dataset) {
-            return Err(located(&text, path, "data.dataset", e.to_string()));
-        }
-        Ok(config)
-    }
-
-    /// Parses and validates TOML text; `path` only names the source in errors.
-    pub fn parse(text: &str, path: &Path) -> Result<Self, TrainError> {
-        let config: RunConfig = toml::from_str(text).map_err(|err| {
-            let line = err.span().map(|s| line_of(text, s.start));
-            TrainError::Config {
-                path: path.to_path_buf(),
-                line,
-                key: String::new(),
-                // toml's message names the key (`unknown field `lrr``, `missing field
-                // `dataset``); its own location header is replaced by the line above.
-                message: err.message().trim().to_string(),
-            }
-        })?;
-        if config.output_dir.as_os_str().is_empty() {
-            return Err(located(
-                text,
-                path,
-                "output_dir",
-                "is required: the folder that receives checkpoints, scores and the run record"
-                    .into(),
-            ));
-        }
-        if let Err(Invalid { key, message }) = config.check() {
-            return Err(located(text, path, key, message));
-        }
-        Ok(config)
-    }
-
-    /// Every rule a parsed configuration must satisfy beyond its types, as the first broken
-    /// rule's dotted key and message. Paths are not opened.
-    pub fn check(&self) -> Result<(), Invalid> {
-        if self.backend == BackendKind::Wgpu && self.precision == Precision::Bf16 {
+/// The rules of a run configuration that need the model crate: a preset must exist and see at
+/// least one frame of a crop, and the `[lora]` table must be one the model accepts. Files
+/// (checkpoints, configs) are not opened: their architecture is checked when the run starts.
+pub fn check_model(config: &RunConfig) -> Result<(), Invalid> {
+    let m = &config.model;
+    let mut num_layers = usize::MAX;
+    if let Some(p) = &m.preset {
+        if Wav2Vec2Config::preset(p).is_none() {
             return Err(invalid(
-                "precision",
-                "wgpu (Vulkan, Metal) has no bf16: use \"f16\" or the cuda backend",
+                "model.preset",
+                format!(
+                    "unknown preset `{p}` ({})",
+                    Wav2Vec2Config::PRESETS.join(", ")
+                ),
             ));
         }
-        if has_known_prefix(&self.data.dataset) {
-            DatasetSpec::parse(&self.data.dataset)
-                .map_err(|e| invalid("data.dataset", e.to_string()))?;
-        }
-        for (key, split) in [
-            ("data.train_split", Some(&self.data.train_split)),
-            ("data.dev_split", Some(&self.data.dev_split)),
-            ("data.eval_split", self.data.eval_split.as_ref()),
-        ] {
-            if split.is_some_and(|s| s.trim().is_empty()) {
-                return Err(invalid(key, "must not be empty"));
-            }
-        }
-        if self.data.dev_split == self.data.train_split {
+        let arch = wav2vec2_config(m).map_err(|e| invalid("model", e.to_string()))?;
+        if arch.num_frames(config.data.crop_samples).is_none() {
             return Err(invalid(
-                "data.dev_split",
-                "must differ from train_split: model selection needs held-out data",
+                "data.crop_samples",
+                format!(
+                    "{} samples is shorter than the receptive field of the feature encoder ({})",
+                    config.data.crop_samples,
+                    arch.receptive_field()
+                ),
             ));
         }
-        if self.data.eval_split.as_ref() == Some(&self.data.dev_split) {
-            return Err(invalid(
-                "data.eval_split",
-                "must differ from dev_split: selection must not see evaluation data",
-            ));
-        }
-        if self.data.asv_scores.is_some() && self.data.eval_split.is_none() {
-            return Err(invalid(
-                "data.asv_scores",
-                "scores the eval split: set `data.eval_split` too",
-            ));
-        }
-        if self.data.max_per_class == Some(0) {
-            return Err(invalid("data.max_per_class", "must be at least 1"));
-        }
-        let m = &self.model;
-        let sources = [
-            m.preset.is_some(),
-            m.checkpoint.is_some(),
-            m.config.is_some(),
-        ]
-        .iter()
-        .filter(|&&b| b)
-        .count();
-        if sources != 1 {
-            return Err(invalid(
-                "model",
-                "give exactly one of `preset`, `checkpoint`, `config`",
-            ));
-        }
-        if let Some(p) = &m.preset {
-            if Wav2Vec2Config::preset(p).is_none() {
-                return Err(invalid(
-                    "model.preset",
-                    format!("unknown preset `{p}` (tiny, base, xls-r-300m)"),
-                ));
-            }
-        }
-        for (key, p) in [
-            ("model.dropout", m.overrides.dropout),
-            ("model.layerdrop", m.overrides.layerdrop),
-        ] {
-            if p.is_some_and(|p| !(0.0..1.0).contains(&p)) {
-                return Err(invalid(key, "must lie in [0, 1)"));
-            }
-        }
-        if m.preset.is_some() {
-            // Checkpoint/config files are read at run time; a preset can be checked now.
-            let arch = m
-                .wav2vec2_config()
-                .map_err(|e| invalid("model", e.to_string()))?;
-            if arch.num_frames(self.data.crop_samples).is_none() {
-                return Err(invalid(
-                    "data.crop_samples",
-                    format!(
-                        "{} samples is shorter than the receptive field of the feature encoder ({})",
-                        self.data.crop_samples,
-                        arch.receptive_field()
-                    ),
-                ));
-            }
-        }
-        if self.data.crop_samples == 0 {
-            return Err(invalid("data.crop_samples", "must be positive"));
-        }
-        if let Some(lora) = &self.lora {
-            // The model crate decides what a valid LoRA setting is; this only points at the
-            // TOML key. Layer indices are checked against the architecture at injection.
-            if let Err(err) = lora.to_lora_config().check(usize::MAX) {
-                return Err(match err {
-                    fadlora_model::lora::LoraError::Invalid { field, message } => {
-                        let key = match field {
-                            "rank" => "lora.rank",
-                            "alpha" => "lora.alpha",
-                            "dropout" => "lora.dropout",
-                            "targets" => "lora.targets",
-                            "layers" => "lora.layers",
-                            _ => "lora",
-                        };
-                        invalid(key, message)
-                    }
-                    other => invalid("lora", other.to_string()),
-                });
-            }
-        }
-        let o = &self.optim;
-        if !(o.lr.is_finite() && o.lr > 0.0) {
-            return Err(invalid("optim.lr", "must be a positive number"));
-        }
-        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
-            return Err(invalid("optim.weight_decay", "must be >= 0"));
-        }
-        for (key, b) in [("optim.beta1", o.beta1), ("optim.beta2", o.beta2)] {
-            if !(0.0..1.0).contains(&b) {
-                return Err(invalid(key, "must lie in [0, 1)"));
-            }
-        }
-        if o.epsilon.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
-            return Err(invalid("optim.epsilon", "must be positive"));
-        }
-        if !(o.min_lr >= 0.0 && o.min_lr <= o.lr) {
-            return Err(invalid("optim.min_lr", "must lie in [0, lr]"));
-        }
-        if o.grad_clip_norm
-            .is_some_and(|c| !(c.is_finite() && c > 0.0))
-        {
-            return Err(invalid("optim.grad_clip_norm", "must be a positive number"));
-        }
-        if o.grad_accumulation == 0 {
-            return Err(invalid("optim.grad_accumulation", "must be at least 1"));
-        }
-        let t = &self.train;
-        if t.batch_size == 0 {
-            return Err(invalid("train.batch_size", "must be at least 1"));
-        }
-        if t.eval_batch_size == Some(0) {
-            return Err(invalid("train.eval_batch_size", "must be at least 1"));
-        }
-        if t.epochs.is_none() && t.max_steps.is_none() {
-            return Err(invalid(
-                "train",
-                "give a budget: `epochs`, `max_steps` or both",
-            ));
-        }
-        if t.epochs == Some(0) {
-            return Err(invalid("train.epochs", "must be at least 1"));
-        }
-        if t.max_steps == Some(0) {
-            return Err(invalid("train.max_steps", "must be at least 1"));
-        }
-        if o.schedule == ScheduleKind::WarmupCosine
-            && t.max_steps.is_some_and(|m| o.warmup_steps >= m)
-        {
-            return Err(invalid(
-                "optim.warmup_steps",
-                "must be smaller than train.max_steps",
-            ));
-        }
-        if t.class_weights
-            .iter()
-            .any(|w| !(w.is_finite() && *w >= 0.0))
-            || t.class_weights.iter().all(|w| *w == 0.0)
-        {
-            return Err(invalid(
-                "train.class_weights",
-                "needs two non-negative weights [spoof, bona fide], not both zero",
-            ));
-        }
-        if t.patience == Some(0) {
-            return Err(invalid(
-                "train.patience",
-                "must be at least 1 (leave it out to never stop early)",
-            ));
-        }
-        Ok(())
+        num_layers = arch.num_hidden_layers;
     }
-
-    /// Makes relative paths (dataset, checkpoint, config, output_dir) relative to `base`.
-    pub fn resolve_paths(&mut self, base: &Path) {
-        let join = |p: &Path| {
-            if p.is_relative() {
-                base.join(p)
-            } else {
-                p.to_path_buf()
-            }
-        };
-        self.output_dir = join(&self.output_dir);
-        if let Some(c) = &self.model.checkpoint {
-            self.model.checkpoint = Some(join(c));
-        }
-        if let Some(c) = &self.model.config {
-            self.model.config = Some(join(c));
-        }
-        if let Some(a) = &self.data.asv_scores {
-            self.data.asv_scores = Some(join(a));
-        }
-        // A dataset spec is `kind:path` or a bare path; only the path part is relative.
-        let spec = &self.data.dataset;
-        let (prefix, path) = match spec.split_once(':') {
-            Some((kind, path)) if has_known_prefix(spec) => (format!("{kind}:"), path.to_string()),
-            _ => (String::new(), spec.clone()),
-        };
-        if Path::new(&path).is_relative() {
-            self.data.dataset = format!("{prefix}{}", base.join(path).display());
+    if let Some(lora) = &config.lora {
+        // A checkpoint's layer count is known only once its config is read, at injection.
+        if let Err(err) = lora_config(lora).check(num_layers) {
+            return Err(match err {
+                fadlora_model::LoraError::Invalid { field, message } => {
+                    let key = match field {
+                        "rank" => "lora.rank",
+                        "alpha" => "lora.alpha",
+                        "dropout" => "lora.dropout",
+                        "targets" => "lora.targets",
+                        "layers" => "lora.layers",
+                        _ => "lora",
+                    };
+                    invalid(key, message)
+                }
+                err @ fadlora_model::LoraError::LayerOutOfRange { .. } => {
+                    invalid("lora.layers", err.to_string())
+                }
+                other => invalid("lora", other.to_string()),
+            });
         }
     }
+    Ok(())
+}
 
-    pub fn dataset(&self) -> Result<DatasetSpec, TrainError> {
-        Ok(DatasetSpec::parse(&self.data.dataset)?)
+/// What a sweep checks on each run: [`check_model`] when it parses the experiment,
+/// [`check_inputs`] once the files exist.
+pub const MODEL_RULES: RunRules = RunRules {
+    config: check_model,
+    inputs: check_inputs,
+};
+
+/// The rules that need a checkpoint's or config file's architecture (read from its
+/// `config.json`, weights are not opened): the crop must give a frame and adapted layers must
+/// exist. Preset runs were checked by [`check_model`] already.
+pub fn check_inputs(config: &RunConfig) -> Result<(), Invalid> {
+    if config.model.preset.is_some() {
+        return Ok(());
     }
+    let arch = wav2vec2_config(&config.model).map_err(|e| invalid("model", e.to_string()))?;
+    if arch.num_frames(config.data.crop_samples).is_none() {
+        return Err(invalid(
+            "data.crop_samples",
+            format!(
+                "{} samples is shorter than the receptive field of the feature encoder ({})",
+                config.data.crop_samples,
+                arch.receptive_field()
+            ),
+        ));
+    }
+    if let Some(lora) = &config.lora {
+        lora_config(lora)
+            .check(arch.num_hidden_layers)
+            .map_err(|e| invalid("lora.layers", e.to_string()))?;
+    }
+    Ok(())
+}
 
-    /// The configuration as TOML, with every default filled in (for the run record and the
-    /// output folder).
-    pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("a RunConfig always serialises")
+/// The architecture a `[model]` table describes (without opening any weights).
+pub fn wav2vec2_config(model: &ModelSection) -> Result<Wav2Vec2Config, TrainError> {
+    let mut config = if let Some(preset) = &model.preset {
+        Wav2Vec2Config::preset(preset).ok_or_else(|| {
+            TrainError::Invalid(format!(
+                "unknown preset `{preset}` ({})",
+                Wav2Vec2Config::PRESETS.join(", ")
+            ))
+        })?
+    } else if let Some(dir) = &model.checkpoint {
+        Wav2Vec2Config::from_hf_json_file(dir.join("config.json"))?
+    } else if let Some(file) = &model.config {
+        Wav2Vec2Config::from_hf_json_file(file)?
+    } else {
+        return Err(TrainError::Invalid(
+            "one of model.preset, model.checkpoint, model.config is required".into(),
+        ));
+    };
+    apply_overrides(&mut config, &model.overrides);
+    config.validate()?;
+    Ok(config)
+}
+
+fn apply_overrides(config: &mut Wav2Vec2Config, o: &ArchOverrides) {
+    if let Some(v) = o.hidden_size {
+        config.hidden_size = v;
+    }
+    if let Some(v) = o.num_hidden_layers {
+        config.num_hidden_layers = v;
+    }
+    if let Some(v) = o.num_attention_heads {
+        config.num_attention_heads = v;
+    }
+    if let Some(v) = o.intermediate_size {
+        config.intermediate_size = v;
+    }
+    if let Some(v) = o.conv_channels {
+        config.conv_dim = vec![v; config.conv_dim.len()];
+    }
+    if let Some(v) = o.num_conv_pos_embeddings {
+        config.num_conv_pos_embeddings = v;
+    }
+    if let Some(v) = o.num_conv_pos_embedding_groups {
+        config.num_conv_pos_embedding_groups = v;
+    }
+    if let Some(p) = o.dropout {
+        config.hidden_dropout = p;
+        config.attention_dropout = p;
+        config.activation_dropout = p;
+        config.feat_proj_dropout = p;
+    }
+    if let Some(p) = o.layerdrop {
+        config.layerdrop = p;
     }
 }
 
-const KNOWN_PREFIXES: &[&str] = &[
-    "asvspoof2019",
-    "asvspoof2019-la",
-    "asvspoof2021-la",
-    "asvspoof2021-df",
-    "itw",
-    "in-the-wild",
-    "csv",
-];
-
-fn has_known_prefix(spec: &str) -> bool {
-    spec.split_once(':')
-        .is_some_and(|(kind, _)| KNOWN_PREFIXES.contains(&kind.to_ascii_lowercase().as_str()))
-}
-
-/// A [`TrainError::Config`] for `key` (dotted) in the TOML `text`, with the line where the key
-/// is written when it is.
-pub fn located(text: &str, path: &Path, key: &str, message: String) -> TrainError {
-    TrainError::Config {
-        path: path.to_path_buf(),
-        line: key_line(text, key),
-        key: key.to_string(),
-        message: format!("`{key}`: {message}"),
+/// The model crate's configuration of the adapters a `[lora]` table asks for.
+pub fn lora_config(lora: &LoraSection) -> fadlora_model::LoraConfig {
+    fadlora_model::LoraConfig {
+        rank: lora.rank,
+        alpha: lora.alpha(),
+        dropout: lora.dropout,
+        targets: lora.targets.clone(),
+        layers: lora.layers.clone(),
+        use_rslora: lora.use_rslora,
     }
-}
-
-/// 1-based line of byte `offset` in `text`.
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
-/// The line where the dotted `key` is written, walking toml's spanned document (so dotted
-/// keys, inline tables and `[table]` headers are all found). `None` when it is not written
-/// at all (a default value, or a missing table).
-/// The 1-based line where the dotted `key` is written in the TOML `text`, if it is.
-pub fn key_line(text: &str, key: &str) -> Option<usize> {
-    let doc = toml::de::DeTable::parse(text).ok()?;
-    let mut table = doc.get_ref();
-    let mut parts = key.split('.').peekable();
-    while let Some(part) = parts.next() {
-        let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == part)?;
-        if parts.peek().is_none() {
-            return Some(line_of(text, k.span().start));
-        }
-        table = v.get_ref().as_table()?;
-    }
-    None
 }
 
 #[cfg(test)]
@@ -804,13 +191,9 @@ preset = "tiny"
 epochs = 1
 "#;
 
-    fn parse(text: &str) -> Result<RunConfig, TrainError> {
-        RunConfig::parse(text, Path::new("run.toml"))
-    }
-
     fn config_error(text: &str) -> (Option<usize>, String, String) {
-        match parse(text) {
-            Err(TrainError::Config {
+        match parse_run_config(text, Path::new("run.toml")) {
+            Err(RunError::Config {
                 line, key, message, ..
             }) => (line, key, message),
             other => panic!("expected a config error, got {other:?}"),
@@ -818,74 +201,55 @@ epochs = 1
     }
 
     #[test]
-    fn minimal_config_gets_the_documented_defaults() {
-        let c = parse(MINIMAL).unwrap();
-        assert_eq!(c.data.crop_samples, 64_600);
-        assert_eq!(c.train.class_weights, [0.1, 0.9]);
-        assert_eq!(c.train.batch_size, 8);
-        assert_eq!(c.optim.kind, OptimKind::Adamw);
-        assert_eq!(c.train.selection_metric, SelectionMetric::DevEer);
-        assert!(c.lora.is_none());
-        // The resolved form reads back identically.
-        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+    fn model_rules_are_located_in_the_toml() {
+        // Written inline at the top: after [train] it would be `train.lora`.
+        let (line, key, _) = config_error(&format!("lora = {{ rank = 0 }}\n{MINIMAL}"));
+        assert_eq!((key.as_str(), line), ("lora.rank", Some(1)));
+
+        let (line, key, message) = config_error(&MINIMAL.replace("\"tiny\"", "\"huge\""));
+        assert_eq!((key.as_str(), line), ("model.preset", Some(6)));
+        assert!(
+            message.contains("huge") && message.contains("tiny"),
+            "{message}"
+        );
+
+        let short = MINIMAL.replace("[model]", "crop_samples = 399\n[model]");
+        let (_, key, message) = config_error(&short);
+        assert_eq!(key, "data.crop_samples");
+        assert!(message.contains("400"), "{message}");
     }
 
     #[test]
-    fn unknown_key_names_key_and_line() {
-        let text = MINIMAL.replace("[train]\n", "[train]\nbatch_sise = 4\n");
-        let (line, _, message) = config_error(&text);
-        assert_eq!(line, Some(8));
-        assert!(message.contains("batch_sise"), "{message}");
+    fn the_schema_alone_accepts_what_only_the_model_rejects() {
+        let text = MINIMAL.replace("\"tiny\"", "\"huge\"");
+        assert!(RunConfig::parse(
+            &text,
+            Path::new("run.toml"),
+            fadlora_run::config::schema_only
+        )
+        .is_ok());
     }
 
     #[test]
-    fn bad_value_names_key_and_line() {
-        let text = format!("{MINIMAL}\n[optim]\nkind = \"adam\"\nlr = -1.0\n");
-        let (line, key, message) = config_error(&text);
-        assert_eq!(key, "optim.lr");
-        assert_eq!(line, Some(12));
-        assert!(message.contains("optim.lr"), "{message}");
-    }
-
-    #[test]
-    fn wrong_type_names_line() {
-        let text = MINIMAL.replace("epochs = 1", "epochs = \"ten\"");
-        let (line, _, message) = config_error(&text);
-        assert_eq!(line, Some(8));
-        assert!(message.contains("invalid type"), "{message}");
-    }
-
-    #[test]
-    fn dotted_and_inline_keys_are_located() {
-        let text = format!("{MINIMAL}\nlora = {{ rank = 0 }}\n");
-        // `lora = {...}` after [train] would be train.lora: put it at the top instead.
-        let text = format!("lora = {{ rank = 0 }}\n{}", &text[..text.len() - 21]);
-        let (line, key, _) = config_error(&text);
-        assert_eq!(key, "lora.rank");
-        assert_eq!(line, Some(1));
-    }
-
-    #[test]
-    fn unknown_lora_target_is_rejected() {
-        let text = format!("{MINIMAL}\n[lora]\nrank = 4\ntargets = [\"q\", \"query\"]\n");
-        let (line, _, message) = config_error(&text);
-        assert_eq!(line, Some(12));
-        assert!(message.contains("query"), "{message}");
-    }
-
-    #[test]
-    fn model_source_must_be_unique() {
-        let text = MINIMAL.replace("preset = \"tiny\"", "preset = \"tiny\"\ncheckpoint = \"x\"");
-        let (line, key, _) = config_error(&text);
-        assert_eq!(key, "model");
-        assert_eq!(line, Some(5));
-    }
-
-    #[test]
-    fn relative_paths_follow_the_toml() {
-        let mut c = parse(MINIMAL).unwrap();
-        c.resolve_paths(Path::new("/runs"));
-        assert_eq!(c.output_dir, PathBuf::from("/runs/out"));
-        assert_eq!(c.data.dataset, "csv:/runs/list.csv");
+    fn overrides_replace_the_preset() {
+        let text = MINIMAL.replace(
+            "preset = \"tiny\"",
+            "preset = \"tiny\"\nhidden_size = 48\nconv_channels = 24\ndropout = 0.25",
+        );
+        let config = parse_run_config(&text, Path::new("run.toml")).unwrap();
+        let arch = wav2vec2_config(&config.model).unwrap();
+        let tiny = Wav2Vec2Config::preset("tiny").unwrap();
+        assert_eq!(arch.hidden_size, 48);
+        assert_eq!(arch.conv_dim, vec![24; tiny.conv_dim.len()]);
+        assert_eq!(
+            [
+                arch.hidden_dropout,
+                arch.attention_dropout,
+                arch.activation_dropout,
+                arch.feat_proj_dropout
+            ],
+            [0.25; 4]
+        );
+        assert_eq!(arch.num_hidden_layers, tiny.num_hidden_layers);
     }
 }

@@ -9,22 +9,12 @@ use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::FloatDType;
-use fadlora_model::{ModelBackend, Precision, Wav2Vec2Config, Wav2Vec2Model};
+use fadlora_model::{ModelBackend, Precision, PrecisionDType, Wav2Vec2Config, Wav2Vec2Model};
+use fadlora_run::{HeadKind, ParamCounts};
 use serde::{Deserialize, Serialize};
 
 use crate::config::LoraSection;
 use crate::{lora_hookup, TrainError};
-
-/// Which back end sits on the wav2vec2 features. New back ends (AASIST) become new variants
-/// of this and of [`Head`]; the trainer only sees `Detector::forward`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum HeadKind {
-    /// Mean over frames of the last hidden state, then `Linear(hidden, 2)`
-    /// (the docs/reference.md §3 benchmark detector).
-    #[default]
-    MeanLinear,
-}
 
 /// The classifier back end. Output logits `[batch, 2]`: index 0 = spoof, 1 = bona fide.
 #[derive(Module, Debug)]
@@ -37,9 +27,9 @@ pub struct MeanLinearHead<B: Backend> {
     pub linear: Linear<B>,
 }
 
-impl HeadKind {
-    pub fn init<B: Backend>(self, hidden: usize, device: &B::Device) -> Head<B> {
-        match self {
+impl<B: Backend> Head<B> {
+    pub fn init(kind: HeadKind, hidden: usize, device: &B::Device) -> Self {
+        match kind {
             HeadKind::MeanLinear => Head::MeanLinear(MeanLinearHead {
                 linear: LinearConfig::new(hidden, 2).init(device),
             }),
@@ -135,7 +125,7 @@ impl DetectorConfig {
             Some(lora) => lora_hookup::apply(wav2vec2, lora, device)?,
             None => wav2vec2,
         };
-        let head = self.head.init(self.wav2vec2.hidden_size, device);
+        let head = Head::init(self.head, self.wav2vec2.hidden_size, device);
         Ok(assign_param_ids(Detector {
             wav2vec2,
             head,
@@ -200,15 +190,6 @@ pub fn assign_param_ids<B: Backend, M: Module<B>>(module: M) -> M {
         }
     }
     module.map(&mut Ids(0))
-}
-
-/// Parameter counts read from the module.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ParamCounts {
-    /// Parameters that receive gradients (`is_require_grad`); only meaningful on an autodiff
-    /// backend.
-    pub trainable: usize,
-    pub total: usize,
 }
 
 /// Dotted module paths (burn-store's naming) of the float parameters, split by whether they

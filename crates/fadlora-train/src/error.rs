@@ -3,16 +3,9 @@ use std::path::PathBuf;
 /// Why a run could not be configured, trained, checkpointed or scored.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    /// A run TOML that does not parse or does not validate. `line` is 1-based; it is absent only
-    /// when the problem is a missing key, which has no line.
-    #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
-    Config {
-        path: PathBuf,
-        line: Option<usize>,
-        /// Dotted key path, e.g. `optim.lr`; empty for syntax errors outside any key.
-        key: String,
-        message: String,
-    },
+    /// A run file (TOML, record, score file, plan) that does not parse, validate or write.
+    #[error(transparent)]
+    Run(#[from] fadlora_run::RunError),
 
     #[error("backend `{backend}` is not compiled into this binary: rebuild with `--features {feature}` (compiled in: {compiled})")]
     BackendNotCompiled {

@@ -6,12 +6,13 @@ use burn::prelude::*;
 use fadlora_audio::{fixed_length, load_mono_16k, normalize_zero_mean_unit_variance};
 use fadlora_data::{AudioDataset, CropMode, DatasetSpec, Split};
 
-use crate::backend::{run_on, BackendEnv, BackendJob, BackendKind};
+use crate::backend::{run_on, BackendEnv, BackendJob};
 use crate::checkpoint::{load_detector, DetectorFile, DETECTOR_FILE};
 use crate::config::NormalizationChoice;
 use crate::detector::bonafide_scores;
 use crate::scores::{score_dataset, ScoredSet};
 use crate::TrainError;
+use fadlora_run::BackendKind;
 
 /// A run folder or its `best/` folder -> the folder holding `detector.json`.
 pub fn resolve_checkpoint(dir: &Path) -> Result<PathBuf, TrainError> {

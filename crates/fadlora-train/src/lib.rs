@@ -3,14 +3,15 @@
 //! backend, with EER-based model selection on the dev set, resumable checkpoints, score files
 //! and a JSON run record with resource measurements.
 //!
-//! - [`RunConfig`]: the run TOML ([`config`] documents every key).
+//! - [`RunConfig`]: the run TOML (fadlora-run's `config` documents every key; [`config`] adds
+//!   the rules that need the model).
 //! - [`train()`]: trains or resumes a run; writes into `output_dir`:
 //!   `config.toml` (resolved), `progress.json`, `checkpoints/epoch-NNNN/`, `best/`
 //!   (`detector.json` + `trainable.safetensors` [+ `base.safetensors`]; LoRA runs also
 //!   `adapter/` in PEFT's layout),
 //!   `scores/{dev,eval}.txt`, `record.json`.
 //! - [`checkpoint::load_detector`] + [`scores::score_dataset`]: evaluate a trained detector.
-//! - [`scores::evaluate_scores`]: EER / min t-DCF of a score file against a protocol.
+//! - `fadlora_run::scores::evaluate_scores`: EER / min t-DCF of a score file against a protocol.
 //! - [`bench::bench_step`]: one-training-step benchmark.
 //! - [`backend`]: the `flex` / `cuda` / `wgpu` switch.
 
@@ -24,16 +25,15 @@ mod error;
 pub mod infer;
 mod lora_hookup;
 pub mod measure;
-pub mod record;
 pub mod scores;
 pub mod train;
 
 #[doc(hidden)]
 pub mod testing;
 
-pub use backend::{run_on, BackendEnv, BackendJob, BackendKind};
-pub use config::RunConfig;
-pub use detector::{Detector, DetectorConfig, HeadKind};
+pub use backend::{run_on, BackendEnv, BackendJob, Compiled};
+pub use config::{load_run_config, parse_run_config};
+pub use detector::{Detector, DetectorConfig};
 pub use error::TrainError;
-pub use record::RunRecord;
+pub use fadlora_run::{BackendKind, HeadKind, RunConfig, RunRecord};
 pub use train::{train, TrainOptions, TrainOutcome};

@@ -6,7 +6,7 @@
 use burn::prelude::*;
 use fadlora_model::Wav2Vec2Model;
 
-use crate::config::LoraSection;
+use crate::config::{lora_config, LoraSection};
 use crate::TrainError;
 
 pub fn apply<B: Backend>(
@@ -14,5 +14,5 @@ pub fn apply<B: Backend>(
     lora: &LoraSection,
     device: &B::Device,
 ) -> Result<Wav2Vec2Model<B>, TrainError> {
-    Ok(model.try_with_lora(&lora.to_lora_config(), device)?)
+    Ok(model.try_with_lora(&lora_config(lora), device)?)
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use serde::{Deserialize, Serialize};
+pub use fadlora_run::{PeakMemory, TimeStats};
 
 /// Reads the current device usage `(in use, reserved)` in bytes.
 type UsageSampler = Box<dyn Fn() -> Option<(u64, u64)>>;
@@ -17,21 +17,6 @@ pub struct MemoryProbe {
     sampler: Option<UsageSampler>,
     peak_in_use: u64,
     peak_reserved: u64,
-}
-
-/// Peak memory as recorded in run records and benchmark output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeakMemory {
-    /// The figure to compare: peak RSS on the CPU; on cubecl backends the largest number of
-    /// bytes in use (allocated tensors plus their padding) seen at the sampling points, which
-    /// follow a device sync. Compare with PyTorch's `max_memory_allocated`.
-    pub peak_mem_bytes: Option<u64>,
-    /// cubecl only: the largest pool reservation seen (what the device had to set aside),
-    /// comparable with PyTorch's `max_memory_reserved`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peak_reserved_bytes: Option<u64>,
-    /// What the numbers are, in words.
-    pub kind: String,
 }
 
 impl MemoryProbe {
@@ -143,55 +128,9 @@ pub fn git_commit(dir: &Path) -> Option<String> {
     Some(if dirty { format!("{head}-dirty") } else { head })
 }
 
-/// Summary of per-step durations.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct TimeStats {
-    pub count: usize,
-    pub median_ms: f64,
-    /// Nearest-rank 90th percentile (as `tools/bench/torch_step.py`).
-    pub p90_ms: f64,
-    pub min_ms: f64,
-    pub mean_ms: f64,
-}
-
-impl TimeStats {
-    /// `None` for an empty sample.
-    pub fn of(samples_ms: &[f64]) -> Option<TimeStats> {
-        if samples_ms.is_empty() {
-            return None;
-        }
-        let mut sorted = samples_ms.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        let n = sorted.len();
-        let median = if n % 2 == 1 {
-            sorted[n / 2]
-        } else {
-            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-        };
-        let rank = ((0.9 * n as f64).ceil() as usize).clamp(1, n);
-        Some(TimeStats {
-            count: n,
-            median_ms: median,
-            p90_ms: sorted[rank - 1],
-            min_ms: sorted[0],
-            mean_ms: sorted.iter().sum::<f64>() / n as f64,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn time_stats_median_and_nearest_rank_p90() {
-        let s = TimeStats::of(&[5.0, 1.0, 3.0, 2.0, 4.0, 6.0, 7.0, 8.0, 9.0, 10.0]).unwrap();
-        assert_eq!(s.median_ms, 5.5);
-        assert_eq!(s.p90_ms, 9.0);
-        assert_eq!(s.min_ms, 1.0);
-        assert_eq!(TimeStats::of(&[2.0]).unwrap().p90_ms, 2.0);
-        assert!(TimeStats::of(&[]).is_none());
-    }
 
     #[test]
     fn peak_rss_is_read_on_linux() {

@@ -42,19 +42,14 @@ use crate::checkpoint::{
 use crate::config::{OptimKind, RunConfig, ScheduleKind, SelectionMetric, TrainCrop};
 use crate::data::{select_split, stack, Prefetch};
 use crate::detector::{param_paths, weighted_cross_entropy, BaseSource, Detector, DetectorConfig};
-use crate::measure::{git_commit, TimeStats};
-use crate::record::{EpochLog, RunRecord, SplitResult, RECORD_VERSION};
-use crate::scores::{
-    read_asv_scores, score_dataset, split_by_label, write_atomic, write_score_file, ScoredSet,
-};
+use crate::measure::git_commit;
+use crate::scores::{score_dataset, ScoredSet};
 use crate::TrainError;
-
-pub const PROGRESS_FILE: &str = "progress.json";
-pub const RECORD_FILE: &str = "record.json";
-pub const CONFIG_FILE: &str = "config.toml";
-/// `best/adapter/`: the selected LoRA adapters in PEFT's layout (`adapter_config.json` +
-/// `adapter_model.safetensors`).
-pub const ADAPTER_DIR: &str = "adapter";
+use fadlora_run::layout::{epoch_dir, BEST_DIR, SCORES_DIR};
+pub use fadlora_run::layout::{ADAPTER_DIR, CONFIG_FILE, PROGRESS_FILE, RECORD_FILE};
+use fadlora_run::record::{EpochLog, RunRecord, SplitResult, TimeStats, RECORD_VERSION};
+use fadlora_run::scores::{read_asv_scores, split_by_label, write_score_file};
+use fadlora_run::write_atomic;
 
 /// How a training invocation behaves beyond the run TOML.
 #[derive(Debug, Clone, Default)]
@@ -190,10 +185,6 @@ const STREAM_LAYERDROP: u64 = 5;
 /// Optimizer steps between two read-backs of the training loss (see the training loop).
 const LOSS_READ_STEPS: usize = 10;
 
-fn epoch_dir(out: &Path, epoch: usize) -> PathBuf {
-    out.join("checkpoints").join(format!("epoch-{epoch:04}"))
-}
-
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, TrainError> {
     let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
@@ -204,7 +195,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, TrainError>
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
     let json = serde_json::to_string_pretty(value).expect("serialisable");
-    write_atomic(path, json.as_bytes())
+    Ok(write_atomic(path, json.as_bytes())?)
 }
 
 /// Describes how the two configs differ, line by line of their resolved TOML.
@@ -301,7 +292,7 @@ where
         .then(|| dataset(train_ds.utterances().to_vec(), CropMode::First));
 
     // Model.
-    let arch = config.model.wav2vec2_config()?;
+    let arch = crate::config::wav2vec2_config(&config.model)?;
     if arch.num_frames(d.crop_samples).is_none() {
         return Err(TrainError::Invalid(format!(
             "data.crop_samples = {} is shorter than the receptive field ({})",
@@ -339,7 +330,7 @@ where
         (BaseSource::Random { .. }, false) => Some(PathBuf::from(BASE_FILE)),
         _ => None,
     };
-    let best_dir = out.join("best");
+    let best_dir = out.join(BEST_DIR);
     if let Some(base) = &base_file {
         let file = best_dir.join(base);
         if !file.is_file() {
@@ -665,12 +656,7 @@ where
     let record = RunRecord {
         record_version: RECORD_VERSION,
         name: config.name.clone(),
-        mode: if config.lora.is_some() {
-            "lora"
-        } else {
-            "full"
-        }
-        .into(),
+        mode: config.mode(),
         backend: env.kind.to_string(),
         device: env.device_name.clone(),
         git_commit: git_commit(out).or_else(|| git_commit(Path::new("."))),
@@ -700,7 +686,7 @@ fn finish_split(
     set: &ScoredSet,
     asv: Option<&fadlora_metrics::AsvScores>,
 ) -> Result<SplitResult, TrainError> {
-    let rel = format!("scores/{split}.txt");
+    let rel = format!("{SCORES_DIR}/{split}.txt");
     write_score_file(&out.join(&rel), &set.scores)?;
     let min_tdcf = match asv {
         Some(asv) => {

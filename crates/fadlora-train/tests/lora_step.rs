@@ -10,7 +10,8 @@ use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::{Distribution, TensorData};
 
 use burn::prelude::*;
-use fadlora_train::config::{LoraSection, LoraTargetName};
+use fadlora_run::LoraTarget;
+use fadlora_train::config::LoraSection;
 use fadlora_train::detector::{param_paths, weighted_cross_entropy, BaseSource, Detector};
 use fadlora_train::DetectorConfig;
 
@@ -49,7 +50,7 @@ fn one_lora_step_changes_only_adapters_and_head() {
         rank: 4,
         alpha: Some(8.0),
         dropout: 0.0,
-        targets: vec![LoraTargetName::Q, LoraTargetName::V],
+        targets: vec![LoraTarget::Q, LoraTarget::V],
         layers: None,
         use_rslora: false,
     };

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use fadlora_model::LoraTarget;
-use fadlora_train::record::EpochLog;
+use fadlora_run::EpochLog;
 use fadlora_train::{train, RunConfig, RunRecord, TrainOptions, TrainOutcome};
 
 fn mini_corpus() -> PathBuf {
@@ -59,7 +59,7 @@ timing_warmup_steps = 1
         out = out.display(),
         corpus = mini_corpus().display(),
     );
-    RunConfig::parse(&text, Path::new("micro.toml")).expect("valid run TOML")
+    fadlora_train::parse_run_config(&text, Path::new("micro.toml")).expect("valid run TOML")
 }
 
 fn finished(outcome: TrainOutcome) -> RunRecord {
@@ -137,7 +137,7 @@ fn micro_model_overfits_a_handful_of_utterances() {
         "train EER did not reach 0"
     );
     // Full fine-tuning: everything trains; the record carries the measurements.
-    assert_eq!(record.mode, "full");
+    assert_eq!(record.mode, fadlora_run::Mode::Full);
     assert_eq!(record.params.trainable, record.params.total);
     assert!(record.memory.peak_mem_bytes.unwrap() > 0);
     assert!(record.step_time.unwrap().median_ms > 0.0);
@@ -241,10 +241,10 @@ fn same_seed_gives_identical_metrics_and_resume_reaches_the_same_end() {
 struct SplitNoFile;
 impl SplitNoFile {
     fn strip(
-        r: &fadlora_train::record::SplitResult,
-        like: &fadlora_train::record::SplitResult,
-    ) -> fadlora_train::record::SplitResult {
-        fadlora_train::record::SplitResult {
+        r: &fadlora_run::SplitResult,
+        like: &fadlora_run::SplitResult,
+    ) -> fadlora_run::SplitResult {
+        fadlora_run::SplitResult {
             scores_file: like.scores_file.clone(),
             ..r.clone()
         }

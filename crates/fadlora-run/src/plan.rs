@@ -1,51 +1,16 @@
-//! A sweep's runs, and the results folder they live in.
-//!
-//! ```text
-//! results/<experiment>/
-//!   plan.json            the runs of the current experiment TOML (rewritten by every sweep)
-//!   summary.csv          one row per finished run of the plan (kept up to date by the CLI)
-//!   <run-id>/
-//!     run.toml           the resolved run configuration `fadlora train` was given
-//!     train.log          what `fadlora train` printed, over every invocation
-//!     config.toml, progress.json, checkpoints/, best/, scores/, record.json  (fadlora-train)
-//!   report/              written by `fadlora report`
-//! ```
-//!
-//! A run is finished exactly when its `record.json` exists: the trainer writes it last, to a
-//! temporary file that is then renamed.
+//! A sweep's plan (`plan.json`): its runs, their IDs and axes, and how far each has got.
+//! See [`crate::layout`] for the results folder.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use fadlora_train::config::LoraTargetName;
-use fadlora_train::train::{PROGRESS_FILE, RECORD_FILE};
-use fadlora_train::{RunConfig, RunRecord};
 use serde::{Deserialize, Serialize};
 
-use crate::SweepError;
-
-pub const PLAN_FILE: &str = "plan.json";
-pub const SUMMARY_FILE: &str = "summary.csv";
-pub const RUN_CONFIG_FILE: &str = "run.toml";
-pub const LOG_FILE: &str = "train.log";
-
-/// Full fine-tuning or LoRA.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Full,
-    Lora,
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Mode::Full => "full",
-            Mode::Lora => "lora",
-        })
-    }
-}
+use crate::fs::write_atomic;
+use crate::layout::{PLAN_FILE, PROGRESS_FILE, RECORD_FILE, RUN_CONFIG_FILE};
+use crate::record::RunRecord;
+use crate::vocab::{targets_label, LoraTarget, Mode};
+use crate::{RunConfig, RunError};
 
 /// Where a run sits on the sweep's axes. LoRA-only fields are `None` for full fine-tuning.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,7 +21,7 @@ pub struct RunAxes {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpha: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub targets: Option<Vec<LoraTargetName>>,
+    pub targets: Option<Vec<LoraTarget>>,
     /// Adapted encoder layers; `None` = every layer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layers: Option<Vec<usize>>,
@@ -85,14 +50,6 @@ impl RunAxes {
                 .join(","),
         }
     }
-}
-
-pub fn targets_label(targets: &[LoraTargetName]) -> String {
-    targets
-        .iter()
-        .map(|t| t.to_string())
-        .collect::<Vec<_>>()
-        .join("+")
 }
 
 /// One run of a plan.
@@ -142,10 +99,10 @@ impl Plan {
 
     /// Reads `<dir>/plan.json`. The plan's folder is `dir`, wherever the sweep wrote it: a
     /// results folder that was moved or copied still finds its runs.
-    pub fn load(dir: &Path) -> Result<Plan, SweepError> {
+    pub fn load(dir: &Path) -> Result<Plan, RunError> {
         let path = dir.join(PLAN_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| SweepError::io(&path, e))?;
-        let mut plan: Plan = serde_json::from_str(&text).map_err(|e| SweepError::Corrupt {
+        let text = std::fs::read_to_string(&path).map_err(|e| RunError::io(&path, e))?;
+        let mut plan: Plan = serde_json::from_str(&text).map_err(|e| RunError::Corrupt {
             path,
             message: e.to_string(),
         })?;
@@ -154,7 +111,7 @@ impl Plan {
     }
 
     /// Writes `plan.json` atomically.
-    pub fn save(&self) -> Result<(), SweepError> {
+    pub fn save(&self) -> Result<(), RunError> {
         let json = serde_json::to_string_pretty(self).expect("a plan always serialises");
         write_atomic(&self.dir.join(PLAN_FILE), json.as_bytes())
     }
@@ -210,25 +167,4 @@ impl Plan {
 pub fn read_record(dir: &Path) -> Option<RunRecord> {
     let text = std::fs::read_to_string(dir.join(RECORD_FILE)).ok()?;
     serde_json::from_str(&text).ok()
-}
-
-/// Writes `bytes` to a temporary file beside `path` and renames it over `path`, so a reader
-/// sees the old file or the new one, never a part.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SweepError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| SweepError::io(dir, e))?;
-    }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut file, bytes)?;
-        // On disk before the rename, so a crash cannot leave an empty file under the name.
-        file.sync_all()
-    };
-    write().map_err(|e| SweepError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| SweepError::io(path, e))
 }

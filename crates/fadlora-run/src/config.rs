@@ -1,0 +1,840 @@
+//! The run TOML: everything one training run needs, validated on load.
+//!
+//! Every table denies unknown keys, and every value is checked after parsing; both kinds of
+//! mistake come back as [`RunError::Config`] naming the dotted key and its line. The rules
+//! that need the model (a preset's name and receptive field, LoRA settings the model crate
+//! accepts) come from the trainer as [`ExtraRules`]; this crate checks everything else.
+//!
+//! ```toml
+//! name = "tiny_lora"            # optional, for records
+//! backend = "flex"              # flex (default) | cuda | wgpu (must be compiled in)
+//! precision = "f32"             # f32 | bf16 | f16: matmuls and activations (mixed precision)
+//! seed = 0
+//! output_dir = "results/tiny_lora"
+//!
+//! [data]
+//! dataset = "asvspoof2019:datasets/mini"   # any DatasetSpec
+//! train_split = "train"
+//! dev_split = "dev"
+//! eval_split = "eval"                      # optional
+//! crop_samples = 64600
+//! normalization = "none"                   # none | zero-mean-unit-variance
+//! max_per_class = 8                        # optional: first N of each class per split
+//!
+//! [model]
+//! preset = "tiny"                          # or checkpoint = "HF dir", or config = "config.json"
+//! layerdrop = 0.0                          # optional overrides of the architecture
+//!
+//! [lora]                                   # absent = full fine-tuning
+//! rank = 4
+//! alpha = 8.0
+//! targets = ["q", "v"]
+//!
+//! [head]
+//! kind = "mean-linear"
+//!
+//! [optim]
+//! kind = "adamw"
+//! lr = 1e-4
+//! weight_decay = 1e-4
+//! schedule = "warmup-cosine"
+//! warmup_steps = 10
+//! grad_clip_norm = 1.0
+//! grad_accumulation = 1
+//!
+//! [train]
+//! batch_size = 8
+//! epochs = 10
+//! class_weights = [0.1, 0.9]               # [spoof, bona fide]
+//! selection_metric = "dev-eer"
+//! patience = 3
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use fadlora_data::{DatasetSpec, Normalization, SSL_ANTI_SPOOFING_SAMPLES};
+use serde::{Deserialize, Serialize};
+
+use crate::vocab::{BackendKind, HeadKind, LoraTarget, Mode, Precision};
+use crate::RunError;
+
+/// One training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Flex when left out, whichever backends the binary has: a TOML means the same run in
+    /// every build.
+    #[serde(default = "default_backend")]
+    pub backend: BackendKind,
+    /// The float type of matmuls and activations; weights, gradients, optimizer state,
+    /// LayerNorm, softmax and the loss stay f32.
+    #[serde(default, skip_serializing_if = "is_f32")]
+    pub precision: Precision,
+    #[serde(default)]
+    pub seed: u64,
+    /// Required in a run TOML; a sweep's base leaves it out and the sweep sets it per run.
+    #[serde(default)]
+    pub output_dir: PathBuf,
+    pub data: DataSection,
+    pub model: ModelSection,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraSection>,
+    #[serde(default)]
+    pub head: HeadSection,
+    #[serde(default)]
+    pub optim: OptimSection,
+    #[serde(default)]
+    pub train: TrainSection,
+}
+
+fn default_backend() -> BackendKind {
+    BackendKind::Flex
+}
+
+fn is_f32(precision: &Precision) -> bool {
+    *precision == Precision::F32
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// A [`DatasetSpec`] string (`asvspoof2019:PATH`, `csv:PATH`, a bare path, ...).
+    pub dataset: String,
+    #[serde(default = "default_train_split")]
+    pub train_split: String,
+    #[serde(default = "default_dev_split")]
+    pub dev_split: String,
+    /// Scored with the selected checkpoint at the end; never used for selection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_split: Option<String>,
+    /// Training crops are random windows of this length, evaluation takes the first samples;
+    /// short files are tiled (SSL_Anti-spoofing).
+    #[serde(default = "default_crop")]
+    pub crop_samples: usize,
+    /// How training examples are cut: `random` windows (a new one every epoch, the default) or
+    /// the `first` samples as in evaluation (fixed inputs: memorisation checks, debugging).
+    #[serde(default)]
+    pub train_crop: TrainCrop,
+    #[serde(default)]
+    pub normalization: NormalizationChoice,
+    /// Keep only the first N utterances of each class in every split (protocol order): for
+    /// smoke tests and quick experiments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_class: Option<usize>,
+    /// The organisers' ASV scores for the eval split (ASVspoof 2019:
+    /// `ASVspoof2019_LA_asv_scores/ASVspoof2019.LA.asv.eval.gi.trl.scores.txt`): the run
+    /// record then also gives the eval min t-DCF.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asv_scores: Option<PathBuf>,
+}
+
+fn default_train_split() -> String {
+    "train".into()
+}
+fn default_dev_split() -> String {
+    "dev".into()
+}
+fn default_crop() -> usize {
+    SSL_ANTI_SPOOFING_SAMPLES
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrainCrop {
+    #[default]
+    Random,
+    First,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NormalizationChoice {
+    /// Raw samples, as SSL_Anti-spoofing feeds XLS-R.
+    #[default]
+    None,
+    /// Hugging Face `Wav2Vec2FeatureExtractor(do_normalize=True)`.
+    ZeroMeanUnitVariance,
+}
+
+impl NormalizationChoice {
+    pub fn to_data(self) -> Normalization {
+        match self {
+            NormalizationChoice::None => Normalization::None,
+            NormalizationChoice::ZeroMeanUnitVariance => Normalization::ZeroMeanUnitVariance,
+        }
+    }
+}
+
+/// Where the wav2vec2 front end comes from. Exactly one of `preset`, `checkpoint`, `config`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// `tiny`, `base` or `xls-r-300m`, randomly initialised from the run seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    /// A Hugging Face model directory (`config.json` + weights): the pretrained source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<PathBuf>,
+    /// A Hugging Face `config.json`, randomly initialised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<PathBuf>,
+    #[serde(flatten)]
+    pub overrides: ArchOverrides,
+}
+
+/// Architecture and regularisation settings that replace the preset's / checkpoint's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_hidden_layers: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_attention_heads: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intermediate_size: Option<usize>,
+    /// Channels of every convolution of the feature encoder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conv_channels: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_conv_pos_embeddings: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_conv_pos_embedding_groups: Option<usize>,
+    /// Sets hidden, attention, activation and feature-projection dropout at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropout: Option<f64>,
+    /// LayerDrop probability (training only). Its draws come from the backend RNG that the
+    /// run seed initialises, so runs with LayerDrop are reproducible too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layerdrop: Option<f64>,
+}
+
+/// The `[lora]` table: the same fields as the model crate's `LoraConfig`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraSection {
+    pub rank: usize,
+    /// Defaults to `2 * rank` (PEFT's common choice and the benchmark scripts').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    #[serde(default)]
+    pub dropout: f64,
+    #[serde(default = "default_targets")]
+    pub targets: Vec<LoraTarget>,
+    /// Encoder layer indices to adapt; all layers when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<usize>>,
+    #[serde(default)]
+    pub use_rslora: bool,
+}
+
+fn default_targets() -> Vec<LoraTarget> {
+    vec![LoraTarget::Q, LoraTarget::V]
+}
+
+impl LoraSection {
+    pub fn alpha(&self) -> f64 {
+        self.alpha.unwrap_or(2.0 * self.rank as f64)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadSection {
+    #[serde(default)]
+    pub kind: HeadKind,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimKind {
+    Adam,
+    #[default]
+    Adamw,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScheduleKind {
+    #[default]
+    Constant,
+    /// Linear warm-up over `warmup_steps` optimizer steps, then cosine decay to `min_lr` at the
+    /// last step of the budget.
+    WarmupCosine,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimSection {
+    #[serde(default)]
+    pub kind: OptimKind,
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// Adam: L2 added to the gradient; AdamW: decoupled decay.
+    #[serde(default = "default_wd")]
+    pub weight_decay: f64,
+    #[serde(default = "default_beta1")]
+    pub beta1: f64,
+    #[serde(default = "default_beta2")]
+    pub beta2: f64,
+    #[serde(default = "default_eps")]
+    pub epsilon: f64,
+    #[serde(default)]
+    pub schedule: ScheduleKind,
+    #[serde(default)]
+    pub warmup_steps: u64,
+    #[serde(default)]
+    pub min_lr: f64,
+    /// Clip the global gradient norm (over all trainable parameters, as PyTorch's
+    /// `clip_grad_norm_`) to this value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_clip_norm: Option<f64>,
+    /// Micro-batches whose gradients are summed before one optimizer step.
+    #[serde(default = "one")]
+    pub grad_accumulation: usize,
+}
+
+fn default_lr() -> f64 {
+    1e-4
+}
+fn default_wd() -> f64 {
+    1e-4
+}
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.999
+}
+fn default_eps() -> f64 {
+    1e-8
+}
+fn one() -> usize {
+    1
+}
+
+impl Default for OptimSection {
+    fn default() -> Self {
+        toml::from_str("").expect("every optim key has a default")
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelectionMetric {
+    /// Lowest dev EER (ties: lower dev loss).
+    #[default]
+    DevEer,
+    DevLoss,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSection {
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_batch_size: Option<usize>,
+    /// Epoch budget; with `max_steps` too, whichever ends first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<usize>,
+    /// Optimizer-step budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<u64>,
+    /// Cross-entropy weights `[spoof, bona fide]` (SSL_Anti-spoofing: `[0.1, 0.9]`).
+    #[serde(default = "default_class_weights")]
+    pub class_weights: [f64; 2],
+    #[serde(default)]
+    pub selection_metric: SelectionMetric,
+    /// Stop after this many dev evaluations without improvement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<usize>,
+    /// Optimizer steps excluded from the step-time statistics (allocation, autotuning).
+    #[serde(default = "default_timing_warmup")]
+    pub timing_warmup_steps: usize,
+    /// Also score the training set in eval mode after each epoch (train EER in the record):
+    /// costs one more pass over it; meant for small sets and overfitting checks.
+    #[serde(default)]
+    pub score_train: bool,
+}
+
+fn default_batch() -> usize {
+    8
+}
+fn default_class_weights() -> [f64; 2] {
+    [0.1, 0.9]
+}
+fn default_timing_warmup() -> usize {
+    3
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        let mut t: TrainSection = toml::from_str("").expect("every train key has a default");
+        t.epochs = Some(1);
+        t
+    }
+}
+
+impl TrainSection {
+    pub fn eval_batch_size(&self) -> usize {
+        self.eval_batch_size.unwrap_or(self.batch_size)
+    }
+}
+
+/// A semantic problem found after parsing: the dotted key and what is wrong with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invalid {
+    pub key: &'static str,
+    pub message: String,
+}
+
+/// Makes an [`Invalid`] for the dotted `key`.
+pub fn invalid(key: &'static str, message: impl Into<String>) -> Invalid {
+    Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// Rules beyond this crate's own, from the crate that runs the configuration: the trainer
+/// checks the `[model]` and `[lora]` tables against the model crate.
+pub type ExtraRules = fn(&RunConfig) -> Result<(), Invalid>;
+
+/// Everything a planner checks on a run beyond the schema, from the crate that runs it.
+#[derive(Debug, Clone, Copy)]
+pub struct RunRules {
+    /// Checked when a configuration is parsed (paths as written, nothing opened).
+    pub config: ExtraRules,
+    /// Checked once a run's inputs are known to exist (paths resolved): may read them, e.g.
+    /// a checkpoint's architecture.
+    pub inputs: ExtraRules,
+}
+
+impl RunRules {
+    /// No rules beyond the schema's.
+    pub const SCHEMA_ONLY: RunRules = RunRules {
+        config: schema_only,
+        inputs: schema_only,
+    };
+}
+
+/// No rules beyond the schema's (for readers that only look at a configuration).
+pub fn schema_only(_: &RunConfig) -> Result<(), Invalid> {
+    Ok(())
+}
+
+impl RunConfig {
+    /// Reads and validates a run TOML. Relative paths in it (dataset, checkpoint, config,
+    /// output_dir) are resolved against the TOML's folder.
+    pub fn load(path: impl AsRef<Path>, extra: ExtraRules) -> Result<Self, RunError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| RunError::io(path, e))?;
+        let mut config = Self::parse(&text, path, extra)?;
+        if let Some(base) = path.parent() {
+            config.resolve_paths(base);
+        }
+        // A bare dataset path is recognised by looking inside it, which only makes sense once
+        // it is resolved against the TOML's folder.
+        if let Err(e) = DatasetSpec::parse(&config.data.dataset) {
+            return Err(located(&text, path, "data.dataset", e.to_string()));
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates TOML text; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path, extra: ExtraRules) -> Result<Self, RunError> {
+        let config: RunConfig = toml::from_str(text).map_err(|err| {
+            let line = err.span().map(|s| line_of(text, s.start));
+            RunError::Config {
+                path: path.to_path_buf(),
+                line,
+                key: String::new(),
+                // toml's message names the key (`unknown field `lrr``, `missing field
+                // `dataset``); its own location header is replaced by the line above.
+                message: err.message().trim().to_string(),
+            }
+        })?;
+        if config.output_dir.as_os_str().is_empty() {
+            return Err(located(
+                text,
+                path,
+                "output_dir",
+                "is required: the folder that receives checkpoints, scores and the run record"
+                    .into(),
+            ));
+        }
+        if let Err(Invalid { key, message }) = config.check().and_then(|()| extra(&config)) {
+            return Err(located(text, path, key, message));
+        }
+        Ok(config)
+    }
+
+    /// Full fine-tuning, or LoRA when the run has a `[lora]` table.
+    pub fn mode(&self) -> Mode {
+        match self.lora {
+            Some(_) => Mode::Lora,
+            None => Mode::Full,
+        }
+    }
+
+    /// Every rule of this schema a parsed configuration must satisfy beyond its types, as the
+    /// first broken rule's dotted key and message. Paths are not opened.
+    pub fn check(&self) -> Result<(), Invalid> {
+        if self.backend == BackendKind::Wgpu && self.precision == Precision::Bf16 {
+            return Err(invalid(
+                "precision",
+                "wgpu (Vulkan, Metal) has no bf16: use \"f16\" or the cuda backend",
+            ));
+        }
+        self.data.check()?;
+        self.model.check()?;
+        // `[lora]` values are the model crate's to judge (through the trainer's ExtraRules).
+        self.optim.check()?;
+        self.train.check(&self.optim)
+    }
+    /// Makes relative paths (dataset, checkpoint, config, output_dir) relative to `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let join = |p: &Path| {
+            if p.is_relative() {
+                base.join(p)
+            } else {
+                p.to_path_buf()
+            }
+        };
+        self.output_dir = join(&self.output_dir);
+        if let Some(c) = &self.model.checkpoint {
+            self.model.checkpoint = Some(join(c));
+        }
+        if let Some(c) = &self.model.config {
+            self.model.config = Some(join(c));
+        }
+        if let Some(a) = &self.data.asv_scores {
+            self.data.asv_scores = Some(join(a));
+        }
+        // A dataset spec is `kind:path` or a bare path; only the path part is relative.
+        let spec = &self.data.dataset;
+        let (prefix, path) = match spec.split_once(':') {
+            Some((kind, path)) if has_known_prefix(spec) => (format!("{kind}:"), path.to_string()),
+            _ => (String::new(), spec.clone()),
+        };
+        if Path::new(&path).is_relative() {
+            self.data.dataset = format!("{prefix}{}", base.join(path).display());
+        }
+    }
+
+    pub fn dataset(&self) -> Result<DatasetSpec, RunError> {
+        Ok(DatasetSpec::parse(&self.data.dataset)?)
+    }
+
+    /// The configuration as TOML, with every default filled in (for the run record and the
+    /// output folder).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a RunConfig always serialises")
+    }
+}
+
+impl DataSection {
+    fn check(&self) -> Result<(), Invalid> {
+        if has_known_prefix(&self.dataset) {
+            DatasetSpec::parse(&self.dataset)
+                .map_err(|e| invalid("data.dataset", e.to_string()))?;
+        }
+        for (key, split) in [
+            ("data.train_split", Some(&self.train_split)),
+            ("data.dev_split", Some(&self.dev_split)),
+            ("data.eval_split", self.eval_split.as_ref()),
+        ] {
+            if split.is_some_and(|s| s.trim().is_empty()) {
+                return Err(invalid(key, "must not be empty"));
+            }
+        }
+        if self.dev_split == self.train_split {
+            return Err(invalid(
+                "data.dev_split",
+                "must differ from train_split: model selection needs held-out data",
+            ));
+        }
+        if self.eval_split.as_ref() == Some(&self.dev_split) {
+            return Err(invalid(
+                "data.eval_split",
+                "must differ from dev_split: selection must not see evaluation data",
+            ));
+        }
+        if self.asv_scores.is_some() && self.eval_split.is_none() {
+            return Err(invalid(
+                "data.asv_scores",
+                "scores the eval split: set `data.eval_split` too",
+            ));
+        }
+        if self.max_per_class == Some(0) {
+            return Err(invalid("data.max_per_class", "must be at least 1"));
+        }
+        if self.crop_samples == 0 {
+            return Err(invalid("data.crop_samples", "must be positive"));
+        }
+        Ok(())
+    }
+}
+
+impl ModelSection {
+    /// One source, and probabilities in range; what a preset or checkpoint is, is the model
+    /// crate's business.
+    fn check(&self) -> Result<(), Invalid> {
+        let sources = [
+            self.preset.is_some(),
+            self.checkpoint.is_some(),
+            self.config.is_some(),
+        ]
+        .iter()
+        .filter(|&&b| b)
+        .count();
+        if sources != 1 {
+            return Err(invalid(
+                "model",
+                "give exactly one of `preset`, `checkpoint`, `config`",
+            ));
+        }
+        for (key, p) in [
+            ("model.dropout", self.overrides.dropout),
+            ("model.layerdrop", self.overrides.layerdrop),
+        ] {
+            if p.is_some_and(|p| !(0.0..1.0).contains(&p)) {
+                return Err(invalid(key, "must lie in [0, 1)"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl OptimSection {
+    fn check(&self) -> Result<(), Invalid> {
+        let o = self;
+        if !(o.lr.is_finite() && o.lr > 0.0) {
+            return Err(invalid("optim.lr", "must be a positive number"));
+        }
+        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+            return Err(invalid("optim.weight_decay", "must be >= 0"));
+        }
+        for (key, b) in [("optim.beta1", o.beta1), ("optim.beta2", o.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(invalid(key, "must lie in [0, 1)"));
+            }
+        }
+        if o.epsilon.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+            return Err(invalid("optim.epsilon", "must be positive"));
+        }
+        if !(o.min_lr >= 0.0 && o.min_lr <= o.lr) {
+            return Err(invalid("optim.min_lr", "must lie in [0, lr]"));
+        }
+        if o.grad_clip_norm
+            .is_some_and(|c| !(c.is_finite() && c > 0.0))
+        {
+            return Err(invalid("optim.grad_clip_norm", "must be a positive number"));
+        }
+        if o.grad_accumulation == 0 {
+            return Err(invalid("optim.grad_accumulation", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl TrainSection {
+    fn check(&self, optim: &OptimSection) -> Result<(), Invalid> {
+        let t = self;
+        if t.batch_size == 0 {
+            return Err(invalid("train.batch_size", "must be at least 1"));
+        }
+        if t.eval_batch_size == Some(0) {
+            return Err(invalid("train.eval_batch_size", "must be at least 1"));
+        }
+        if t.epochs.is_none() && t.max_steps.is_none() {
+            return Err(invalid(
+                "train",
+                "give a budget: `epochs`, `max_steps` or both",
+            ));
+        }
+        if t.epochs == Some(0) {
+            return Err(invalid("train.epochs", "must be at least 1"));
+        }
+        if t.max_steps == Some(0) {
+            return Err(invalid("train.max_steps", "must be at least 1"));
+        }
+        if optim.schedule == ScheduleKind::WarmupCosine
+            && t.max_steps.is_some_and(|m| optim.warmup_steps >= m)
+        {
+            return Err(invalid(
+                "optim.warmup_steps",
+                "must be smaller than train.max_steps",
+            ));
+        }
+        if t.class_weights
+            .iter()
+            .any(|w| !(w.is_finite() && *w >= 0.0))
+            || t.class_weights.iter().all(|w| *w == 0.0)
+        {
+            return Err(invalid(
+                "train.class_weights",
+                "needs two non-negative weights [spoof, bona fide], not both zero",
+            ));
+        }
+        if t.patience == Some(0) {
+            return Err(invalid(
+                "train.patience",
+                "must be at least 1 (leave it out to never stop early)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+const KNOWN_PREFIXES: &[&str] = &[
+    "asvspoof2019",
+    "asvspoof2019-la",
+    "asvspoof2021-la",
+    "asvspoof2021-df",
+    "itw",
+    "in-the-wild",
+    "csv",
+];
+
+fn has_known_prefix(spec: &str) -> bool {
+    spec.split_once(':')
+        .is_some_and(|(kind, _)| KNOWN_PREFIXES.contains(&kind.to_ascii_lowercase().as_str()))
+}
+
+/// A [`RunError::Config`] for `key` (dotted) in the TOML `text`, with the line where the key
+/// is written when it is.
+pub fn located(text: &str, path: &Path, key: &str, message: String) -> RunError {
+    RunError::Config {
+        path: path.to_path_buf(),
+        line: key_line(text, key),
+        key: key.to_string(),
+        message: format!("`{key}`: {message}"),
+    }
+}
+
+/// 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The line where the dotted `key` is written, walking toml's spanned document (so dotted
+/// keys, inline tables and `[table]` headers are all found). `None` when it is not written
+/// at all (a default value, or a missing table).
+/// The 1-based line where the dotted `key` is written in the TOML `text`, if it is.
+pub fn key_line(text: &str, key: &str) -> Option<usize> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == part)?;
+        if parts.peek().is_none() {
+            return Some(line_of(text, k.span().start));
+        }
+        table = v.get_ref().as_table()?;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+output_dir = "out"
+[data]
+dataset = "csv:list.csv"
+[model]
+preset = "tiny"
+[train]
+epochs = 1
+"#;
+
+    fn parse(text: &str) -> Result<RunConfig, RunError> {
+        RunConfig::parse(text, Path::new("run.toml"), schema_only)
+    }
+
+    fn config_error(text: &str) -> (Option<usize>, String, String) {
+        match parse(text) {
+            Err(RunError::Config {
+                line, key, message, ..
+            }) => (line, key, message),
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_the_documented_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.data.crop_samples, 64_600);
+        assert_eq!(c.train.class_weights, [0.1, 0.9]);
+        assert_eq!(c.train.batch_size, 8);
+        assert_eq!(c.optim.kind, OptimKind::Adamw);
+        assert_eq!(c.train.selection_metric, SelectionMetric::DevEer);
+        assert!(c.lora.is_none());
+        // The resolved form reads back identically.
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let text = MINIMAL.replace("[train]\n", "[train]\nbatch_sise = 4\n");
+        let (line, _, message) = config_error(&text);
+        assert_eq!(line, Some(8));
+        assert!(message.contains("batch_sise"), "{message}");
+    }
+
+    #[test]
+    fn bad_value_names_key_and_line() {
+        let text = format!("{MINIMAL}\n[optim]\nkind = \"adam\"\nlr = -1.0\n");
+        let (line, key, message) = config_error(&text);
+        assert_eq!(key, "optim.lr");
+        assert_eq!(line, Some(12));
+        assert!(message.contains("optim.lr"), "{message}");
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let text = MINIMAL.replace("epochs = 1", "epochs = \"ten\"");
+        let (line, _, message) = config_error(&text);
+        assert_eq!(line, Some(8));
+        assert!(message.contains("invalid type"), "{message}");
+    }
+
+    #[test]
+    fn dotted_and_inline_keys_are_located() {
+        // At the top: after [train] it would be `train.optim`.
+        let text = format!("optim = {{ lr = -1.0 }}\n{MINIMAL}");
+        let (line, key, _) = config_error(&text);
+        assert_eq!(key, "optim.lr");
+        assert_eq!(line, Some(1));
+    }
+
+    #[test]
+    fn unknown_lora_target_is_rejected() {
+        let text = format!("{MINIMAL}\n[lora]\nrank = 4\ntargets = [\"q\", \"query\"]\n");
+        let (line, _, message) = config_error(&text);
+        assert_eq!(line, Some(12));
+        assert!(message.contains("query"), "{message}");
+    }
+
+    #[test]
+    fn model_source_must_be_unique() {
+        let text = MINIMAL.replace("preset = \"tiny\"", "preset = \"tiny\"\ncheckpoint = \"x\"");
+        let (line, key, _) = config_error(&text);
+        assert_eq!(key, "model");
+        assert_eq!(line, Some(5));
+    }
+
+    #[test]
+    fn relative_paths_follow_the_toml() {
+        let mut c = parse(MINIMAL).unwrap();
+        c.resolve_paths(Path::new("/runs"));
+        assert_eq!(c.output_dir, PathBuf::from("/runs/out"));
+        assert_eq!(c.data.dataset, "csv:/runs/list.csv");
+    }
+}

@@ -1,0 +1,29 @@
+//! The run folder's schema, free of burn: what a run is (the run TOML, [`RunConfig`]), what it
+//! leaves behind (the record [`RunRecord`], score files, checkpoints' file names), and what a
+//! sweep adds (its [`Plan`]), with the one [`write_atomic`] every writer uses.
+//!
+//! The trainer writes these files, the sweep plans and resumes runs by them, and the report
+//! reads them; the report never trains or loads a network, so it depends on this crate and not
+//! on burn. The names the files use (precisions, LoRA targets, backends, heads, full vs LoRA)
+//! are defined once in [`vocab`] and used by the model and the trainer too.
+//!
+//! [`layout`] shows the folders.
+
+pub mod config;
+mod error;
+pub mod fs;
+pub mod layout;
+pub mod plan;
+pub mod record;
+pub mod scores;
+pub mod vocab;
+
+pub use config::{ExtraRules, Invalid, LoraSection, RunConfig, RunRules};
+pub use error::RunError;
+pub use fs::write_atomic;
+pub use plan::{read_record, Plan, PlannedRun, RunAxes, RunState};
+pub use record::{EpochLog, ParamCounts, PeakMemory, RunRecord, SplitResult, TimeStats};
+pub use vocab::{
+    parse_targets, targets_label, BackendKind, HeadKind, LoraTarget, Mode, Precision,
+    UnknownLoraTarget,
+};

@@ -1,0 +1,315 @@
+//! The names run TOMLs, records and the command line use, defined once. The crates that
+//! implement them (the model for precisions and LoRA targets, the trainer for backends and
+//! heads) use these types, so a TOML value, a record field and the code mean the same thing.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The float type of the matmuls and activations (mixed precision); weights, gradients,
+/// optimizer state, LayerNorm, softmax and the loss stay f32.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 3] = [Precision::F32, Precision::Bf16, Precision::F16];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s.trim().to_ascii_lowercase())
+            .ok_or_else(|| format!("unknown precision `{s}` (f32, bf16, f16)"))
+    }
+}
+
+/// An encoder projection that can carry an adapter. Names (`q`, `k`, `v`, `o`, `ffn_in`,
+/// `ffn_out`) are those of run TOMLs and the command line; [`LoraTarget::hf_name`] gives the
+/// Hugging Face module name PEFT's `target_modules` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoraTarget {
+    Q,
+    K,
+    V,
+    O,
+    FfnIn,
+    FfnOut,
+}
+
+/// A LoRA target name that is none of the known ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown LoRA target `{name}` (valid: {valid})")]
+pub struct UnknownLoraTarget {
+    pub name: String,
+    /// The accepted names, comma-separated, in the spelling that was expected.
+    pub valid: String,
+}
+
+impl LoraTarget {
+    pub const ALL: [LoraTarget; 6] = [
+        LoraTarget::Q,
+        LoraTarget::K,
+        LoraTarget::V,
+        LoraTarget::O,
+        LoraTarget::FfnIn,
+        LoraTarget::FfnOut,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoraTarget::Q => "q",
+            LoraTarget::K => "k",
+            LoraTarget::V => "v",
+            LoraTarget::O => "o",
+            LoraTarget::FfnIn => "ffn_in",
+            LoraTarget::FfnOut => "ffn_out",
+        }
+    }
+
+    /// The module name in Hugging Face's `Wav2Vec2EncoderLayer` (PEFT's `target_modules`).
+    pub fn hf_name(self) -> &'static str {
+        match self {
+            LoraTarget::Q => "q_proj",
+            LoraTarget::K => "k_proj",
+            LoraTarget::V => "v_proj",
+            LoraTarget::O => "out_proj",
+            LoraTarget::FfnIn => "intermediate_dense",
+            LoraTarget::FfnOut => "output_dense",
+        }
+    }
+
+    /// The module path inside an encoder layer (`attention.q_proj`, ...).
+    pub fn hf_path(self) -> &'static str {
+        match self {
+            LoraTarget::Q => "attention.q_proj",
+            LoraTarget::K => "attention.k_proj",
+            LoraTarget::V => "attention.v_proj",
+            LoraTarget::O => "attention.out_proj",
+            LoraTarget::FfnIn => "feed_forward.intermediate_dense",
+            LoraTarget::FfnOut => "feed_forward.output_dense",
+        }
+    }
+
+    /// Reads a PEFT `target_modules` entry: a module name (`q_proj`) or its path inside the
+    /// layer (`attention.q_proj`).
+    pub fn from_hf_name(name: &str) -> Result<Self, UnknownLoraTarget> {
+        Self::ALL
+            .into_iter()
+            .find(|t| name == t.hf_name() || name == t.hf_path())
+            .ok_or_else(|| UnknownLoraTarget {
+                name: name.to_string(),
+                valid: Self::ALL.map(LoraTarget::hf_name).join(", "),
+            })
+    }
+}
+
+impl FromStr for LoraTarget {
+    type Err = UnknownLoraTarget;
+
+    fn from_str(s: &str) -> Result<Self, UnknownLoraTarget> {
+        let s = s.trim();
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| UnknownLoraTarget {
+                name: s.to_string(),
+                valid: Self::ALL.map(LoraTarget::as_str).join(", "),
+            })
+    }
+}
+
+impl fmt::Display for LoraTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parses a comma-separated target list (`q,v`), in the order given, without duplicates.
+pub fn parse_targets(list: &str) -> Result<Vec<LoraTarget>, UnknownLoraTarget> {
+    let mut targets = Vec::new();
+    for part in list.split(',').filter(|p| !p.trim().is_empty()) {
+        let target: LoraTarget = part.parse()?;
+        if !targets.contains(&target) {
+            targets.push(target);
+        }
+    }
+    Ok(targets)
+}
+
+/// `q+v`, `q+k+v+o+ffn_in+ffn_out`: how tables and run IDs write a target set.
+pub fn targets_label(targets: &[LoraTarget]) -> String {
+    targets
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// Where a run's tensors live. Which of them a binary can run is a build question (cargo
+/// features of fadlora-train), answered there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// burn's `Flex` CPU backend.
+    Flex,
+    /// burn's CUDA backend (cubecl).
+    Cuda,
+    /// burn's wgpu backend (Vulkan/Metal/DX12; Mesa lavapipe on a CPU-only Linux machine).
+    Wgpu,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 3] = [BackendKind::Flex, BackendKind::Cuda, BackendKind::Wgpu];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Flex => "flex",
+            BackendKind::Cuda => "cuda",
+            BackendKind::Wgpu => "wgpu",
+        }
+    }
+
+    /// The cargo feature (of fadlora-train and the `fadlora` binary) that compiles it in.
+    pub fn feature(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "flex" | "cpu" => Ok(BackendKind::Flex),
+            "cuda" => Ok(BackendKind::Cuda),
+            "wgpu" | "vulkan" => Ok(BackendKind::Wgpu),
+            other => Err(format!("unknown backend `{other}` (flex, cuda, wgpu)")),
+        }
+    }
+}
+
+/// Which back end sits on the wav2vec2 features.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadKind {
+    /// Mean over frames of the last hidden state, then `Linear(hidden, 2)` (the benchmark
+    /// detector of docs/reference.md §3).
+    #[default]
+    MeanLinear,
+}
+
+/// Full fine-tuning or LoRA: whether a run carries a `[lora]` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Full,
+    Lora,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Full => "full",
+            Mode::Lora => "lora",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_is_an_error() {
+        for kind in BackendKind::ALL {
+            assert_eq!(kind.as_str().parse::<BackendKind>().unwrap(), kind);
+        }
+        assert!("tpu".parse::<BackendKind>().is_err());
+        for p in Precision::ALL {
+            assert_eq!(p.as_str().parse::<Precision>().unwrap(), p);
+        }
+        for t in LoraTarget::ALL {
+            assert_eq!(t.as_str().parse::<LoraTarget>().unwrap(), t);
+            assert_eq!(LoraTarget::from_hf_name(t.hf_name()).unwrap(), t);
+            assert_eq!(LoraTarget::from_hf_name(t.hf_path()).unwrap(), t);
+        }
+        let err = "query".parse::<LoraTarget>().unwrap_err().to_string();
+        assert!(
+            err.contains("`query`") && err.contains("q, k, v, o, ffn_in, ffn_out"),
+            "{err}"
+        );
+        let err = LoraTarget::from_hf_name("fc9").unwrap_err().to_string();
+        assert!(
+            err.contains("`fc9`") && err.contains("intermediate_dense"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn target_lists_keep_order_and_drop_repeats() {
+        let t = parse_targets("v, q,v").unwrap();
+        assert_eq!(t, vec![LoraTarget::V, LoraTarget::Q]);
+        assert_eq!(targets_label(&t), "v+q");
+        assert!(parse_targets("q,query").is_err());
+    }
+
+    #[test]
+    fn serde_names_are_the_toml_names() {
+        #[derive(Serialize)]
+        struct Names {
+            precision: Precision,
+            target: LoraTarget,
+            backend: BackendKind,
+            head: HeadKind,
+            mode: Mode,
+        }
+        let text = toml::to_string(&Names {
+            precision: Precision::Bf16,
+            target: LoraTarget::FfnIn,
+            backend: BackendKind::Wgpu,
+            head: HeadKind::MeanLinear,
+            mode: Mode::Lora,
+        })
+        .unwrap();
+        assert_eq!(
+            text,
+            "precision = \"bf16\"\ntarget = \"ffn_in\"\nbackend = \"wgpu\"\nhead = \"mean-linear\"\nmode = \"lora\"\n"
+        );
+    }
+}
