@@ -52,111 +52,11 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
     let mut files = Vec::new();
     let mut notes = Vec::new();
 
-    // Tables.
-    let runs_csv = out.join("runs.csv");
-    let mut frame = frame_of_runs(&rows).map_err(|e| ReportError::table(&runs_csv, e))?;
-    write(&runs_csv, &csv_bytes(&mut frame, &runs_csv)?, &mut files)?;
-    let runs = runs_table(&rows, &groups);
-    write(&out.join("runs.md"), runs.markdown().as_bytes(), &mut files)?;
-    write(&out.join("runs.tex"), runs.latex().as_bytes(), &mut files)?;
-    let summary_csv = out.join("summary.csv");
-    let mut frame = frame_of_groups(&groups).map_err(|e| ReportError::table(&summary_csv, e))?;
-    write(
-        &summary_csv,
-        &csv_bytes(&mut frame, &summary_csv)?,
-        &mut files,
-    )?;
-    let summary = summary_table(&groups);
-    write(
-        &out.join("summary.md"),
-        summary.markdown().as_bytes(),
-        &mut files,
-    )?;
-    write(
-        &out.join("summary.tex"),
-        summary.latex().as_bytes(),
-        &mut files,
-    )?;
-
-    // Figures.
+    let summary = write_tables(&out, &rows, &groups, &mut files)?;
     let metric = Metric::choose(&rows);
-    let style = SeriesStyle::new(&groups);
-    let mut figures: Vec<(&'static str, &'static str)> = Vec::new();
-    let mut figure = |stem: &'static str,
-                      title: &'static str,
-                      made: Result<Vec<PathBuf>, String>,
-                      files: &mut Vec<PathBuf>,
-                      notes: &mut Vec<String>| {
-        match made {
-            Ok(paths) => {
-                files.extend(paths);
-                figures.push((stem, title));
-            }
-            Err(why) => notes.push(format!("`{stem}` not drawn: {why}.")),
-        }
-    };
-    let made = eer_vs_rank(&groups, metric, &style)
-        .map(|fig| save_figure(&fig, &out, "eer_vs_rank"))
-        .transpose()?
-        .ok_or_else(|| "no finished LoRA run".to_string());
-    figure(
-        "eer_vs_rank",
-        "EER vs LoRA rank",
-        made,
-        &mut files,
-        &mut notes,
-    );
-
-    let made = if groups.len() < 2 {
-        Err(format!(
-            "it compares configurations, and {} finished",
-            count(groups.len(), "configuration")
-        ))
-    } else {
-        Ok(save_figure(
-            &eer_vs_params(&groups, metric, &style),
-            &out,
-            "eer_vs_params",
-        )?)
-    };
-    figure(
-        "eer_vs_params",
-        "EER vs trainable parameters",
-        made,
-        &mut files,
-        &mut notes,
-    );
-
-    let made = memory_time(&groups, &style)
-        .map(|fig| save_figure(&fig, &out, "memory_time"))
-        .transpose()?
-        .ok_or_else(|| "no finished run measured memory or step time".to_string());
-    figure(
-        "memory_time",
-        "Peak memory and step time",
-        made,
-        &mut files,
-        &mut notes,
-    );
-
-    let made = match det_figure(&plan, &finished, &rows) {
-        Ok(fig) => Ok(save_figure(&fig, &out, "det")?),
-        Err(why) => Err(why),
-    };
-    figure("det", "DET curves", made, &mut files, &mut notes);
-
-    let crops: BTreeSet<usize> = groups.iter().map(|g| g.crop_samples).collect();
-    if crops.len() > 1 {
-        let fig = eer_vs_length(&groups, metric, &style);
-        let made = Ok(save_figure(&fig, &out, "eer_vs_length")?);
-        figure(
-            "eer_vs_length",
-            "EER vs input length",
-            made,
-            &mut files,
-            &mut notes,
-        );
-    }
+    let figures = draw_figures(
+        &out, &plan, &finished, &rows, &groups, metric, &mut files, &mut notes,
+    )?;
 
     let stray = plan.stray_run_dirs();
     if !stray.is_empty() {
@@ -173,7 +73,16 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
     }
 
     let md = report_markdown(
-        &plan, &finished, &rows, &groups, metric, &summary, &figures, &notes,
+        &plan,
+        &MarkdownInputs {
+            finished: &finished,
+            rows: &rows,
+            groups: &groups,
+            metric,
+            summary: &summary,
+            figures: &figures,
+            notes: &notes,
+        },
     );
     write(&out.join("report.md"), md.as_bytes(), &mut files)?;
     Ok(ReportFiles {
@@ -181,6 +90,115 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
         files,
         notes,
     })
+}
+
+/// `runs.{csv,md,tex}` and `summary.{csv,md,tex}`; returns the summary table for `report.md`.
+fn write_tables(
+    out: &Path,
+    rows: &[RunRow],
+    groups: &[GroupRow],
+    files: &mut Vec<PathBuf>,
+) -> Result<Table, ReportError> {
+    let runs_csv = out.join("runs.csv");
+    let mut frame = frame_of_runs(rows).map_err(|e| ReportError::table(&runs_csv, e))?;
+    write(&runs_csv, &csv_bytes(&mut frame, &runs_csv)?, files)?;
+    let runs = runs_table(rows, groups);
+    write(&out.join("runs.md"), runs.markdown().as_bytes(), files)?;
+    write(&out.join("runs.tex"), runs.latex().as_bytes(), files)?;
+    let summary_csv = out.join("summary.csv");
+    let mut frame = frame_of_groups(groups).map_err(|e| ReportError::table(&summary_csv, e))?;
+    write(&summary_csv, &csv_bytes(&mut frame, &summary_csv)?, files)?;
+    let summary = summary_table(groups);
+    write(
+        &out.join("summary.md"),
+        summary.markdown().as_bytes(),
+        files,
+    )?;
+    write(&out.join("summary.tex"), summary.latex().as_bytes(), files)?;
+
+    Ok(summary)
+}
+
+/// Draws every figure that makes sense for the finished runs (PNG and SVG) and says why each
+/// other one was skipped; returns `(stem, title)` of those drawn.
+#[allow(clippy::too_many_arguments)]
+fn draw_figures(
+    out: &Path,
+    plan: &Plan,
+    finished: &[(&PlannedRun, RunRecord)],
+    rows: &[RunRow],
+    groups: &[GroupRow],
+    metric: Metric,
+    files: &mut Vec<PathBuf>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<(&'static str, &'static str)>, ReportError> {
+    let style = SeriesStyle::new(groups);
+    let mut figures: Vec<(&'static str, &'static str)> = Vec::new();
+    let mut figure = |stem: &'static str,
+                      title: &'static str,
+                      made: Result<Vec<PathBuf>, String>,
+                      files: &mut Vec<PathBuf>,
+                      notes: &mut Vec<String>| {
+        match made {
+            Ok(paths) => {
+                files.extend(paths);
+                figures.push((stem, title));
+            }
+            Err(why) => notes.push(format!("`{stem}` not drawn: {why}.")),
+        }
+    };
+    let made = eer_vs_rank(groups, metric, &style)
+        .map(|fig| save_figure(&fig, out, "eer_vs_rank"))
+        .transpose()?
+        .ok_or_else(|| "no finished LoRA run".to_string());
+    figure("eer_vs_rank", "EER vs LoRA rank", made, files, notes);
+
+    let made = if groups.len() < 2 {
+        Err(format!(
+            "it compares configurations, and {} finished",
+            count(groups.len(), "configuration")
+        ))
+    } else {
+        Ok(save_figure(
+            &eer_vs_params(groups, metric, &style),
+            out,
+            "eer_vs_params",
+        )?)
+    };
+    figure(
+        "eer_vs_params",
+        "EER vs trainable parameters",
+        made,
+        files,
+        notes,
+    );
+
+    let made = memory_time(groups, &style)
+        .map(|fig| save_figure(&fig, out, "memory_time"))
+        .transpose()?
+        .ok_or_else(|| "no finished run measured memory or step time".to_string());
+    figure(
+        "memory_time",
+        "Peak memory and step time",
+        made,
+        files,
+        notes,
+    );
+
+    let made = match det_figure(plan, finished, rows) {
+        Ok(fig) => Ok(save_figure(&fig, out, "det")?),
+        Err(why) => Err(why),
+    };
+    figure("det", "DET curves", made, files, notes);
+
+    let crops: BTreeSet<usize> = groups.iter().map(|g| g.crop_samples).collect();
+    if crops.len() > 1 {
+        let fig = eer_vs_length(groups, metric, &style);
+        let made = Ok(save_figure(&fig, out, "eer_vs_length")?);
+        figure("eer_vs_length", "EER vs input length", made, files, notes);
+    }
+
+    Ok(figures)
 }
 
 fn write(path: &Path, bytes: &[u8], files: &mut Vec<PathBuf>) -> Result<(), ReportError> {
@@ -876,23 +894,35 @@ fn backbone(config: &fadlora_run::RunConfig) -> String {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn report_markdown(
-    plan: &Plan,
-    finished: &[(&PlannedRun, RunRecord)],
-    rows: &[RunRow],
-    groups: &[GroupRow],
+/// What `report.md` is made of, besides the plan.
+struct MarkdownInputs<'a> {
+    finished: &'a [(&'a PlannedRun, RunRecord)],
+    rows: &'a [RunRow],
+    groups: &'a [GroupRow],
     metric: Metric,
-    summary: &Table,
-    figures: &[(&str, &str)],
-    notes: &[String],
-) -> String {
+    summary: &'a Table,
+    figures: &'a [(&'a str, &'a str)],
+    notes: &'a [String],
+}
+
+/// `report.md`: title, setup, summary table, figures, notes and unfinished runs.
+fn report_markdown(plan: &Plan, inputs: &MarkdownInputs) -> String {
     let mut md = format!("# {}\n\n", plan.experiment);
     if !plan.description.trim().is_empty() {
         md.push_str(plan.description.trim());
         md.push_str("\n\n");
     }
+    setup_section(&mut md, plan, inputs);
+    summary_section(&mut md, inputs.groups, inputs.summary);
+    figures_section(&mut md, inputs.figures);
+    notes_section(&mut md, inputs.notes);
+    unfinished_section(&mut md, plan);
+    md
+}
 
+/// How the runs were made: where, on what backbone, what trains, and what the numbers mean.
+fn setup_section(md: &mut String, plan: &Plan, inputs: &MarkdownInputs) {
+    let (finished, rows, metric) = (inputs.finished, inputs.rows, inputs.metric);
     md.push_str("## Setup\n\n");
     let configs: Vec<&fadlora_run::RunConfig> = if finished.is_empty() {
         plan.runs.iter().map(|r| &r.config).collect()
@@ -927,6 +957,28 @@ fn report_markdown(
         backbones.join("; ")
     ));
 
+    if let Some(text) = training_sentence(plan, rows) {
+        md.push_str(&format!("{text}.\n\n"));
+    }
+    let memory_kinds = distinct(rows.iter().map(|r| r.memory_kind.as_str()));
+    md.push_str(&format!(
+        "EER is the equal error rate in percent, given as mean ± sample standard deviation \
+         (ddof 1) over seeds (the mean alone for a single seed). The figures plot the {} EER{}. \
+         Peak memory: {}. Step time: median optimizer step (forward, backward and update, \
+         without data loading). Input lengths are in samples at 16 kHz. Reduction vs full = \
+         trainable parameters of full fine-tuning / those of the row.\n\n",
+        metric.name(),
+        if metric == Metric::Dev {
+            " (not every run has an eval EER)"
+        } else {
+            ""
+        },
+        code_list(&memory_kinds),
+    ));
+}
+
+/// What trains in the LoRA and in the full fine-tuning runs, as one sentence.
+fn training_sentence(plan: &Plan, rows: &[RunRow]) -> Option<String> {
     let modes: BTreeSet<Mode> = if rows.is_empty() {
         plan.runs.iter().map(|r| r.axes.mode).collect()
     } else {
@@ -972,27 +1024,10 @@ fn report_markdown(
             "full fine-tuning trains everything: every wav2vec2 weight and the head".to_string(),
         );
     }
-    if !training.is_empty() {
-        let mut text = training.join("; ");
-        text = cap(&text);
-        md.push_str(&format!("{text}.\n\n"));
-    }
-    let memory_kinds = distinct(rows.iter().map(|r| r.memory_kind.as_str()));
-    md.push_str(&format!(
-        "EER is the equal error rate in percent, given as mean ± sample standard deviation \
-         (ddof 1) over seeds (the mean alone for a single seed). The figures plot the {} EER{}. \
-         Peak memory: {}. Step time: median optimizer step (forward, backward and update, \
-         without data loading). Input lengths are in samples at 16 kHz. Reduction vs full = \
-         trainable parameters of full fine-tuning / those of the row.\n\n",
-        metric.name(),
-        if metric == Metric::Dev {
-            " (not every run has an eval EER)"
-        } else {
-            ""
-        },
-        code_list(&memory_kinds),
-    ));
+    (!training.is_empty()).then(|| cap(&training.join("; ")))
+}
 
+fn summary_section(md: &mut String, groups: &[GroupRow], summary: &Table) {
     md.push_str("## Summary\n\n");
     if groups.is_empty() {
         md.push_str("No run has finished yet.\n\n");
@@ -1004,24 +1039,33 @@ fn report_markdown(
         "This table as [CSV](summary.csv) and [LaTeX](summary.tex); every run: \
          [runs.md](runs.md), [runs.csv](runs.csv), [runs.tex](runs.tex).\n\n",
     );
+}
 
-    if !figures.is_empty() {
-        md.push_str("## Figures\n\n");
-        for (stem, title) in figures {
-            md.push_str(&format!(
-                "### {title}\n\n![{title}]({stem}.png)\n\n[SVG]({stem}.svg)\n\n"
-            ));
-        }
+fn figures_section(md: &mut String, figures: &[(&str, &str)]) {
+    if figures.is_empty() {
+        return;
     }
-
-    if !notes.is_empty() {
-        md.push_str("## Notes\n\n");
-        for note in notes {
-            md.push_str(&format!("- {note}\n"));
-        }
-        md.push('\n');
+    md.push_str("## Figures\n\n");
+    for (stem, title) in figures {
+        md.push_str(&format!(
+            "### {title}\n\n![{title}]({stem}.png)\n\n[SVG]({stem}.svg)\n\n"
+        ));
     }
+}
 
+fn notes_section(md: &mut String, notes: &[String]) {
+    if notes.is_empty() {
+        return;
+    }
+    md.push_str("## Notes\n\n");
+    for note in notes {
+        md.push_str(&format!("- {note}\n"));
+    }
+    md.push('\n');
+}
+
+/// The planned runs without a record, and how far each got.
+fn unfinished_section(md: &mut String, plan: &Plan) {
     let unfinished: Vec<String> = plan
         .runs
         .iter()
@@ -1051,5 +1095,4 @@ fn report_markdown(
             md.push_str(&line);
         }
     }
-    md
 }

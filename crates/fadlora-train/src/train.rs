@@ -47,7 +47,9 @@ use crate::scores::{score_dataset, ScoredSet};
 use crate::TrainError;
 use fadlora_run::layout::{epoch_dir, BEST_DIR, SCORES_DIR};
 pub use fadlora_run::layout::{ADAPTER_DIR, CONFIG_FILE, PROGRESS_FILE, RECORD_FILE};
-use fadlora_run::record::{EpochLog, RunRecord, SplitResult, TimeStats, RECORD_VERSION};
+use fadlora_run::record::{
+    EpochLog, ParamCounts, RunRecord, SplitResult, TimeStats, RECORD_VERSION,
+};
 use fadlora_run::scores::{read_asv_scores, split_by_label, write_score_file};
 use fadlora_run::write_atomic;
 
@@ -110,6 +112,13 @@ impl Best {
 /// Trains (or resumes) the run described by `config` on its backend. Runs in one process take
 /// turns with every other backend job ([`run_on`]), so the seeded streams stay their own.
 pub fn train(config: &RunConfig, options: &TrainOptions) -> Result<TrainOutcome, TrainError> {
+    let _span = tracing::info_span!(
+        "train",
+        run = %config.output_dir.display(),
+        backend = %config.backend,
+        mode = %config.mode()
+    )
+    .entered();
     run_on(config.backend, TrainJob { config, options })?
 }
 
@@ -211,6 +220,9 @@ fn config_diff(old: &str, new: &str) -> String {
     parts.join(", ")
 }
 
+/// One invocation of a run: open (or resume) its folder, build the data and the network, train
+/// epoch by epoch with selection and checkpoints, then score the selected checkpoint and write
+/// the record.
 fn run_training<B, O>(
     config: &RunConfig,
     options: &TrainOptions,
@@ -223,382 +235,50 @@ where
     O: Optimizer<Detector<B>, B>,
 {
     let invocation_start = Instant::now();
-    let out = &config.output_dir;
-    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
-
-    // A run folder belongs to one configuration: resuming under another would mix runs.
-    let resolved = config.to_toml();
-    let config_path = out.join(CONFIG_FILE);
-    let progress_path = out.join(PROGRESS_FILE);
-    if progress_path.is_file() {
-        let old = std::fs::read_to_string(&config_path).unwrap_or_default();
-        if old != resolved {
-            return Err(TrainError::ConfigChanged {
-                dir: out.clone(),
-                diff: config_diff(&old, &resolved),
-            });
-        }
-    } else {
-        write_atomic(&config_path, resolved.as_bytes())?;
-    }
-    let record_path = out.join(RECORD_FILE);
-    if record_path.is_file() {
-        tracing::info!("{} is complete; nothing to do", out.display());
-        return Ok(TrainOutcome::Finished(Box::new(read_json(&record_path)?)));
-    }
-    let mut progress: Progress = if progress_path.is_file() {
-        read_json(&progress_path)?
-    } else {
-        Progress::default()
+    let folder = RunFolder::new(&config.output_dir);
+    let mut progress = match folder.open_or_resume(config)? {
+        Opened::Finished(record) => return Ok(TrainOutcome::Finished(record)),
+        Opened::At(progress) => progress,
     };
     let prior_wall = progress.wall_seconds;
+    let wall = || prior_wall + invocation_start.elapsed().as_secs_f64();
+    let data = RunData::build(config)?;
+    let mut net = Network::<B, O>::build(config, &folder, &progress, &env, optim, &device)?;
+    let budget = Budget::of(config, data.train.len());
+    let bar = progress_bar(options, budget.total_steps, progress.steps);
 
-    // Data.
-    let spec = config.dataset()?;
-    let all = spec.load()?;
-    let d = &config.data;
-    let train_utts = select_split(&all, &spec, &d.train_split, d.max_per_class)?;
-    let dev_utts = select_split(&all, &spec, &d.dev_split, d.max_per_class)?;
-    let eval_utts = match &d.eval_split {
-        Some(split) => Some(select_split(&all, &spec, split, d.max_per_class)?),
-        None => None,
-    };
-    // Read now, so a bad ASV score file stops the run before training, not after it.
-    let asv = d.asv_scores.as_deref().map(read_asv_scores).transpose()?;
-    let normalization = d.normalization.to_data();
-    let train_crop = match d.train_crop {
-        TrainCrop::Random => CropMode::Random {
-            seed: mix(config.seed, STREAM_CROP, 0),
-        },
-        TrainCrop::First => CropMode::First,
-    };
-    let dataset = |utterances, crop| {
-        Arc::new(
-            AudioDataset::new(utterances, d.crop_samples, crop).with_normalization(normalization),
-        )
-    };
-    let train_ds = dataset(train_utts, train_crop);
-    let dev_ds = dataset(dev_utts, CropMode::First);
-    let eval_ds = eval_utts.map(|u| dataset(u, CropMode::First));
-    for ds in [Some(&train_ds), Some(&dev_ds), eval_ds.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        ds.check_files_exist()?;
-    }
-    let score_train_ds = config
-        .train
-        .score_train
-        .then(|| dataset(train_ds.utterances().to_vec(), CropMode::First));
-
-    // Model.
-    let arch = crate::config::wav2vec2_config(&config.model)?;
-    if arch.num_frames(d.crop_samples).is_none() {
-        return Err(TrainError::Invalid(format!(
-            "data.crop_samples = {} is shorter than the receptive field ({})",
-            d.crop_samples,
-            arch.receptive_field()
-        )));
-    }
-    let detector_config = DetectorConfig::new(arch)
-        .with_lora(config.lora.clone())
-        .with_head(config.head.kind)
-        .with_precision(config.precision);
-    let source = match &config.model.checkpoint {
-        Some(dir) => BaseSource::Pretrained { dir: dir.clone() },
-        None => BaseSource::Random {
-            seed: mix(config.seed, STREAM_INIT, 0),
-        },
-    };
-    let model: Detector<B> = detector_config.build(&source, &device)?;
-    let paths = param_paths(&model);
-    let counts = paths.counts;
-    tracing::info!(
-        "{} on {}: {} trainable of {} parameters ({})",
-        if config.lora.is_some() {
-            "LoRA"
-        } else {
-            "full fine-tuning"
-        },
-        env.device_name,
-        counts.trainable,
-        counts.total,
-        env.kind
-    );
-    let base_file = match (&source, paths.frozen.is_empty()) {
-        // Nothing on disk holds a random front end: keep it beside the checkpoints.
-        (BaseSource::Random { .. }, false) => Some(PathBuf::from(BASE_FILE)),
-        _ => None,
-    };
-    let best_dir = out.join(BEST_DIR);
-    if let Some(base) = &base_file {
-        let file = best_dir.join(base);
-        if !file.is_file() {
-            std::fs::create_dir_all(&best_dir).map_err(|e| TrainError::io(&best_dir, e))?;
-            save_params(&model, &paths.frozen, &file)?;
-        }
-    }
-    let mut model = model.with_frozen_weights_in_precision();
-
-    let mut optim = optim;
-    if progress.epochs_done > 0 {
-        let dir = epoch_dir(out, progress.epochs_done);
-        model = load_params(model, &dir.join(TRAINABLE_FILE))?;
-        optim = load_optimizer::<B, Detector<B>, O>(optim, &dir.join(OPTIMIZER_FILE), &device)?;
-        tracing::info!(
-            "resuming {} after epoch {} (step {})",
-            out.display(),
-            progress.epochs_done,
-            progress.steps
-        );
-    }
-
-    // Budget.
-    let t = &config.train;
-    let accumulation = config.optim.grad_accumulation;
-    let batches_per_epoch = train_ds.utterances().len().div_ceil(t.batch_size);
-    let steps_per_epoch = batches_per_epoch.div_ceil(accumulation) as u64;
-    let max_epochs = t.epochs.unwrap_or(usize::MAX);
-    let total_steps = match (t.epochs, t.max_steps) {
-        (Some(e), Some(m)) => (e as u64 * steps_per_epoch).min(m),
-        (Some(e), None) => e as u64 * steps_per_epoch,
-        (None, Some(m)) => m,
-        (None, None) => unreachable!("validated: a budget is given"),
-    };
-    let max_epochs = max_epochs.min(total_steps.div_ceil(steps_per_epoch) as usize);
-
-    let bar = if options.progress {
-        let bar = ProgressBar::new(total_steps);
-        bar.set_style(
-            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len} {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        bar.set_position(progress.steps);
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-
-    let weights = t.class_weights;
     let mut epochs_this_invocation = 0;
-    let mut budget_done = progress.steps >= total_steps || progress.stopped_early;
-    while !budget_done && progress.epochs_done < max_epochs {
+    while !budget.done(&progress) && progress.epochs_done < budget.max_epochs {
         let epoch = progress.epochs_done; // 0-based index of the epoch being run
+        let _span = tracing::info_span!("epoch", epoch = epoch + 1).entered();
         let epoch_start = Instant::now();
-        B::seed(&device, mix(config.seed, STREAM_BACKEND, epoch as u64));
-        model.wav2vec2.encoder.layerdrop_rng.reseed(mix(
-            config.seed,
-            STREAM_LAYERDROP,
-            epoch as u64,
-        ));
-        train_ds.set_epoch(epoch as u64);
-        let mut order: Vec<usize> = (0..train_ds.utterances().len()).collect();
-        order.shuffle(&mut StdRng::seed_from_u64(mix(
-            config.seed,
-            STREAM_SHUFFLE,
-            epoch as u64,
-        )));
-
-        let mut accumulator = GradientsAccumulator::<Detector<B>>::new();
-        let mut micro = 0;
-        let mut lr = learning_rate(config, progress.steps, total_steps);
-        let batches: Vec<Vec<usize>> = order.chunks(t.batch_size).map(<[usize]>::to_vec).collect();
-        let batch_count = batches.len();
-        let mut utterances = 0u64;
-        // The device runs ahead of the host: losses are summed on the device and read back, with
-        // one sync, every `LOSS_READ_STEPS` optimizer steps and at the end of the epoch. The
-        // steps in between are timed together.
-        let mut losses = LossWindow::<B::InnerBackend>::default();
-        let mut window_start = Instant::now();
-        let mut window_steps = 0usize;
-        let (mut loss_sum, mut loss_count) = (0.0, 0usize);
-        for (i, items) in Prefetch::new(Arc::clone(&train_ds), batches).enumerate() {
-            if progress.steps >= total_steps {
-                break;
-            }
-            let batch = stack::<B>(items, &device)?;
-            utterances += batch.ids.len() as u64;
-            if window_steps == 0 && micro == 0 {
-                window_start = Instant::now();
-            }
-            let logits = model.forward(batch.waveforms);
-            let loss = weighted_cross_entropy(logits, batch.labels, weights);
-            if window_steps == 0 && micro == 0 {
-                // Once a window, where activations peak: the only extra sync of the loop.
-                B::sync(&device).ok();
-                env.memory.sample();
-            }
-            losses.add(loss.clone().inner());
-            // Accumulated gradients are summed, so each micro-batch carries 1/accumulation.
-            let grads = (loss / accumulation as f64).backward();
-            accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
-            micro += 1;
-            let last = i + 1 == batch_count;
-            if micro < accumulation && !last {
-                continue;
-            }
-            let mut grads = accumulator.grads();
-            if let Some(max_norm) = config.optim.grad_clip_norm {
-                clip_global_norm::<B>(&model, &mut grads, max_norm);
-            }
-            lr = learning_rate(config, progress.steps, total_steps);
-            model = optim.step(lr, model, grads);
-            progress.steps += 1;
-            micro = 0;
-            window_steps += 1;
-            // A window also ends with the timing warm-up, so warm-up steps (autotuning on a
-            // GPU) are never averaged into timed ones.
-            let warmup_ends = progress.steps_timed + window_steps == t.timing_warmup_steps;
-            if window_steps < LOSS_READ_STEPS
-                && !last
-                && progress.steps < total_steps
-                && !warmup_ends
-            {
-                continue;
-            }
-            // One read-back: waits for every queued step.
-            let (sum, count) = losses.read();
-            env.memory.sample();
-            let step_ms = window_start.elapsed().as_secs_f64() * 1e3 / window_steps as f64;
-            for _ in 0..window_steps {
-                progress.steps_timed += 1;
-                if progress.steps_timed == t.timing_warmup_steps {
-                    env.memory.reset();
-                }
-                if progress.steps_timed > t.timing_warmup_steps {
-                    progress.step_times_ms.push(step_ms);
-                }
-            }
-            window_steps = 0;
-            if !sum.is_finite() {
-                return Err(TrainError::Diverged {
-                    step: progress.steps,
-                    loss: sum / count.max(1) as f64,
-                });
-            }
-            loss_sum += sum;
-            loss_count += count;
-            bar.set_position(progress.steps);
-            bar.set_message(format!(
-                "epoch {} loss {:.4}",
-                epoch + 1,
-                sum / count.max(1) as f64
-            ));
-        }
-        let train_seconds = epoch_start.elapsed().as_secs_f64();
-        progress.train_seconds += train_seconds;
-        progress.train_utterances += utterances;
-
-        // Dev evaluation and model selection.
-        let valid = model.valid();
-        let inner_device = device.clone();
-        let dev = score_dataset(
-            &valid,
-            &dev_ds,
-            t.eval_batch_size(),
-            weights,
-            &inner_device,
-            &mut env.memory,
+        let (model, trained) = train_epoch(
+            net.model,
+            &mut net.optim,
+            &data.train,
+            config,
+            &budget,
+            &mut progress,
+            &mut env,
+            &device,
+            &bar,
         )?;
-        let train_eer = match &score_train_ds {
-            Some(ds) => Some(
-                score_dataset(
-                    &valid,
-                    ds,
-                    t.eval_batch_size(),
-                    weights,
-                    &inner_device,
-                    &mut env.memory,
-                )?
-                .eer
-                .eer * 100.0,
-            ),
-            None => None,
-        };
-        let improved = progress
-            .best
-            .is_none_or(|b| b.is_beaten_by(t.selection_metric, dev.eer.eer, dev.loss));
+        net.model = model;
+        let (log, dev) = evaluate_epoch(&net.model, &data, config, &progress, trained, &mut env)?;
         let log = EpochLog {
-            epoch: epoch + 1,
-            steps: progress.steps,
-            train_loss: loss_sum / loss_count.max(1) as f64,
-            train_eer_percent: train_eer,
-            dev_loss: dev.loss,
-            dev_eer_percent: dev.eer.eer * 100.0,
-            lr,
             wall_seconds: epoch_start.elapsed().as_secs_f64(),
-            improved,
+            ..log
         };
-        tracing::info!(
-            "epoch {}: train loss {:.5}{}, dev loss {:.5}, dev EER {:.4}%{}",
-            log.epoch,
-            log.train_loss,
-            train_eer
-                .map(|e| format!(" (train EER {e:.3}%)"))
-                .unwrap_or_default(),
-            log.dev_loss,
-            log.dev_eer_percent,
-            if improved { " *" } else { "" }
-        );
-
-        // Checkpoint: write the epoch folder under a temporary name, then rename it, then
-        // point progress.json at it; an interruption at any moment leaves the previous
-        // consistent state.
-        let dir = epoch_dir(out, epoch + 1);
-        let partial = dir.with_extension("partial");
-        let _ = std::fs::remove_dir_all(&partial);
-        std::fs::create_dir_all(&partial).map_err(|e| TrainError::io(&partial, e))?;
-        save_params(&model, &paths.trainable, &partial.join(TRAINABLE_FILE))?;
-        save_optimizer::<B, Detector<B>, O>(&optim, &partial.join(OPTIMIZER_FILE))?;
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&partial, &dir).map_err(|e| TrainError::io(&dir, e))?;
-        if improved {
-            std::fs::create_dir_all(&best_dir).map_err(|e| TrainError::io(&best_dir, e))?;
-            let bytes =
-                std::fs::read(dir.join(TRAINABLE_FILE)).map_err(|e| TrainError::io(&dir, e))?;
-            write_atomic(&best_dir.join(TRAINABLE_FILE), &bytes)?;
-            write_detector_file(
-                &best_dir,
-                &DetectorFile {
-                    config: detector_config.clone(),
-                    source: source.clone(),
-                    base_file: base_file.clone(),
-                    crop_samples: d.crop_samples,
-                    normalization: d.normalization,
-                    epoch: epoch + 1,
-                    dev_eer_threshold: Some(dev.eer.threshold),
-                },
-            )?;
-            progress.best = Some(Best {
-                epoch: epoch + 1,
-                dev_eer: dev.eer.eer,
-                dev_loss: dev.loss,
-            });
-            progress.epochs_without_improvement = 0;
-        } else {
-            progress.epochs_without_improvement += 1;
-        }
-        progress.epochs_done = epoch + 1;
-        progress.history.push(log);
-        if t.patience
-            .is_some_and(|p| progress.epochs_without_improvement >= p)
-        {
-            tracing::info!(
-                "no dev improvement for {} epochs: stopping early",
-                progress.epochs_without_improvement
-            );
-            progress.stopped_early = true;
-        }
-        budget_done = progress.steps >= total_steps || progress.stopped_early;
-        progress.wall_seconds = prior_wall + invocation_start.elapsed().as_secs_f64();
-        write_json(&progress_path, &progress)?;
+        checkpoint_epoch(&net, &folder, config, &mut progress, log, &dev)?;
+        progress.wall_seconds = wall();
+        write_json(&folder.progress, &progress)?;
         // The previous epoch's folder is no longer needed for resuming.
         if epoch > 0 {
-            let _ = std::fs::remove_dir_all(epoch_dir(out, epoch));
+            let _ = std::fs::remove_dir_all(epoch_dir(&folder.out, epoch));
         }
         epochs_this_invocation += 1;
-        if options.interrupt_after_epochs == Some(epochs_this_invocation) && !budget_done {
+        if options.interrupt_after_epochs == Some(epochs_this_invocation) && !budget.done(&progress)
+        {
             bar.abandon();
             return Ok(TrainOutcome::Interrupted {
                 epochs_done: progress.epochs_done,
@@ -606,12 +286,547 @@ where
         }
     }
     bar.finish_and_clear();
+    let record = write_record(
+        net,
+        &folder,
+        &data,
+        config,
+        &mut progress,
+        &mut env,
+        &device,
+        wall,
+    )?;
+    Ok(TrainOutcome::Finished(Box::new(record)))
+}
 
-    // Final scoring with the selected checkpoint.
+/// The files of a run folder this loop reads and writes.
+struct RunFolder {
+    out: PathBuf,
+    config: PathBuf,
+    progress: PathBuf,
+    record: PathBuf,
+    best: PathBuf,
+}
+
+/// Where an invocation starts.
+enum Opened {
+    /// An earlier invocation finished the run: nothing to do.
+    Finished(Box<RunRecord>),
+    /// Epochs checkpointed so far (none for a new run).
+    At(Progress),
+}
+
+impl RunFolder {
+    fn new(out: &Path) -> Self {
+        RunFolder {
+            out: out.to_path_buf(),
+            config: out.join(CONFIG_FILE),
+            progress: out.join(PROGRESS_FILE),
+            record: out.join(RECORD_FILE),
+            best: out.join(BEST_DIR),
+        }
+    }
+
+    /// Creates the folder for a new run, or checks that an existing one holds this very
+    /// configuration (resuming under another would mix two runs) and says where it stopped.
+    fn open_or_resume(&self, config: &RunConfig) -> Result<Opened, TrainError> {
+        std::fs::create_dir_all(&self.out).map_err(|e| TrainError::io(&self.out, e))?;
+        let resolved = config.to_toml();
+        if self.progress.is_file() {
+            let old = std::fs::read_to_string(&self.config).unwrap_or_default();
+            if old != resolved {
+                return Err(TrainError::ConfigChanged {
+                    dir: self.out.clone(),
+                    diff: config_diff(&old, &resolved),
+                });
+            }
+        } else {
+            write_atomic(&self.config, resolved.as_bytes())?;
+        }
+        if self.record.is_file() {
+            tracing::info!(run = %self.out.display(), "complete; nothing to do");
+            return Ok(Opened::Finished(Box::new(read_json(&self.record)?)));
+        }
+        Ok(Opened::At(if self.progress.is_file() {
+            read_json(&self.progress)?
+        } else {
+            Progress::default()
+        }))
+    }
+}
+
+/// The run's splits, decoded on demand, and the organisers' ASV scores.
+struct RunData {
+    train: Arc<AudioDataset>,
+    dev: Arc<AudioDataset>,
+    eval: Option<Arc<AudioDataset>>,
+    /// The training set cut as in evaluation, when `train.score_train` asks for a train EER.
+    score_train: Option<Arc<AudioDataset>>,
+    asv: Option<fadlora_metrics::AsvScores>,
+}
+
+impl RunData {
+    /// Reads the protocol and checks every audio file exists and the ASV scores parse, so a
+    /// bad corpus stops the run before training rather than after it.
+    fn build(config: &RunConfig) -> Result<Self, TrainError> {
+        let spec = config.dataset()?;
+        let all = spec.load()?;
+        let d = &config.data;
+        let split = |name: &str| select_split(&all, &spec, name, d.max_per_class);
+        let train_utts = split(&d.train_split)?;
+        let dev_utts = split(&d.dev_split)?;
+        let eval_utts = d.eval_split.as_deref().map(split).transpose()?;
+        let asv = d.asv_scores.as_deref().map(read_asv_scores).transpose()?;
+        let normalization = d.normalization.to_data();
+        let train_crop = match d.train_crop {
+            TrainCrop::Random => CropMode::Random {
+                seed: mix(config.seed, STREAM_CROP, 0),
+            },
+            TrainCrop::First => CropMode::First,
+        };
+        let dataset = |utterances, crop| {
+            Arc::new(
+                AudioDataset::new(utterances, d.crop_samples, crop)
+                    .with_normalization(normalization),
+            )
+        };
+        let data = RunData {
+            score_train: config
+                .train
+                .score_train
+                .then(|| dataset(train_utts.clone(), CropMode::First)),
+            train: dataset(train_utts, train_crop),
+            dev: dataset(dev_utts, CropMode::First),
+            eval: eval_utts.map(|u| dataset(u, CropMode::First)),
+            asv,
+        };
+        for ds in [Some(&data.train), Some(&data.dev), data.eval.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            ds.check_files_exist()?;
+        }
+        Ok(data)
+    }
+}
+
+/// The detector being trained, its optimizer, and what checkpoints need to rebuild it.
+struct Network<B: TrainBackend, O> {
+    model: Detector<B>,
+    optim: O,
+    detector_config: DetectorConfig,
+    source: BaseSource,
+    /// `base.safetensors` in `best/` when the front end is a random initialisation.
+    base_file: Option<PathBuf>,
+    /// Parameter paths saved in every checkpoint.
+    trainable: BTreeSet<String>,
+    counts: ParamCounts,
+}
+
+impl<B: TrainBackend, O: Optimizer<Detector<B>, B>> Network<B, O> {
+    /// Builds the detector from its source, keeps a random front end on disk, and on resume
+    /// loads the last checkpoint's parameters and optimizer state.
+    fn build(
+        config: &RunConfig,
+        folder: &RunFolder,
+        progress: &Progress,
+        env: &BackendEnv,
+        optim: O,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
+        let arch = crate::config::wav2vec2_config(&config.model)?;
+        if arch.num_frames(config.data.crop_samples).is_none() {
+            return Err(TrainError::Invalid(format!(
+                "data.crop_samples = {} is shorter than the receptive field ({})",
+                config.data.crop_samples,
+                arch.receptive_field()
+            )));
+        }
+        let detector_config = DetectorConfig::new(arch)
+            .with_lora(config.lora.clone())
+            .with_head(config.head.kind)
+            .with_precision(config.precision);
+        let source = match &config.model.checkpoint {
+            Some(dir) => BaseSource::Pretrained { dir: dir.clone() },
+            None => BaseSource::Random {
+                seed: mix(config.seed, STREAM_INIT, 0),
+            },
+        };
+        let model: Detector<B> = detector_config.build(&source, device)?;
+        let paths = param_paths(&model);
+        tracing::info!(
+            mode = %config.mode(),
+            device = %env.device_name,
+            backend = %env.kind,
+            trainable = paths.counts.trainable,
+            total = paths.counts.total,
+            "detector built"
+        );
+        let base_file = match (&source, paths.frozen.is_empty()) {
+            // Nothing on disk holds a random front end: keep it beside the checkpoints.
+            (BaseSource::Random { .. }, false) => Some(PathBuf::from(BASE_FILE)),
+            _ => None,
+        };
+        if let Some(base) = &base_file {
+            let file = folder.best.join(base);
+            if !file.is_file() {
+                std::fs::create_dir_all(&folder.best)
+                    .map_err(|e| TrainError::io(&folder.best, e))?;
+                save_params(&model, &paths.frozen, &file)?;
+            }
+        }
+        let mut model = model.with_frozen_weights_in_precision();
+        let mut optim = optim;
+        if progress.epochs_done > 0 {
+            let dir = epoch_dir(&folder.out, progress.epochs_done);
+            model = load_params(model, &dir.join(TRAINABLE_FILE))?;
+            optim = load_optimizer::<B, Detector<B>, O>(optim, &dir.join(OPTIMIZER_FILE), device)?;
+            tracing::info!(
+                run = %folder.out.display(),
+                epochs_done = progress.epochs_done,
+                steps = progress.steps,
+                "resuming"
+            );
+        }
+        Ok(Network {
+            model,
+            optim,
+            detector_config,
+            source,
+            base_file,
+            trainable: paths.trainable,
+            counts: paths.counts,
+        })
+    }
+}
+
+/// How long the run trains: optimizer steps in all, and the epochs they take.
+struct Budget {
+    total_steps: u64,
+    max_epochs: usize,
+}
+
+impl Budget {
+    fn of(config: &RunConfig, train_utterances: usize) -> Self {
+        let t = &config.train;
+        let batches_per_epoch = train_utterances.div_ceil(t.batch_size);
+        let steps_per_epoch = batches_per_epoch.div_ceil(config.optim.grad_accumulation) as u64;
+        let total_steps = match (t.epochs, t.max_steps) {
+            (Some(e), Some(m)) => (e as u64 * steps_per_epoch).min(m),
+            (Some(e), None) => e as u64 * steps_per_epoch,
+            (None, Some(m)) => m,
+            (None, None) => unreachable!("validated: a budget is given"),
+        };
+        let max_epochs = t
+            .epochs
+            .unwrap_or(usize::MAX)
+            .min(total_steps.div_ceil(steps_per_epoch) as usize);
+        Budget {
+            total_steps,
+            max_epochs,
+        }
+    }
+
+    fn done(&self, progress: &Progress) -> bool {
+        progress.steps >= self.total_steps || progress.stopped_early
+    }
+}
+
+fn progress_bar(options: &TrainOptions, total_steps: u64, steps_done: u64) -> ProgressBar {
+    if !options.progress {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total_steps);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_position(steps_done);
+    bar
+}
+
+/// What an epoch of training leaves for its log line.
+struct EpochTraining {
+    mean_loss: f64,
+    /// The learning rate of the epoch's last step.
+    lr: f64,
+}
+
+/// One pass over the training set: forward, weighted cross-entropy, backward, accumulation,
+/// clipping and optimizer steps, until the epoch or the step budget ends. Step times and the
+/// memory peak go into `progress` and `env`.
+#[allow(clippy::too_many_arguments)]
+fn train_epoch<B, O>(
+    mut model: Detector<B>,
+    optim: &mut O,
+    train: &Arc<AudioDataset>,
+    config: &RunConfig,
+    budget: &Budget,
+    progress: &mut Progress,
+    env: &mut BackendEnv,
+    device: &B::Device,
+    bar: &ProgressBar,
+) -> Result<(Detector<B>, EpochTraining), TrainError>
+where
+    B: TrainBackend,
+    O: Optimizer<Detector<B>, B>,
+{
+    let t = &config.train;
+    let epoch = progress.epochs_done;
+    let epoch_start = Instant::now();
+    B::seed(device, mix(config.seed, STREAM_BACKEND, epoch as u64));
+    model
+        .wav2vec2
+        .encoder
+        .layerdrop_rng
+        .reseed(mix(config.seed, STREAM_LAYERDROP, epoch as u64));
+    train.set_epoch(epoch as u64);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(mix(
+        config.seed,
+        STREAM_SHUFFLE,
+        epoch as u64,
+    )));
+
+    let accumulation = config.optim.grad_accumulation;
+    let mut accumulator = GradientsAccumulator::<Detector<B>>::new();
+    let mut micro = 0;
+    let mut lr = learning_rate(config, progress.steps, budget.total_steps);
+    let batches: Vec<Vec<usize>> = order.chunks(t.batch_size).map(<[usize]>::to_vec).collect();
+    let batch_count = batches.len();
+    let mut utterances = 0u64;
+    // The device runs ahead of the host: losses are summed on the device and read back, with
+    // one sync, every `LOSS_READ_STEPS` optimizer steps and at the end of the epoch. The
+    // steps in between are timed together.
+    let mut losses = LossWindow::<B::InnerBackend>::default();
+    let mut window_start = Instant::now();
+    let mut window_steps = 0usize;
+    let (mut loss_sum, mut loss_count) = (0.0, 0usize);
+    for (i, items) in Prefetch::new(Arc::clone(train), batches).enumerate() {
+        if progress.steps >= budget.total_steps {
+            break;
+        }
+        let batch = stack::<B>(items, device)?;
+        utterances += batch.ids.len() as u64;
+        if window_steps == 0 && micro == 0 {
+            window_start = Instant::now();
+        }
+        let logits = model.forward(batch.waveforms);
+        let loss = weighted_cross_entropy(logits, batch.labels, t.class_weights);
+        if window_steps == 0 && micro == 0 {
+            // Once a window, where activations peak: the only extra sync of the loop.
+            B::sync(device).ok();
+            env.memory.sample();
+        }
+        losses.add(loss.clone().inner());
+        // Accumulated gradients are summed, so each micro-batch carries 1/accumulation.
+        let grads = (loss / accumulation as f64).backward();
+        accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
+        micro += 1;
+        let last = i + 1 == batch_count;
+        if micro < accumulation && !last {
+            continue;
+        }
+        let mut grads = accumulator.grads();
+        if let Some(max_norm) = config.optim.grad_clip_norm {
+            clip_global_norm::<B>(&model, &mut grads, max_norm);
+        }
+        lr = learning_rate(config, progress.steps, budget.total_steps);
+        model = optim.step(lr, model, grads);
+        progress.steps += 1;
+        micro = 0;
+        window_steps += 1;
+        // A window also ends with the timing warm-up, so warm-up steps (autotuning on a
+        // GPU) are never averaged into timed ones.
+        let warmup_ends = progress.steps_timed + window_steps == t.timing_warmup_steps;
+        if window_steps < LOSS_READ_STEPS
+            && !last
+            && progress.steps < budget.total_steps
+            && !warmup_ends
+        {
+            continue;
+        }
+        // One read-back: waits for every queued step.
+        let (sum, count) = losses.read();
+        env.memory.sample();
+        let step_ms = window_start.elapsed().as_secs_f64() * 1e3 / window_steps as f64;
+        for _ in 0..window_steps {
+            progress.steps_timed += 1;
+            if progress.steps_timed == t.timing_warmup_steps {
+                env.memory.reset();
+            }
+            if progress.steps_timed > t.timing_warmup_steps {
+                progress.step_times_ms.push(step_ms);
+            }
+        }
+        window_steps = 0;
+        if !sum.is_finite() {
+            return Err(TrainError::Diverged {
+                step: progress.steps,
+                loss: sum / count.max(1) as f64,
+            });
+        }
+        loss_sum += sum;
+        loss_count += count;
+        bar.set_position(progress.steps);
+        bar.set_message(format!(
+            "epoch {} loss {:.4}",
+            epoch + 1,
+            sum / count.max(1) as f64
+        ));
+    }
+    progress.train_seconds += epoch_start.elapsed().as_secs_f64();
+    progress.train_utterances += utterances;
+    let trained = EpochTraining {
+        mean_loss: loss_sum / loss_count.max(1) as f64,
+        lr,
+    };
+    Ok((model, trained))
+}
+
+/// Scores the dev set (and the training set, when asked) in eval mode, and says whether the
+/// epoch beats the best so far. The log's `wall_seconds` is left for the caller.
+fn evaluate_epoch<B: TrainBackend>(
+    model: &Detector<B>,
+    data: &RunData,
+    config: &RunConfig,
+    progress: &Progress,
+    trained: EpochTraining,
+    env: &mut BackendEnv,
+) -> Result<(EpochLog, ScoredSet), TrainError> {
+    let t = &config.train;
+    let valid = model.valid();
+    let device = valid.devices()[0].clone();
+    let score = |ds: &Arc<AudioDataset>, env: &mut BackendEnv| {
+        score_dataset(
+            &valid,
+            ds,
+            t.eval_batch_size(),
+            t.class_weights,
+            &device,
+            &mut env.memory,
+        )
+    };
+    let dev = score(&data.dev, env)?;
+    let train_eer = match &data.score_train {
+        Some(ds) => Some(score(ds, env)?.eer.eer * 100.0),
+        None => None,
+    };
+    let improved = progress
+        .best
+        .is_none_or(|b| b.is_beaten_by(t.selection_metric, dev.eer.eer, dev.loss));
+    let log = EpochLog {
+        epoch: progress.epochs_done + 1,
+        steps: progress.steps,
+        train_loss: trained.mean_loss,
+        train_eer_percent: train_eer,
+        dev_loss: dev.loss,
+        dev_eer_percent: dev.eer.eer * 100.0,
+        lr: trained.lr,
+        wall_seconds: 0.0,
+        improved,
+    };
+    tracing::info!(
+        epoch = log.epoch,
+        train_loss = log.train_loss,
+        train_eer_percent = ?log.train_eer_percent,
+        dev_loss = log.dev_loss,
+        dev_eer_percent = log.dev_eer_percent,
+        improved,
+        "epoch evaluated"
+    );
+    Ok((log, dev))
+}
+
+/// Writes the epoch's checkpoint and, when it improved, the selected one in `best/`; then
+/// moves `progress` past the epoch (early stopping included). The epoch folder is written under
+/// a temporary name and renamed, and `progress.json` (written by the caller) points at it only
+/// afterwards, so an interruption at any moment leaves the previous consistent state.
+fn checkpoint_epoch<B, O>(
+    net: &Network<B, O>,
+    folder: &RunFolder,
+    config: &RunConfig,
+    progress: &mut Progress,
+    log: EpochLog,
+    dev: &ScoredSet,
+) -> Result<(), TrainError>
+where
+    B: TrainBackend,
+    O: Optimizer<Detector<B>, B>,
+{
+    let epoch = log.epoch; // 1-based
+    let dir = epoch_dir(&folder.out, epoch);
+    let partial = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&partial).map_err(|e| TrainError::io(&partial, e))?;
+    save_params(&net.model, &net.trainable, &partial.join(TRAINABLE_FILE))?;
+    save_optimizer::<B, Detector<B>, O>(&net.optim, &partial.join(OPTIMIZER_FILE))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&partial, &dir).map_err(|e| TrainError::io(&dir, e))?;
+    if log.improved {
+        let best = &folder.best;
+        std::fs::create_dir_all(best).map_err(|e| TrainError::io(best, e))?;
+        let bytes = std::fs::read(dir.join(TRAINABLE_FILE)).map_err(|e| TrainError::io(&dir, e))?;
+        write_atomic(&best.join(TRAINABLE_FILE), &bytes)?;
+        write_detector_file(
+            best,
+            &DetectorFile {
+                config: net.detector_config.clone(),
+                source: net.source.clone(),
+                base_file: net.base_file.clone(),
+                crop_samples: config.data.crop_samples,
+                normalization: config.data.normalization,
+                epoch,
+                dev_eer_threshold: Some(dev.eer.threshold),
+            },
+        )?;
+        progress.best = Some(Best {
+            epoch,
+            dev_eer: dev.eer.eer,
+            dev_loss: dev.loss,
+        });
+        progress.epochs_without_improvement = 0;
+    } else {
+        progress.epochs_without_improvement += 1;
+    }
+    progress.epochs_done = epoch;
+    progress.history.push(log);
+    if config
+        .train
+        .patience
+        .is_some_and(|p| progress.epochs_without_improvement >= p)
+    {
+        tracing::info!(
+            epochs_without_improvement = progress.epochs_without_improvement,
+            "no dev improvement: stopping early"
+        );
+        progress.stopped_early = true;
+    }
+    Ok(())
+}
+
+/// Loads the selected checkpoint, saves its adapters in PEFT's layout (LoRA runs), scores the
+/// dev and eval sets with it, and writes `record.json`, last: the run is finished when it
+/// exists.
+#[allow(clippy::too_many_arguments)]
+fn write_record<B, O>(
+    net: Network<B, O>,
+    folder: &RunFolder,
+    data: &RunData,
+    config: &RunConfig,
+    progress: &mut Progress,
+    env: &mut BackendEnv,
+    device: &B::Device,
+    wall_seconds: impl Fn() -> f64,
+) -> Result<RunRecord, TrainError>
+where
+    B: TrainBackend,
+{
     let best = progress
         .best
         .ok_or_else(|| TrainError::Invalid("no epoch was completed".into()))?;
-    let model = load_params(model, &best_dir.join(TRAINABLE_FILE))?.valid();
+    let model = load_params(net.model, &folder.best.join(TRAINABLE_FILE))?.valid();
     if config.lora.is_some() {
         // The selected adapters also in PEFT's layout, for use outside fadlora.
         let options = fadlora_model::adapter::SaveAdapterOptions {
@@ -622,46 +837,43 @@ where
                 .map(|p| p.display().to_string()),
             extras: Default::default(),
         };
-        let adapter_dir = best_dir.join(ADAPTER_DIR);
+        let adapter_dir = folder.best.join(ADAPTER_DIR);
         model
             .wav2vec2
             .save_adapter(&adapter_dir, &options)
             .map_err(|e| TrainError::Invalid(format!("{}: {e}", adapter_dir.display())))?;
     }
-    let dev = score_dataset(
-        &model,
-        &dev_ds,
-        t.eval_batch_size(),
-        weights,
-        &device,
-        &mut env.memory,
-    )?;
-    let dev_result = finish_split(out, &d.dev_split, &dev, None)?;
-    let eval_result = match (&eval_ds, &d.eval_split) {
+    let t = &config.train;
+    let mut score = |ds: &Arc<AudioDataset>| {
+        score_dataset(
+            &model,
+            ds,
+            t.eval_batch_size(),
+            t.class_weights,
+            device,
+            &mut env.memory,
+        )
+    };
+    let d = &config.data;
+    let dev = score(&data.dev)?;
+    let dev_result = finish_split(&folder.out, &d.dev_split, &dev, None)?;
+    let eval_result = match (&data.eval, &d.eval_split) {
         (Some(ds), Some(split)) => {
-            let eval = score_dataset(
-                &model,
-                ds,
-                t.eval_batch_size(),
-                weights,
-                &device,
-                &mut env.memory,
-            )?;
-            Some(finish_split(out, split, &eval, asv.as_ref())?)
+            let eval = score(ds)?;
+            Some(finish_split(&folder.out, split, &eval, data.asv.as_ref())?)
         }
         _ => None,
     };
-    progress.wall_seconds = prior_wall + invocation_start.elapsed().as_secs_f64();
-
+    progress.wall_seconds = wall_seconds();
     let record = RunRecord {
         record_version: RECORD_VERSION,
         name: config.name.clone(),
         mode: config.mode(),
         backend: env.kind.to_string(),
         device: env.device_name.clone(),
-        git_commit: git_commit(out).or_else(|| git_commit(Path::new("."))),
+        git_commit: git_commit(&folder.out).or_else(|| git_commit(Path::new("."))),
         config: config.clone(),
-        params: counts,
+        params: net.counts,
         memory: env.memory.peak(),
         step_time: TimeStats::of(&progress.step_times_ms),
         train_utt_per_s: progress.train_utterances as f64 / progress.train_seconds.max(1e-9),
@@ -674,8 +886,8 @@ where
         eval: eval_result,
         wall_seconds: progress.wall_seconds,
     };
-    write_json(&record_path, &record)?;
-    Ok(TrainOutcome::Finished(Box::new(record)))
+    write_json(&folder.record, &record)?;
+    Ok(record)
 }
 
 /// Writes the split's score file and summarises it; with the organisers' ASV scores, also the
