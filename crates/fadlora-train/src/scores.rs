@@ -125,17 +125,33 @@ pub fn write_score_file(path: &Path, scores: &[Scored]) -> Result<(), TrainError
     write_atomic(path, text.as_bytes())
 }
 
-/// Temp file in the same folder + rename (atomic on POSIX file systems).
+/// The suffix of [`write_atomic`]'s temporary files (`.NAME.XXXXXX.tmp`), by which a run
+/// folder's leftovers from a killed process are recognised and removed.
+pub const TEMP_SUFFIX: &str = ".tmp";
+
+/// Temp file in the same folder + rename (atomic on POSIX file systems). Errors name `path`:
+/// the temporary file's random name would not tell a user which file could not be written.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| TrainError::io(dir, e))?;
-    tmp.write_all(bytes)
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Dropped (and so deleted) on every error path; only a killed process leaves it behind.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(TEMP_SUFFIX)
+        .tempfile_in(dir)
+        .map_err(|e| TrainError::io(path, e))?;
+    // Through the plain file: NamedTempFile's own writes append its random path to errors.
+    tmp.as_file_mut()
+        .write_all(bytes)
         .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| TrainError::io(tmp.path(), e))?;
+        .map_err(|e| TrainError::io(path, e))?;
     tmp.persist(path)
         .map_err(|e| TrainError::io(path, e.error))?;
     Ok(())
