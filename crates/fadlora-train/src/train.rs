@@ -46,6 +46,7 @@ use crate::measure::{git_commit, TimeStats};
 use crate::record::{EpochLog, RunRecord, SplitResult, RECORD_VERSION};
 use crate::scores::{
     read_asv_scores, score_dataset, split_by_label, write_atomic, write_score_file, ScoredSet,
+    TEMP_SUFFIX,
 };
 use crate::TrainError;
 
@@ -207,6 +208,46 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
     write_atomic(path, json.as_bytes())
 }
 
+/// Removes what a killed invocation leaves in a run folder and nothing else would ever remove:
+/// temporary files of atomic writes, half-written folders (`*.partial`), and epoch checkpoints
+/// other than the one `progress.json` points at (a kill between committing an epoch and
+/// removing its predecessor, or between renaming an epoch's folder and committing it).
+fn remove_leftovers(out: &Path, epochs_done: usize) {
+    let checkpoints = out.join("checkpoints");
+    let keep = (epochs_done > 0).then(|| epoch_dir(out, epochs_done));
+    let best = out.join("best");
+    for dir in [
+        out.to_path_buf(),
+        out.join("scores"),
+        best.join(ADAPTER_DIR),
+        best,
+        checkpoints.clone(),
+    ] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let temporary = (name.starts_with('.') && name.ends_with(TEMP_SUFFIX))
+                || name.ends_with(".partial");
+            let stale_epoch = dir == checkpoints && keep.as_ref() != Some(&path);
+            if !temporary && !stale_epoch {
+                continue;
+            }
+            let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match removed {
+                Ok(()) => tracing::info!("removed {}, left by an interrupted run", path.display()),
+                Err(e) => tracing::warn!("cannot remove {}: {e}", path.display()),
+            }
+        }
+    }
+}
+
 /// Describes how the two configs differ, line by line of their resolved TOML.
 fn config_diff(old: &str, new: &str) -> String {
     let old: BTreeSet<&str> = old.lines().collect();
@@ -261,6 +302,7 @@ where
         Progress::default()
     };
     let prior_wall = progress.wall_seconds;
+    remove_leftovers(out, progress.epochs_done);
 
     // Data.
     let spec = config.dataset()?;
@@ -557,9 +599,17 @@ where
         let dir = epoch_dir(out, epoch + 1);
         let partial = dir.with_extension("partial");
         let _ = std::fs::remove_dir_all(&partial);
-        std::fs::create_dir_all(&partial).map_err(|e| TrainError::io(&partial, e))?;
-        save_params(&model, &paths.trainable, &partial.join(TRAINABLE_FILE))?;
-        save_optimizer::<B, Detector<B>, O>(&optim, &partial.join(OPTIMIZER_FILE))?;
+        let written = std::fs::create_dir_all(&partial)
+            .map_err(|e| TrainError::io(&partial, e))
+            .and_then(|()| save_params(&model, &paths.trainable, &partial.join(TRAINABLE_FILE)))
+            .and_then(|()| {
+                save_optimizer::<B, Detector<B>, O>(&optim, &partial.join(OPTIMIZER_FILE))
+            });
+        if let Err(e) = written {
+            // The previous epoch stays the one to resume from, with nothing half-written beside.
+            let _ = std::fs::remove_dir_all(&partial);
+            return Err(e);
+        }
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::rename(&partial, &dir).map_err(|e| TrainError::io(&dir, e))?;
         if improved {
