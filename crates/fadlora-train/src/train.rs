@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{run_on, BackendEnv, BackendJob};
 use crate::checkpoint::{
     load_optimizer, load_params, save_optimizer, save_params, write_detector_file, DetectorFile,
-    BASE_FILE, OPTIMIZER_FILE, TRAINABLE_FILE,
+    BASE_FILE, DETECTOR_FILE, OPTIMIZER_FILE, TRAINABLE_FILE,
 };
 use crate::config::{OptimKind, RunConfig, ScheduleKind, SelectionMetric, TrainCrop};
 use crate::data::{select_split, stack, Prefetch};
@@ -100,6 +100,9 @@ struct Best {
     epoch: usize,
     dev_eer: f64,
     dev_loss: f64,
+    /// For `best/detector.json`, which a resumed invocation may have to write.
+    #[serde(default)]
+    dev_eer_threshold: Option<f64>,
 }
 
 impl Best {
@@ -248,6 +251,25 @@ fn remove_leftovers(out: &Path, epochs_done: usize) {
     }
 }
 
+/// Makes `best/` hold the trainable parameters of the checkpoint in `epoch_dir` and `info`,
+/// writing only what differs (a resumed invocation calls it for a best/ that is often current).
+fn update_best(best_dir: &Path, epoch_dir: &Path, info: &DetectorFile) -> Result<(), TrainError> {
+    std::fs::create_dir_all(best_dir).map_err(|e| TrainError::io(best_dir, e))?;
+    let source = epoch_dir.join(TRAINABLE_FILE);
+    let bytes = std::fs::read(&source).map_err(|e| TrainError::io(&source, e))?;
+    let target = best_dir.join(TRAINABLE_FILE);
+    if std::fs::read(&target).ok().as_deref() != Some(bytes.as_slice()) {
+        write_atomic(&target, &bytes)?;
+    }
+    let current: Option<DetectorFile> = std::fs::read_to_string(best_dir.join(DETECTOR_FILE))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    if current.is_none_or(|c| serde_json::to_value(c).ok() != serde_json::to_value(info).ok()) {
+        write_detector_file(best_dir, info)?;
+    }
+    Ok(())
+}
+
 /// Describes how the two configs differ, line by line of their resolved TOML.
 fn config_diff(old: &str, new: &str) -> String {
     let old: BTreeSet<&str> = old.lines().collect();
@@ -390,6 +412,28 @@ where
         }
     }
     let mut model = model.with_frozen_weights_in_precision();
+
+    let detector_file = |best: &Best| DetectorFile {
+        config: detector_config.clone(),
+        source: source.clone(),
+        base_file: base_file.clone(),
+        crop_samples: d.crop_samples,
+        normalization: d.normalization,
+        epoch: best.epoch,
+        dev_eer_threshold: best.dev_eer_threshold,
+    };
+    // Killed between committing its best epoch and copying it to best/: copy it now. (A
+    // progress file without the threshold comes from a version that wrote best/ first.)
+    if let Some(best) = progress
+        .best
+        .filter(|b| b.epoch == progress.epochs_done && b.dev_eer_threshold.is_some())
+    {
+        update_best(
+            &best_dir,
+            &epoch_dir(out, best.epoch),
+            &detector_file(&best),
+        )?;
+    }
 
     let mut optim = optim;
     if progress.epochs_done > 0 {
@@ -613,26 +657,11 @@ where
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::rename(&partial, &dir).map_err(|e| TrainError::io(&dir, e))?;
         if improved {
-            std::fs::create_dir_all(&best_dir).map_err(|e| TrainError::io(&best_dir, e))?;
-            let bytes =
-                std::fs::read(dir.join(TRAINABLE_FILE)).map_err(|e| TrainError::io(&dir, e))?;
-            write_atomic(&best_dir.join(TRAINABLE_FILE), &bytes)?;
-            write_detector_file(
-                &best_dir,
-                &DetectorFile {
-                    config: detector_config.clone(),
-                    source: source.clone(),
-                    base_file: base_file.clone(),
-                    crop_samples: d.crop_samples,
-                    normalization: d.normalization,
-                    epoch: epoch + 1,
-                    dev_eer_threshold: Some(dev.eer.threshold),
-                },
-            )?;
             progress.best = Some(Best {
                 epoch: epoch + 1,
                 dev_eer: dev.eer.eer,
                 dev_loss: dev.loss,
+                dev_eer_threshold: Some(dev.eer.threshold),
             });
             progress.epochs_without_improvement = 0;
         } else {
@@ -652,6 +681,11 @@ where
         budget_done = progress.steps >= total_steps || progress.stopped_early;
         progress.wall_seconds = prior_wall + invocation_start.elapsed().as_secs_f64();
         write_json(&progress_path, &progress)?;
+        // best/ is updated only after the commit, so a failure before it (disk full) leaves
+        // best/ as the last committed epoch left it; one after it is repaired on resuming.
+        if let Some(best) = progress.best.filter(|_| improved) {
+            update_best(&best_dir, &dir, &detector_file(&best))?;
+        }
         // The previous epoch's folder is no longer needed for resuming.
         if epoch > 0 {
             let _ = std::fs::remove_dir_all(epoch_dir(out, epoch));
