@@ -716,10 +716,22 @@ where
             extras: Default::default(),
         };
         let adapter_dir = best_dir.join(ADAPTER_DIR);
-        model
+        // Written beside and renamed into place: save_adapter writes its files in place, and a
+        // failed or killed write must not leave a half adapter under the final name.
+        let partial = adapter_dir.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&partial);
+        let saved = model
             .wav2vec2
-            .save_adapter(&adapter_dir, &options)
-            .map_err(|e| TrainError::Invalid(format!("{}: {e}", adapter_dir.display())))?;
+            .save_adapter(&partial, &options)
+            .map_err(|e| TrainError::Invalid(format!("{}: {e}", adapter_dir.display())))
+            .and_then(|()| {
+                let _ = std::fs::remove_dir_all(&adapter_dir);
+                std::fs::rename(&partial, &adapter_dir).map_err(|e| TrainError::io(&adapter_dir, e))
+            });
+        if saved.is_err() {
+            let _ = std::fs::remove_dir_all(&partial);
+        }
+        saved?;
     }
     let dev = score_dataset(
         &model,
