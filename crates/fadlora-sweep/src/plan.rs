@@ -222,13 +222,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SweepError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(format!(".{name}.{}{TEMP_SUFFIX}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
         std::io::Write::write_all(&mut file, bytes)?;
         // On disk before the rename, so a crash cannot leave an empty file under the name.
-        file.sync_all()
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
     };
-    write().map_err(|e| SweepError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| SweepError::io(path, e))
+    write().map_err(|e| {
+        // A failed write (disk full) leaves the old file and no partial copy beside it; the
+        // error names the file the caller asked for, not the temporary one.
+        let _ = std::fs::remove_file(&tmp);
+        SweepError::io(path, e)
+    })
+}
+
+/// The suffix of [`write_atomic`]'s temporary files (`.NAME.PID.tmp`).
+pub const TEMP_SUFFIX: &str = ".tmp";
+
+/// Removes the temporary files of [`write_atomic`] in `dir` that a killed sweep left behind
+/// (each has its writer's process ID in its name, so no later write replaces it). Call it only
+/// while holding the experiment's lock: then no other sweep is writing there.
+pub fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.ends_with(TEMP_SUFFIX) && entry.path().is_file() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }

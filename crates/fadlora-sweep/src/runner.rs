@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use fadlora_train::RunRecord;
 
 use crate::plan::{
-    read_record, write_atomic, Plan, PlannedRun, RunState, LOG_FILE, RUN_CONFIG_FILE,
+    read_record, remove_stale_temporaries, write_atomic, Plan, PlannedRun, RunState, LOG_FILE,
+    RUN_CONFIG_FILE,
 };
 use crate::SweepError;
 use fadlora_train::train::RECORD_FILE;
@@ -77,6 +78,7 @@ pub fn run_sweep(
 ) -> Result<SweepOutcome, SweepError> {
     std::fs::create_dir_all(&plan.dir).map_err(|e| SweepError::io(&plan.dir, e))?;
     let _lock = lock_experiment(&plan.dir)?;
+    remove_stale_temporaries(&plan.dir);
     plan.save()?;
 
     let mut outcome = SweepOutcome::default();
