@@ -43,6 +43,9 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
     let plan = Plan::load(dir)?;
     let out = dir.join(REPORT_DIR);
     std::fs::create_dir_all(&out).map_err(|e| ReportError::io(&out, e))?;
+    // Unlike a sweep, a report takes no lock: two reports of one folder at once could remove
+    // each other's temporaries and fail a write: run one report per folder at a time.
+    fadlora_run::fs::remove_stale_temporaries(&out);
     let finished = plan.finished();
     let rows: Vec<RunRow> = finished
         .iter()

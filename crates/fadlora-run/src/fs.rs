@@ -29,8 +29,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
         .suffix(TEMP_SUFFIX)
         .tempfile_in(dir)
         .map_err(|e| RunError::io(dir, e))?;
-    // The error names the destination: the temporary name means nothing to a user.
-    tmp.write_all(bytes)
+    // The error names the destination: the temporary name means nothing to a user (and
+    // NamedTempFile's own writer appends it to errors: write through the plain file).
+    tmp.as_file_mut()
+        .write_all(bytes)
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| RunError::io(path, e))?;
     tmp.persist(path).map_err(|e| RunError::io(path, e.error))?;
@@ -39,6 +41,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
         let _ = folder.sync_all();
     }
     Ok(())
+}
+
+/// Removes the temporary files of [`write_atomic`] directly in `dir` that a killed process
+/// left behind (a finished write renames its temporary away, a failed one deletes it). Call it
+/// only where no other process is writing: a sweep holding its experiment's lock, a trainer
+/// resuming its own run folder.
+pub fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.ends_with(TEMP_SUFFIX) && entry.path().is_file() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]

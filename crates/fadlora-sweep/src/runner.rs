@@ -72,6 +72,7 @@ pub fn run_sweep(
 ) -> Result<SweepOutcome, SweepError> {
     std::fs::create_dir_all(&plan.dir).map_err(|e| SweepError::io(&plan.dir, e))?;
     let _lock = lock_experiment(&plan.dir)?;
+    fadlora_run::fs::remove_stale_temporaries(&plan.dir);
     plan.save()?;
 
     let mut outcome = SweepOutcome::default();

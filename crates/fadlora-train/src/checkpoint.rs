@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::optim::Optimizer;
 use burn::prelude::*;
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use burn_store::{ModuleSnapshot, SafetensorsStore};
 use serde::{Deserialize, Serialize};
@@ -55,10 +55,15 @@ pub fn save_params<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
     let tmp = file.with_extension("safetensors.partial");
     let _ = std::fs::remove_file(&tmp);
     let mut store = SafetensorsStore::from_file(&tmp).with_full_paths(paths.iter().cloned());
-    module
+    let saved = module
         .save_into(&mut store)
-        .map_err(|e| store_error(file, e))?;
-    std::fs::rename(&tmp, file).map_err(|e| TrainError::io(file, e))
+        .map_err(|e| store_error(file, e))
+        .and_then(|()| std::fs::rename(&tmp, file).map_err(|e| TrainError::io(file, e)));
+    if saved.is_err() {
+        // A failed write (disk full) must not leave a half file beside the good one.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    saved
 }
 
 /// Loads every tensor of `file` into `module` by path. Each tensor in the file must land on a
@@ -83,6 +88,10 @@ pub fn load_params<B: Backend, M: Module<B> + ModuleSnapshot<B>>(
     Ok(module)
 }
 
+/// Writes the optimizer state (burn's named MessagePack, as its file recorder writes it) with
+/// [`write_atomic`]. Not through burn's file recorder: it writes in place through a `BufWriter`
+/// it never flushes itself, so a failure in the last buffered bytes (disk full, file too large)
+/// was not reported, and the truncated file was committed as the checkpoint to resume from.
 pub fn save_optimizer<
     B: AutodiffBackend,
     M: burn::module::AutodiffModule<B>,
@@ -91,9 +100,10 @@ pub fn save_optimizer<
     optim: &O,
     file: &Path,
 ) -> Result<(), TrainError> {
-    NamedMpkFileRecorder::<FullPrecisionSettings>::new()
-        .record(optim.to_record(), file.to_path_buf())
-        .map_err(|e| store_error(file, e))
+    let bytes = NamedMpkBytesRecorder::<FullPrecisionSettings>::new()
+        .record(optim.to_record(), ())
+        .map_err(|e| store_error(file, e))?;
+    Ok(write_atomic(file, &bytes)?)
 }
 
 pub fn load_optimizer<
@@ -105,8 +115,9 @@ pub fn load_optimizer<
     file: &Path,
     device: &B::Device,
 ) -> Result<O, TrainError> {
-    let record = NamedMpkFileRecorder::<FullPrecisionSettings>::new()
-        .load(file.to_path_buf(), device)
+    let bytes = std::fs::read(file).map_err(|e| TrainError::io(file, e))?;
+    let record = NamedMpkBytesRecorder::<FullPrecisionSettings>::new()
+        .load(bytes, device)
         .map_err(|e| store_error(file, e))?;
     Ok(optim.load_record(record))
 }

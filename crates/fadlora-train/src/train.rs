@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{run_on, BackendEnv, BackendJob};
 use crate::checkpoint::{
     load_optimizer, load_params, save_optimizer, save_params, write_detector_file, DetectorFile,
-    BASE_FILE, OPTIMIZER_FILE, TRAINABLE_FILE,
+    BASE_FILE, DETECTOR_FILE, OPTIMIZER_FILE, TRAINABLE_FILE,
 };
 use crate::config::{OptimKind, RunConfig, ScheduleKind, SelectionMetric, TrainCrop};
 use crate::data::{select_split, stack, Prefetch};
@@ -45,7 +45,8 @@ use crate::detector::{param_paths, weighted_cross_entropy, BaseSource, Detector,
 use crate::measure::git_commit;
 use crate::scores::{score_dataset, ScoredSet};
 use crate::TrainError;
-use fadlora_run::layout::{epoch_dir, BEST_DIR, SCORES_DIR};
+use fadlora_run::fs::TEMP_SUFFIX;
+use fadlora_run::layout::{epoch_dir, BEST_DIR, CHECKPOINTS_DIR, SCORES_DIR};
 pub use fadlora_run::layout::{ADAPTER_DIR, CONFIG_FILE, PROGRESS_FILE, RECORD_FILE};
 use fadlora_run::record::{
     EpochLog, ParamCounts, RunRecord, SplitResult, TimeStats, RECORD_VERSION,
@@ -96,6 +97,9 @@ struct Best {
     epoch: usize,
     dev_eer: f64,
     dev_loss: f64,
+    /// For `best/detector.json`, which a resumed invocation may have to write.
+    #[serde(default)]
+    dev_eer_threshold: Option<f64>,
 }
 
 impl Best {
@@ -207,6 +211,67 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
     Ok(write_atomic(path, json.as_bytes())?)
 }
 
+/// Removes what a killed invocation leaves in a run folder and nothing else would ever remove:
+/// temporary files of atomic writes, half-written folders (`*.partial`), and epoch checkpoints
+/// other than the one `progress.json` points at (a kill between committing an epoch and
+/// removing its predecessor, or between renaming an epoch's folder and committing it).
+fn remove_leftovers(out: &Path, epochs_done: usize) {
+    let checkpoints = out.join(CHECKPOINTS_DIR);
+    let keep = (epochs_done > 0).then(|| epoch_dir(out, epochs_done));
+    let best = out.join(BEST_DIR);
+    for dir in [
+        out.to_path_buf(),
+        out.join(SCORES_DIR),
+        best.join(ADAPTER_DIR),
+        best,
+        checkpoints.clone(),
+    ] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let temporary = (name.starts_with('.') && name.ends_with(TEMP_SUFFIX))
+                || name.ends_with(".partial");
+            let stale_epoch = dir == checkpoints && keep.as_ref() != Some(&path);
+            if !temporary && !stale_epoch {
+                continue;
+            }
+            let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match removed {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "removed, left by an interrupted run")
+                }
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove"),
+            }
+        }
+    }
+}
+
+/// Makes `best/` hold the trainable parameters of the checkpoint in `epoch_dir` and `info`,
+/// writing only what differs (a resumed invocation calls it for a best/ that is often current).
+fn update_best(best_dir: &Path, epoch_dir: &Path, info: &DetectorFile) -> Result<(), TrainError> {
+    std::fs::create_dir_all(best_dir).map_err(|e| TrainError::io(best_dir, e))?;
+    let source = epoch_dir.join(TRAINABLE_FILE);
+    let bytes = std::fs::read(&source).map_err(|e| TrainError::io(&source, e))?;
+    let target = best_dir.join(TRAINABLE_FILE);
+    if std::fs::read(&target).ok().as_deref() != Some(bytes.as_slice()) {
+        write_atomic(&target, &bytes)?;
+    }
+    let current: Option<DetectorFile> = std::fs::read_to_string(best_dir.join(DETECTOR_FILE))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    if current.is_none_or(|c| serde_json::to_value(c).ok() != serde_json::to_value(info).ok()) {
+        write_detector_file(best_dir, info)?;
+    }
+    Ok(())
+}
+
 /// Describes how the two configs differ, line by line of their resolved TOML.
 fn config_diff(old: &str, new: &str) -> String {
     let old: BTreeSet<&str> = old.lines().collect();
@@ -272,6 +337,15 @@ where
         checkpoint_epoch(&net, &folder, config, &mut progress, log, &dev)?;
         progress.wall_seconds = wall();
         write_json(&folder.progress, &progress)?;
+        // best/ is updated only after the commit, so a failure before it (disk full) leaves
+        // best/ as the last committed epoch left it; one after it is repaired on resuming.
+        if let Some(best) = progress.best.filter(|b| b.epoch == epoch + 1) {
+            update_best(
+                &folder.best,
+                &epoch_dir(&folder.out, epoch + 1),
+                &net.detector_file(config, &best),
+            )?;
+        }
         // The previous epoch's folder is no longer needed for resuming.
         if epoch > 0 {
             let _ = std::fs::remove_dir_all(epoch_dir(&folder.out, epoch));
@@ -347,11 +421,13 @@ impl RunFolder {
             tracing::info!(run = %self.out.display(), "complete; nothing to do");
             return Ok(Opened::Finished(Box::new(read_json(&self.record)?)));
         }
-        Ok(Opened::At(if self.progress.is_file() {
+        let progress: Progress = if self.progress.is_file() {
             read_json(&self.progress)?
         } else {
             Progress::default()
-        }))
+        };
+        remove_leftovers(&self.out, progress.epochs_done);
+        Ok(Opened::At(progress))
     }
 }
 
@@ -423,6 +499,21 @@ struct Network<B: TrainBackend, O> {
     counts: ParamCounts,
 }
 
+impl<B: TrainBackend, O> Network<B, O> {
+    /// `best/detector.json` for the selected epoch `best`.
+    fn detector_file(&self, config: &RunConfig, best: &Best) -> DetectorFile {
+        DetectorFile {
+            config: self.detector_config.clone(),
+            source: self.source.clone(),
+            base_file: self.base_file.clone(),
+            crop_samples: config.data.crop_samples,
+            normalization: config.data.normalization,
+            epoch: best.epoch,
+            dev_eer_threshold: best.dev_eer_threshold,
+        }
+    }
+}
+
 impl<B: TrainBackend, O: Optimizer<Detector<B>, B>> Network<B, O> {
     /// Builds the detector from its source, keeps a random front end on disk, and on resume
     /// loads the last checkpoint's parameters and optimizer state.
@@ -488,7 +579,7 @@ impl<B: TrainBackend, O: Optimizer<Detector<B>, B>> Network<B, O> {
                 "resuming"
             );
         }
-        Ok(Network {
+        let net = Network {
             model,
             optim,
             detector_config,
@@ -496,7 +587,20 @@ impl<B: TrainBackend, O: Optimizer<Detector<B>, B>> Network<B, O> {
             base_file,
             trainable: paths.trainable,
             counts: paths.counts,
-        })
+        };
+        // Killed between committing its best epoch and copying it to best/: copy it now. (A
+        // progress file without the threshold comes from a version that wrote best/ first.)
+        if let Some(best) = progress
+            .best
+            .filter(|b| b.epoch == progress.epochs_done && b.dev_eer_threshold.is_some())
+        {
+            update_best(
+                &folder.best,
+                &epoch_dir(&folder.out, best.epoch),
+                &net.detector_file(config, &best),
+            )?;
+        }
+        Ok(net)
     }
 }
 
@@ -739,10 +843,11 @@ fn evaluate_epoch<B: TrainBackend>(
     Ok((log, dev))
 }
 
-/// Writes the epoch's checkpoint and, when it improved, the selected one in `best/`; then
-/// moves `progress` past the epoch (early stopping included). The epoch folder is written under
-/// a temporary name and renamed, and `progress.json` (written by the caller) points at it only
-/// afterwards, so an interruption at any moment leaves the previous consistent state.
+/// Writes the epoch's checkpoint and moves `progress` past the epoch (selection and early
+/// stopping included). The epoch folder is written under a temporary name and renamed, and
+/// `progress.json` (written by the caller) points at it only afterwards, so an interruption at
+/// any moment leaves the previous consistent state; `best/` follows once the epoch is
+/// committed ([`update_best`]).
 fn checkpoint_epoch<B, O>(
     net: &Network<B, O>,
     folder: &RunFolder,
@@ -759,32 +864,25 @@ where
     let dir = epoch_dir(&folder.out, epoch);
     let partial = dir.with_extension("partial");
     let _ = std::fs::remove_dir_all(&partial);
-    std::fs::create_dir_all(&partial).map_err(|e| TrainError::io(&partial, e))?;
-    save_params(&net.model, &net.trainable, &partial.join(TRAINABLE_FILE))?;
-    save_optimizer::<B, Detector<B>, O>(&net.optim, &partial.join(OPTIMIZER_FILE))?;
+    let written = std::fs::create_dir_all(&partial)
+        .map_err(|e| TrainError::io(&partial, e))
+        .and_then(|()| save_params(&net.model, &net.trainable, &partial.join(TRAINABLE_FILE)))
+        .and_then(|()| {
+            save_optimizer::<B, Detector<B>, O>(&net.optim, &partial.join(OPTIMIZER_FILE))
+        });
+    if let Err(e) = written {
+        // The previous epoch stays the one to resume from, with nothing half-written beside.
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(e);
+    }
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&partial, &dir).map_err(|e| TrainError::io(&dir, e))?;
     if log.improved {
-        let best = &folder.best;
-        std::fs::create_dir_all(best).map_err(|e| TrainError::io(best, e))?;
-        let bytes = std::fs::read(dir.join(TRAINABLE_FILE)).map_err(|e| TrainError::io(&dir, e))?;
-        write_atomic(&best.join(TRAINABLE_FILE), &bytes)?;
-        write_detector_file(
-            best,
-            &DetectorFile {
-                config: net.detector_config.clone(),
-                source: net.source.clone(),
-                base_file: net.base_file.clone(),
-                crop_samples: config.data.crop_samples,
-                normalization: config.data.normalization,
-                epoch,
-                dev_eer_threshold: Some(dev.eer.threshold),
-            },
-        )?;
         progress.best = Some(Best {
             epoch,
             dev_eer: dev.eer.eer,
             dev_loss: dev.loss,
+            dev_eer_threshold: Some(dev.eer.threshold),
         });
         progress.epochs_without_improvement = 0;
     } else {
@@ -838,10 +936,22 @@ where
             extras: Default::default(),
         };
         let adapter_dir = folder.best.join(ADAPTER_DIR);
-        model
+        // Written beside and renamed into place: save_adapter writes its files in place, and a
+        // failed or killed write must not leave a half adapter under the final name.
+        let partial = adapter_dir.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&partial);
+        let saved = model
             .wav2vec2
-            .save_adapter(&adapter_dir, &options)
-            .map_err(|e| TrainError::Invalid(format!("{}: {e}", adapter_dir.display())))?;
+            .save_adapter(&partial, &options)
+            .map_err(|e| TrainError::Invalid(format!("{}: {e}", adapter_dir.display())))
+            .and_then(|()| {
+                let _ = std::fs::remove_dir_all(&adapter_dir);
+                std::fs::rename(&partial, &adapter_dir).map_err(|e| TrainError::io(&adapter_dir, e))
+            });
+        if saved.is_err() {
+            let _ = std::fs::remove_dir_all(&partial);
+        }
+        saved?;
     }
     let t = &config.train;
     let mut score = |ds: &Arc<AudioDataset>| {
