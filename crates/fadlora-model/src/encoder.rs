@@ -232,7 +232,8 @@ impl<B: Backend> Encoder<B> {
     ) -> Result<Self, LoadError> {
         let h = config.hidden_size;
         let eps = config.layer_norm_eps;
-        let conv = src.take_weight_norm_grouped_conv(
+        let conv = WeightNormGroupedConv::from_checkpoint(
+            src,
             "encoder.pos_conv_embed.conv",
             h,
             config.num_conv_pos_embeddings,
