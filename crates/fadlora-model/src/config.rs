@@ -324,11 +324,11 @@ impl Wav2Vec2Config {
     }
 
     /// `(d_in, d_out)` of the encoder projection `target`.
-    pub fn projection_dims(&self, target: crate::LoraTarget) -> (usize, usize) {
+    pub fn projection_dims(&self, target: fadlora_run::LoraTarget) -> (usize, usize) {
         let (h, f) = (self.hidden_size, self.intermediate_size);
         match target {
-            crate::LoraTarget::FfnIn => (h, f),
-            crate::LoraTarget::FfnOut => (f, h),
+            fadlora_run::LoraTarget::FfnIn => (h, f),
+            fadlora_run::LoraTarget::FfnOut => (f, h),
             _ => (h, h),
         }
     }

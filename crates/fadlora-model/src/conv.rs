@@ -11,6 +11,7 @@ use burn::module::{Module, Param};
 use burn::nn::Initializer;
 use burn::prelude::*;
 
+use crate::load::{permute, LoadError, TensorSource};
 use crate::ops::{conv_windows, permute4, same_windows, ConvWindow, ModelBackend, SameWindow};
 
 /// A valid (unpadded) strided `Conv1d` over `[batch, time, in_channels]` with
@@ -143,12 +144,62 @@ impl<B: Backend> WeightNormGroupedConv<B> {
         }
     }
 
+    /// A grouped `Conv1d(channels, channels, kernel, groups)` under `weight_norm(dim=2)` from a
+    /// checkpoint: stored as `weight_g`/`weight_v`, as `parametrizations.weight.original0/1`, or
+    /// (after `remove_weight_norm`) as a plain `weight`, from which `g` and `v` are recovered
+    /// exactly.
+    pub fn from_checkpoint(
+        src: &mut TensorSource,
+        prefix: &str,
+        channels: usize,
+        kernel: usize,
+        groups: usize,
+        device: &B::Device,
+    ) -> Result<Self, LoadError> {
+        let per_group = channels / groups;
+        let v_shape = [channels, per_group, kernel];
+        let g_shape = [1, 1, kernel];
+        let legacy = format!("{prefix}.weight_g");
+        let parametrized = format!("{prefix}.parametrizations.weight.original0");
+        let plain = format!("{prefix}.weight");
+        let (g, v) = if src.shape(&legacy).is_some() {
+            let g = src.take(&legacy, &g_shape)?;
+            (g, src.take(&format!("{prefix}.weight_v"), &v_shape)?)
+        } else if src.shape(&parametrized).is_some() {
+            let g = src.take(&parametrized, &g_shape)?;
+            let v = src.take(
+                &format!("{prefix}.parametrizations.weight.original1"),
+                &v_shape,
+            )?;
+            (g, v)
+        } else if src.shape(&plain).is_some() {
+            let v = src.take(&plain, &v_shape)?;
+            (tap_norms(&v, kernel), v)
+        } else {
+            return Err(LoadError::MissingTensor {
+                name: format!("{} (or {parametrized}, or {plain})", src.full_key(&legacy)),
+                expected: g_shape.to_vec(),
+            });
+        };
+        let v = Self::v_from_pytorch(&v, channels, kernel, groups);
+        Ok(Self {
+            weight_g: Param::from_data(TensorData::new(g, [kernel]), device),
+            weight_v: Param::from_data(
+                TensorData::new(v, [groups, kernel * per_group, per_group]),
+                device,
+            ),
+            bias: src.take_param(&format!("{prefix}.bias"), [channels], device)?,
+            kernel,
+            groups,
+        })
+    }
+
     /// PyTorch's `weight_v` `[channels, channels / groups, kernel]` (host data) in the layout
     /// of [`Self::weight_v`].
     pub fn v_from_pytorch(v: &[f32], channels: usize, kernel: usize, groups: usize) -> Vec<f32> {
         let per_group = channels / groups;
         // [groups, out, in, k] -> [groups, k, in, out]
-        crate::load::permute(v, &[groups, per_group, per_group, kernel], &[0, 3, 2, 1])
+        permute(v, &[groups, per_group, per_group, kernel], &[0, 3, 2, 1])
     }
 
     /// The effective weight `g * v / ||v||`, `[groups, kernel * per_group, per_group]`.
@@ -167,6 +218,16 @@ impl<B: Backend> WeightNormGroupedConv<B> {
         let scale = self.weight_g.val().reshape([1, self.kernel, 1, 1]) / norm;
         (v * scale).reshape([groups, rows, out])
     }
+}
+
+/// `||w[:, :, j]||` for each tap `j` of a `[out, in, kernel]` weight: weight norm's `g` for a
+/// weight whose `v` is the weight itself.
+fn tap_norms(w: &[f32], kernel: usize) -> Vec<f32> {
+    let mut sums = vec![0f64; kernel];
+    for (i, &x) in w.iter().enumerate() {
+        sums[i % kernel] += f64::from(x) * f64::from(x);
+    }
+    sums.into_iter().map(|s| s.sqrt() as f32).collect()
 }
 
 impl<B: ModelBackend> WeightNormGroupedConv<B> {
@@ -279,13 +340,13 @@ mod tests {
 
     /// `[B, C, T]` host data to a time-major `[B, T, C]` tensor.
     fn time_major(x: &[f32], (b, c, t): (usize, usize, usize)) -> Tensor<TB, 3> {
-        let data = crate::load::permute(x, &[b, c, t], &[0, 2, 1]);
+        let data = permute(x, &[b, c, t], &[0, 2, 1]);
         Tensor::from_data(TensorData::new(data, [b, t, c]), &Default::default())
     }
 
     fn assert_close(got: Tensor<TB, 3>, want_bct: &[f32], (b, c, t): (usize, usize, usize)) {
         assert_eq!(got.dims(), [b, t, c]);
-        let want = crate::load::permute(want_bct, &[b, c, t], &[0, 2, 1]);
+        let want = permute(want_bct, &[b, c, t], &[0, 2, 1]);
         let got = got.into_data().to_vec::<f32>().unwrap();
         let diff = got
             .iter()
@@ -308,7 +369,7 @@ mod tests {
                 let bias = values(c_out, 3);
                 let (want, out_len) =
                     naive_conv1d(&x, (batch, c_in, len), &w, (c_out, k), Some(&bias), s, 0, 1);
-                let weight = crate::load::permute(&w, &[c_out, c_in, k], &[2, 1, 0]);
+                let weight = permute(&w, &[c_out, c_in, k], &[2, 1, 0]);
                 let conv = StridedConv::<TB> {
                     weight: Param::from_data(TensorData::new(weight, [k * c_in, c_out]), &device),
                     bias: Some(Param::from_data(TensorData::new(bias, [c_out]), &device)),

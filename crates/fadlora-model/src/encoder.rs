@@ -14,6 +14,7 @@ use crate::config::Wav2Vec2Config;
 use crate::conv::WeightNormGroupedConv;
 use crate::linear::{init_linear, linear_from_checkpoint, EncoderLinear};
 use crate::load::{LoadError, TensorSource};
+use crate::lora::LoraTarget;
 use crate::norm::Norm;
 use crate::ops::{dropout, gelu, permute4, softmax, ModelBackend};
 
@@ -118,6 +119,45 @@ impl<B: Backend> EncoderLayer<B> {
             final_layer_norm: norm("final_layer_norm")?,
             stable: config.do_stable_layer_norm,
         })
+    }
+
+    /// The projection `target` of this layer.
+    pub fn projection(&self, target: LoraTarget) -> &EncoderLinear<B> {
+        match target {
+            LoraTarget::Q => &self.attention.q_proj,
+            LoraTarget::K => &self.attention.k_proj,
+            LoraTarget::V => &self.attention.v_proj,
+            LoraTarget::O => &self.attention.out_proj,
+            LoraTarget::FfnIn => &self.feed_forward.intermediate_dense,
+            LoraTarget::FfnOut => &self.feed_forward.output_dense,
+        }
+    }
+
+    /// The projection `target` of this layer, to change it in place.
+    pub fn projection_mut(&mut self, target: LoraTarget) -> &mut EncoderLinear<B> {
+        match target {
+            LoraTarget::Q => &mut self.attention.q_proj,
+            LoraTarget::K => &mut self.attention.k_proj,
+            LoraTarget::V => &mut self.attention.v_proj,
+            LoraTarget::O => &mut self.attention.out_proj,
+            LoraTarget::FfnIn => &mut self.feed_forward.intermediate_dense,
+            LoraTarget::FfnOut => &mut self.feed_forward.output_dense,
+        }
+    }
+
+    /// Every projection through `f(target, projection)`.
+    pub(crate) fn map_projections(
+        mut self,
+        f: &mut impl FnMut(LoraTarget, EncoderLinear<B>) -> EncoderLinear<B>,
+    ) -> Self {
+        self.attention.q_proj = f(LoraTarget::Q, self.attention.q_proj);
+        self.attention.k_proj = f(LoraTarget::K, self.attention.k_proj);
+        self.attention.v_proj = f(LoraTarget::V, self.attention.v_proj);
+        self.attention.out_proj = f(LoraTarget::O, self.attention.out_proj);
+        self.feed_forward.intermediate_dense =
+            f(LoraTarget::FfnIn, self.feed_forward.intermediate_dense);
+        self.feed_forward.output_dense = f(LoraTarget::FfnOut, self.feed_forward.output_dense);
+        self
     }
 }
 
@@ -232,7 +272,8 @@ impl<B: Backend> Encoder<B> {
     ) -> Result<Self, LoadError> {
         let h = config.hidden_size;
         let eps = config.layer_norm_eps;
-        let conv = src.take_weight_norm_grouped_conv(
+        let conv = WeightNormGroupedConv::from_checkpoint(
+            src,
             "encoder.pos_conv_embed.conv",
             h,
             config.num_conv_pos_embeddings,

@@ -6,10 +6,10 @@ use burn::prelude::*;
 
 use crate::config::{FeatExtractNorm, Wav2Vec2Config};
 use crate::conv::StridedConv;
-use crate::linear::linear_on_tokens;
 use crate::load::{permute, LoadError, TensorSource};
 use crate::norm::Norm;
 use crate::ops::{dropout, gelu, ModelBackend};
+use crate::tokens::linear_on_tokens;
 
 /// PyTorch's default `eps` for the `nn.LayerNorm` / `nn.GroupNorm` inside the conv layers,
 /// which Hugging Face builds without passing `layer_norm_eps`.

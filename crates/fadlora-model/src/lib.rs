@@ -27,6 +27,7 @@ pub mod norm;
 pub mod ops;
 pub mod params;
 pub mod precision;
+pub mod tokens;
 
 pub use adapter::{AdapterError, SaveAdapterOptions};
 pub use config::{ConfigError, FeatExtractNorm, Wav2Vec2Config};

@@ -16,7 +16,6 @@ use burn::tensor::DType;
 use burn_store::{ModuleStore, SafetensorsStore, TensorSnapshot};
 
 use crate::config::ConfigError;
-use crate::conv::WeightNormGroupedConv;
 use crate::norm::Norm;
 
 /// Why a checkpoint could not be loaded.
@@ -147,7 +146,8 @@ impl TensorSource {
         &self.path
     }
 
-    fn full_key(&self, name: &str) -> String {
+    /// The key of `name` (a `Wav2Vec2Model` key) as stored, with any `wav2vec2.` prefix.
+    pub fn full_key(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }
 
@@ -245,55 +245,6 @@ impl TensorSource {
         Ok(norm)
     }
 
-    /// A grouped `Conv1d(channels, channels, kernel, groups)` under `weight_norm(dim=2)`,
-    /// stored as `weight_g`/`weight_v`, as `parametrizations.weight.original0/1`, or (after
-    /// `remove_weight_norm`) as a plain `weight`, from which `g` and `v` are recovered exactly.
-    pub fn take_weight_norm_grouped_conv<B: Backend>(
-        &mut self,
-        prefix: &str,
-        channels: usize,
-        kernel: usize,
-        groups: usize,
-        device: &B::Device,
-    ) -> Result<WeightNormGroupedConv<B>, LoadError> {
-        let per_group = channels / groups;
-        let v_shape = [channels, per_group, kernel];
-        let g_shape = [1, 1, kernel];
-        let legacy = format!("{prefix}.weight_g");
-        let parametrized = format!("{prefix}.parametrizations.weight.original0");
-        let plain = format!("{prefix}.weight");
-        let (g, v) = if self.shape(&legacy).is_some() {
-            let g = self.take(&legacy, &g_shape)?;
-            (g, self.take(&format!("{prefix}.weight_v"), &v_shape)?)
-        } else if self.shape(&parametrized).is_some() {
-            let g = self.take(&parametrized, &g_shape)?;
-            let v = self.take(
-                &format!("{prefix}.parametrizations.weight.original1"),
-                &v_shape,
-            )?;
-            (g, v)
-        } else if self.shape(&plain).is_some() {
-            let v = self.take(&plain, &v_shape)?;
-            (tap_norms(&v, kernel), v)
-        } else {
-            return Err(LoadError::MissingTensor {
-                name: format!("{}{legacy} (or {parametrized}, or {plain})", self.prefix),
-                expected: g_shape.to_vec(),
-            });
-        };
-        let v = WeightNormGroupedConv::<B>::v_from_pytorch(&v, channels, kernel, groups);
-        Ok(WeightNormGroupedConv {
-            weight_g: Param::from_data(TensorData::new(g, [kernel]), device),
-            weight_v: Param::from_data(
-                TensorData::new(v, [groups, kernel * per_group, per_group]),
-                device,
-            ),
-            bias: self.take_param(&format!("{prefix}.bias"), [channels], device)?,
-            kernel,
-            groups,
-        })
-    }
-
     /// Fails on the first tensor that was neither used nor a known extra.
     pub fn finish(&self) -> Result<(), LoadError> {
         let unexpected: Vec<&String> = self
@@ -314,16 +265,6 @@ impl TensorSource {
             }),
         }
     }
-}
-
-/// `||w[:, :, j]||` for each tap `j` of a `[out, in, kernel]` weight: weight norm's `g` for a
-/// weight whose `v` is the weight itself.
-fn tap_norms(w: &[f32], kernel: usize) -> Vec<f32> {
-    let mut sums = vec![0f64; kernel];
-    for (i, &x) in w.iter().enumerate() {
-        sums[i % kernel] += f64::from(x) * f64::from(x);
-    }
-    sums.into_iter().map(|s| s.sqrt() as f32).collect()
 }
 
 /// Row-major transpose of `data` (of `shape`) so that output axis `i` is input axis `perm[i]`.

@@ -1,0 +1,302 @@
+//! One adapted linear layer: `x W + b` plus the low-rank update `s * B(A(dropout(x)))`.
+
+use burn::config::Config;
+use burn::module::{Initializer, Module, Param};
+use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::prelude::*;
+
+use crate::ops::{dropout, ModelBackend};
+use crate::tokens::{flatten_tokens, linear_2d, unflatten_tokens};
+
+/// [`LoraLinear::merge`] would give a weight with a NaN or an infinity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the merged weight would hold a NaN or an infinity")]
+pub struct NonFiniteMerge;
+
+/// `alpha / r`, or `alpha / sqrt(r)` with rank-stabilised scaling.
+pub(super) fn scaling(alpha: f64, rank: usize, use_rslora: bool) -> f64 {
+    if use_rslora {
+        alpha / (rank as f64).sqrt()
+    } else {
+        alpha / rank as f64
+    }
+}
+
+/// One adapter: `A` `[d_input, rank]` and `B` `[rank, d_output]` (burn's `[in, out]` layout,
+/// the transposes of PEFT's `lora_A.weight` `[r, in]` and `lora_B.weight` `[out, r]`).
+#[derive(Config, Debug)]
+pub struct LoraLinearConfig {
+    pub d_input: usize,
+    pub d_output: usize,
+    pub rank: usize,
+    pub alpha: f64,
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    #[config(default = false)]
+    pub use_rslora: bool,
+}
+
+impl LoraLinearConfig {
+    pub fn scaling(&self) -> f64 {
+        scaling(self.alpha, self.rank, self.use_rslora)
+    }
+
+    fn assert_rank(&self) {
+        assert!(
+            self.rank >= 1,
+            "LoRA rank must be at least 1 (the scaling alpha / r is undefined at 0)"
+        );
+    }
+
+    /// A fresh adapter: `A` as torch's `kaiming_uniform_(a = sqrt(5))` (PEFT's default, i.e.
+    /// U(-1/sqrt(d_in), 1/sqrt(d_in))), `B` zero. Lazily initialised and trainable.
+    ///
+    /// Panics on rank 0 (the scaling `alpha / r` is undefined), as PEFT refuses `r <= 0`; run
+    /// configurations are validated before they get here.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Lora<B> {
+        self.assert_rank();
+        let a = Initializer::KaimingUniform {
+            gain: 1.0 / 3f64.sqrt(),
+            fan_out_only: false,
+        }
+        .init_with(
+            [self.d_input, self.rank],
+            Some(self.d_input),
+            Some(self.rank),
+            device,
+        );
+        let b = Initializer::Zeros.init([self.rank, self.d_output], device);
+        Lora {
+            a,
+            b,
+            dropout: DropoutConfig::new(self.dropout).init(),
+            scaling: self.scaling(),
+            merged: false,
+        }
+    }
+
+    /// An adapter with the given `A` `[d_input, rank]` and `B` `[rank, d_output]` (trainable).
+    pub fn init_with<B: Backend>(&self, a: Tensor<B, 2>, b: Tensor<B, 2>) -> Lora<B> {
+        self.assert_rank();
+        assert_eq!(a.dims(), [self.d_input, self.rank], "shape of A");
+        assert_eq!(b.dims(), [self.rank, self.d_output], "shape of B");
+        Lora {
+            a: Param::from_tensor(a),
+            b: Param::from_tensor(b),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            scaling: self.scaling(),
+            merged: false,
+        }
+    }
+}
+
+/// The low-rank update `s * B(A(dropout(x)))` of one linear layer.
+#[derive(Module, Debug)]
+pub struct Lora<B: Backend> {
+    /// `[d_input, rank]`.
+    pub a: Param<Tensor<B, 2>>,
+    /// `[rank, d_output]`.
+    pub b: Param<Tensor<B, 2>>,
+    pub dropout: Dropout,
+    pub scaling: f64,
+    /// Whether `s * A B` is currently folded into the base weight (then the adapter is skipped
+    /// in `forward`).
+    pub merged: bool,
+}
+
+impl<B: Backend> Lora<B> {
+    pub fn rank(&self) -> usize {
+        self.a.lazy_shape().dims::<2>()[1]
+    }
+
+    /// `s * dropout(x) A B` for tokens `x` `[tokens, d_input]`, in `x`'s float type. The
+    /// scaling rides on `B` (`[rank, d_output]`), the smallest tensor on the path, rather than
+    /// on the output.
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2>
+    where
+        B: ModelBackend,
+    {
+        let dtype = x.dtype();
+        let down = dropout(&self.dropout, x).matmul(self.a.val().cast(dtype));
+        down.matmul((self.b.val() * self.scaling).cast(dtype))
+    }
+
+    /// The update `s * A B` `[d_input, d_output]` this adapter adds to its layer's weight,
+    /// outside the autodiff graph (PEFT's `get_delta_weight`, in burn's `[in, out]` layout).
+    pub fn delta_weight(&self) -> Tensor<B, 2> {
+        (self.a.val().matmul(self.b.val()) * self.scaling).detach()
+    }
+}
+
+/// A linear layer `y = x W + b` (`W` `[d_in, d_out]`) that may carry a LoRA adapter. Without
+/// one it is exactly burn's `Linear`, with the same parameter names, so checkpoints written
+/// before and after adaptation share the paths of the base weights.
+#[derive(Module, Debug)]
+pub struct LoraLinear<B: Backend> {
+    pub weight: Param<Tensor<B, 2>>,
+    pub bias: Option<Param<Tensor<B, 1>>>,
+    pub lora: Option<Lora<B>>,
+}
+
+impl<B: Backend> From<Linear<B>> for LoraLinear<B> {
+    fn from(linear: Linear<B>) -> Self {
+        Self {
+            weight: linear.weight,
+            bias: linear.bias,
+            lora: None,
+        }
+    }
+}
+
+impl LoraLinearConfig {
+    /// Wraps `base`: freezes its weight and bias (no gradient is computed or kept for them) and
+    /// adds a fresh adapter.
+    pub fn wrap<B: Backend>(&self, base: Linear<B>, device: &B::Device) -> LoraLinear<B> {
+        let [d_in, d_out] = base.weight.lazy_shape().dims();
+        assert_eq!(
+            (d_in, d_out),
+            (self.d_input, self.d_output),
+            "LoRA shape does not match the wrapped linear layer"
+        );
+        LoraLinear {
+            weight: base.weight.set_require_grad(false),
+            bias: base.bias.map(|b| b.set_require_grad(false)),
+            lora: Some(self.init(device)),
+        }
+    }
+}
+
+impl<B: Backend> LoraLinear<B> {
+    /// Applies the layer to the last axis of `x`, in `x`'s float type, on tokens flattened
+    /// as [`crate::tokens::linear_on_tokens`] does.
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D>
+    where
+        B: ModelBackend,
+    {
+        let dims = x.dims();
+        let x = flatten_tokens(x);
+        let base = linear_2d(
+            x.clone(),
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+        );
+        let y = match &self.lora {
+            Some(lora) if !lora.merged => base + lora.forward(x),
+            _ => base,
+        };
+        unflatten_tokens(y, dims)
+    }
+
+    /// Folds the adapter into `W` (`W + s A B`) so inference costs one matmul; the adapter is
+    /// kept (inactive) so [`Self::unmerge`] can restore `W`. No-op without an adapter or when
+    /// already merged. As PEFT's `safe_merge`, merged weights with a NaN or an infinity are
+    /// refused and the layer is left as it was.
+    pub fn merge(&mut self) -> Result<(), NonFiniteMerge> {
+        let Some(lora) = self.lora.as_mut().filter(|l| !l.merged) else {
+            return Ok(());
+        };
+        let weight = self.weight.val();
+        let merged = weight.clone() + lora.delta_weight().cast(weight.dtype());
+        let non_finite = merged
+            .clone()
+            .is_nan()
+            .bool_or(merged.clone().is_inf())
+            .any()
+            .into_scalar()
+            .to_bool();
+        if non_finite {
+            return Err(NonFiniteMerge);
+        }
+        self.weight = self.weight.clone().map(|w| {
+            let require_grad = w.is_require_grad();
+            merged.set_require_grad(require_grad)
+        });
+        lora.merged = true;
+        Ok(())
+    }
+
+    /// Takes a merged adapter back out of `W`.
+    pub fn unmerge(mut self) -> Self {
+        if let Some(lora) = self.lora.as_mut().filter(|l| l.merged) {
+            let delta = lora.delta_weight();
+            self.weight = self.weight.map(|w| {
+                let require_grad = w.is_require_grad();
+                let delta = delta.cast(w.dtype());
+                (w - delta).set_require_grad(require_grad)
+            });
+            lora.merged = false;
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::module::linear;
+
+    type B = Flex;
+
+    #[test]
+    fn a_is_kaiming_uniform_and_b_is_zero() {
+        let device = Default::default();
+        let lora: Lora<B> = LoraLinearConfig::new(64, 32, 8, 16.0).init(&device);
+        let a: Vec<f32> = lora.a.val().into_data().to_vec().unwrap();
+        let bound = 1.0 / 64f32.sqrt();
+        assert_eq!(a.len(), 64 * 8);
+        assert!(
+            a.iter().all(|x| x.abs() <= bound),
+            "A outside the Kaiming bound"
+        );
+        // Uniform on [-bound, bound] has standard deviation bound / sqrt(3).
+        let std = (a.iter().map(|x| x * x).sum::<f32>() / a.len() as f32).sqrt();
+        assert!((std / (bound / 3f32.sqrt()) - 1.0).abs() < 0.1, "std {std}");
+        let b: Vec<f32> = lora.b.val().into_data().to_vec().unwrap();
+        assert!(b.iter().all(|&x| x == 0.0));
+        assert_eq!(lora.scaling, 2.0);
+        let rs = LoraLinearConfig::new(64, 32, 4, 8.0).with_use_rslora(true);
+        assert_eq!(rs.scaling(), 4.0);
+    }
+
+    #[test]
+    fn wrapped_linear_freezes_the_base_and_matches_the_formula() {
+        type AB = Autodiff<B>;
+        let device = Default::default();
+        let base = burn::nn::LinearConfig::new(6, 5).init::<AB>(&device);
+        let config = LoraLinearConfig::new(6, 5, 2, 3.0);
+        let mut layer = config.wrap(base, &device);
+        let x = Tensor::<AB, 3>::random([2, 4, 6], burn::tensor::Distribution::Default, &device);
+        // At init the adapted layer is the base layer, bit for bit.
+        let plain = linear(
+            x.clone(),
+            layer.weight.val(),
+            layer.bias.as_ref().map(|b| b.val()),
+        );
+        assert_eq!(
+            layer.forward(x.clone()).into_data(),
+            plain.clone().into_data()
+        );
+        // With a non-zero B: x W + b + (alpha / r) x A B.
+        let lora = layer.lora.as_mut().unwrap();
+        lora.b = Param::from_tensor(Tensor::random(
+            [2, 5],
+            burn::tensor::Distribution::Default,
+            &device,
+        ));
+        let expected = plain
+            + x.clone()
+                .matmul(lora.a.val().unsqueeze())
+                .matmul(lora.b.val().unsqueeze())
+                * 1.5;
+        let out = layer.forward(x);
+        out.clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Default::default());
+        let grads = out.sum().backward();
+        assert!(layer.weight.grad(&grads).is_none());
+        assert!(layer.bias.as_ref().unwrap().grad(&grads).is_none());
+        let lora = layer.lora.as_ref().unwrap();
+        assert!(lora.a.grad(&grads).is_some() && lora.b.grad(&grads).is_some());
+    }
+}

@@ -1,0 +1,113 @@
+//! Putting adapters on a [`Wav2Vec2Model`] and taking them off: freezing, injection by a
+//! [`LoraConfig`], merging into the base weights.
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::prelude::*;
+
+use super::config::{LoraConfig, LoraError, LoraTarget};
+use super::layer::{Lora, LoraLinear};
+use crate::model::Wav2Vec2Model;
+
+/// Marks every float parameter as frozen without initialising lazy ones (burn's
+/// `Module::no_grad` materialises them, which for XLS-R means allocating 1.3 GB to count).
+struct Freeze;
+
+impl<B: Backend> ModuleMapper<B> for Freeze {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        param.set_require_grad(false)
+    }
+}
+
+impl<B: Backend> Wav2Vec2Model<B> {
+    /// Freezes every pretrained parameter (`require_grad = false`: no gradient is computed or
+    /// stored for it) and adds trainable adapters as `config` says. Lazily initialised weights
+    /// stay lazy, so the trainable count of a big preset costs no memory.
+    ///
+    /// # Panics
+    /// If `config` is invalid for this model or the model is already adapted; see
+    /// [`Self::try_with_lora`].
+    pub fn with_lora(self, config: &LoraConfig, device: &B::Device) -> Self {
+        self.try_with_lora(config, device)
+            .unwrap_or_else(|e| panic!("cannot apply LoRA: {e}"))
+    }
+
+    /// [`Self::with_lora`], returning an error for an invalid configuration.
+    pub fn try_with_lora(self, config: &LoraConfig, device: &B::Device) -> Result<Self, LoraError> {
+        if self.lora.is_some() {
+            return Err(LoraError::AlreadyAdapted);
+        }
+        config.check(self.config.num_hidden_layers)?;
+        let mut model = self.map(&mut Freeze);
+        let arch = model.config.clone();
+        let layers = std::mem::take(&mut model.encoder.layers);
+        model.encoder.layers = layers
+            .into_iter()
+            .enumerate()
+            .map(|(index, layer)| {
+                if !config.adapts_layer(index) {
+                    return layer;
+                }
+                layer.map_projections(&mut |target, proj| {
+                    if !config.targets.contains(&target) {
+                        return proj;
+                    }
+                    let (d_in, d_out) = arch.projection_dims(target);
+                    LoraLinear {
+                        lora: Some(config.linear(d_in, d_out).init(device)),
+                        ..proj
+                    }
+                })
+            })
+            .collect();
+        model.lora = Some(config.clone());
+        Ok(model)
+    }
+
+    /// The adapters of this model: `(layer, target, adapter)` in layer then target order.
+    pub fn adapters(&self) -> Vec<(usize, LoraTarget, &Lora<B>)> {
+        let mut out = Vec::new();
+        for (index, layer) in self.encoder.layers.iter().enumerate() {
+            for target in LoraTarget::ALL {
+                if let Some(lora) = &layer.projection(target).lora {
+                    out.push((index, target, lora));
+                }
+            }
+        }
+        out
+    }
+
+    /// Every projection through `f(layer index, target, projection)`.
+    fn map_linears(
+        mut self,
+        mut f: impl FnMut(usize, LoraTarget, LoraLinear<B>) -> LoraLinear<B>,
+    ) -> Self {
+        let layers = std::mem::take(&mut self.encoder.layers);
+        self.encoder.layers = layers
+            .into_iter()
+            .enumerate()
+            .map(|(index, layer)| layer.map_projections(&mut |target, proj| f(index, target, proj)))
+            .collect();
+        self
+    }
+
+    /// Folds every adapter into its base weight: the same outputs (up to rounding) at the cost
+    /// of the base model. [`Self::unmerge_lora`] undoes it. Fails, naming the first layer and
+    /// projection, when a merged weight would hold a NaN or an infinity.
+    pub fn merge_lora(self) -> Result<Self, LoraError> {
+        let mut failed = None;
+        let model = self.map_linears(|layer, target, mut proj| {
+            if proj.merge().is_err() {
+                failed.get_or_insert(LoraError::NonFiniteMerge { layer, target });
+            }
+            proj
+        });
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(model),
+        }
+    }
+
+    pub fn unmerge_lora(self) -> Self {
+        self.map_linears(|_, _, proj| proj.unmerge())
+    }
+}
