@@ -103,7 +103,7 @@ pub fn run_toml(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match fadlora_train::RunConfig::parse(text, Path::new("run.toml")) {
+    match fadlora_train::parse_run_config(text, Path::new("run.toml")) {
         Ok(mut config) => config.resolve_paths(Path::new("/runs")),
         Err(e) => {
             let _ = e.to_string();
@@ -116,7 +116,11 @@ pub fn experiment_toml(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match fadlora_sweep::Experiment::parse(text, Path::new("experiments/fuzz.toml")) {
+    match fadlora_sweep::Experiment::parse(
+        text,
+        Path::new("experiments/fuzz.toml"),
+        fadlora_train::config::MODEL_RULES,
+    ) {
         Ok(experiment) => {
             let _ = experiment.plan(Path::new("/results"));
         }
