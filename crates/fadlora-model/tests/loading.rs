@@ -210,7 +210,30 @@ fn presets_have_the_published_sizes() {
         tiny.feat_extract_norm().unwrap(),
         fadlora_model::FeatExtractNorm::Layer
     );
-    for preset in ["tiny", "base", "xls-r-300m"] {
-        Wav2Vec2Config::preset(preset).unwrap().validate().unwrap();
+    for preset in Wav2Vec2Config::PRESETS {
+        Wav2Vec2Config::preset(preset)
+            .unwrap_or_else(|| panic!("`{preset}` is listed but not known"))
+            .validate()
+            .unwrap();
     }
+}
+
+/// `micro` is the XLS-R-layout model of the fixtures, whose config.json transformers wrote, with
+/// two heads instead of four and without dropout or LayerDrop.
+#[test]
+fn micro_preset_is_the_stable_layer_fixture_with_two_heads_and_no_dropout() {
+    let mut fixture = Wav2Vec2Config::from_hf_json_file(fixture(&[
+        "stable_layer",
+        "safetensors_weight_g",
+        "config.json",
+    ]))
+    .unwrap();
+    fixture.num_feat_extract_layers = None;
+    fixture.num_attention_heads = 2;
+    fixture.hidden_dropout = 0.0;
+    fixture.activation_dropout = 0.0;
+    fixture.attention_dropout = 0.0;
+    fixture.feat_proj_dropout = 0.0;
+    fixture.layerdrop = 0.0;
+    assert_eq!(Wav2Vec2Config::micro(), fixture);
 }

@@ -169,7 +169,7 @@ impl NormalizationChoice {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
-    /// `tiny`, `base` or `xls-r-300m`, randomly initialised from the run seed.
+    /// `micro`, `tiny`, `base` or `xls-r-300m`, randomly initialised from the run seed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
     /// A Hugging Face model directory (`config.json` + weights): the pretrained source.
@@ -216,7 +216,8 @@ impl ModelSection {
         let mut config = if let Some(preset) = &self.preset {
             Wav2Vec2Config::preset(preset).ok_or_else(|| {
                 TrainError::Invalid(format!(
-                    "unknown preset `{preset}` (tiny, base, xls-r-300m)"
+                    "unknown preset `{preset}` ({})",
+                    Wav2Vec2Config::PRESETS.join(", ")
                 ))
             })?
         } else if let Some(dir) = &self.checkpoint {
@@ -577,7 +578,10 @@ impl RunConfig {
             if Wav2Vec2Config::preset(p).is_none() {
                 return Err(invalid(
                     "model.preset",
-                    format!("unknown preset `{p}` (tiny, base, xls-r-300m)"),
+                    format!(
+                        "unknown preset `{p}` ({})",
+                        Wav2Vec2Config::PRESETS.join(", ")
+                    ),
                 ));
             }
         }

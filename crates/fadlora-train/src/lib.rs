@@ -28,9 +28,6 @@ pub mod record;
 pub mod scores;
 pub mod train;
 
-#[doc(hidden)]
-pub mod testing;
-
 pub use backend::{run_on, BackendEnv, BackendJob, BackendKind};
 pub use config::RunConfig;
 pub use detector::{Detector, DetectorConfig, HeadKind};
