@@ -94,7 +94,7 @@ pub struct ParamsArgs {
     #[arg(long)]
     checkpoint: Option<PathBuf>,
     /// A built-in configuration.
-    #[arg(long, value_parser = ["xls-r-300m", "base", "tiny"])]
+    #[arg(long, value_parser = Wav2Vec2Config::PRESETS)]
     preset: Option<String>,
     /// Comma-separated projections to adapt with LoRA (q, k, v, o, ffn_in, ffn_out).
     #[arg(long, value_name = "TARGETS")]
@@ -120,7 +120,7 @@ pub struct BenchForwardArgs {
     #[arg(long, default_value = "flex")]
     backend: BackendKind,
     /// Configuration (random weights).
-    #[arg(long, default_value = "tiny", value_parser = ["xls-r-300m", "base", "tiny"])]
+    #[arg(long, default_value = "tiny", value_parser = Wav2Vec2Config::PRESETS)]
     preset: String,
     /// Utterances per batch.
     #[arg(long, default_value_t = 4)]

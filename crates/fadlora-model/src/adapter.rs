@@ -140,27 +140,66 @@ enum ConfigIssue {
     Lora(LoraError),
 }
 
+fn field(name: &'static str, message: String) -> ConfigIssue {
+    ConfigIssue::Field(name, message)
+}
+
+/// `name`'s value, if set: PEFT writes `null` for options left at their default.
+fn get<'a>(json: &'a Value, name: &str) -> Option<&'a Value> {
+    json.get(name).filter(|v| !v.is_null())
+}
+
+/// The first step that fails names the error, so their order is part of what a caller sees:
+/// an adapter of another kind is reported as such, not by one of its options.
 fn parse_adapter_config(json: &Value) -> Result<(LoraConfig, AdapterInfo), ConfigIssue> {
-    let field = |name: &'static str, message: String| ConfigIssue::Field(name, message);
-    let get = |name: &str| json.get(name).filter(|v| !v.is_null());
-    let peft_type = get("peft_type").and_then(Value::as_str).unwrap_or("");
+    require_lora(json)?;
+    let (rank, alpha) = rank_and_alpha(json)?;
+    let targets = target_modules(json)?;
+    let layers = layers_to_transform(json)?;
+    check_layers_pattern(json)?;
+    reject_unsupported_options(json)?;
+    let config = LoraConfig {
+        rank,
+        alpha,
+        dropout: get(json, "lora_dropout")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0),
+        targets,
+        layers,
+        use_rslora: get(json, "use_rslora")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    };
+    Ok((config, adapter_info(json)))
+}
+
+fn require_lora(json: &Value) -> Result<(), ConfigIssue> {
+    let peft_type = get(json, "peft_type").and_then(Value::as_str).unwrap_or("");
     if peft_type != "LORA" {
         return Err(field(
             "peft_type",
             format!("is `{peft_type}`; only LORA adapters are supported"),
         ));
     }
-    let rank = get("r")
+    Ok(())
+}
+
+/// `r` and `lora_alpha`, both required.
+fn rank_and_alpha(json: &Value) -> Result<(usize, f64), ConfigIssue> {
+    let rank = get(json, "r")
         .and_then(Value::as_u64)
         .ok_or_else(|| field("r", "missing or not a positive integer".into()))?
         as usize;
-    let alpha = get("lora_alpha")
+    let alpha = get(json, "lora_alpha")
         .and_then(Value::as_f64)
         .ok_or_else(|| field("lora_alpha", "missing or not a number".into()))?;
-    let dropout = get("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0);
-    let use_rslora = get("use_rslora").and_then(Value::as_bool).unwrap_or(false);
+    Ok((rank, alpha))
+}
 
-    let names: Vec<&str> = match get("target_modules") {
+/// `target_modules` as projections, without duplicates, in [`LoraTarget`] order. A string is
+/// PEFT's regular-expression form, which is refused rather than interpreted.
+fn target_modules(json: &Value) -> Result<Vec<LoraTarget>, ConfigIssue> {
+    let names: Vec<&str> = match get(json, "target_modules") {
         Some(Value::Array(items)) => items
             .iter()
             .map(|v| {
@@ -184,44 +223,52 @@ fn parse_adapter_config(json: &Value) -> Result<(LoraConfig, AdapterInfo), Confi
         }
     }
     targets.sort();
+    Ok(targets)
+}
 
-    let layers = match get("layers_to_transform") {
-        None => None,
-        Some(Value::Number(n)) => Some(vec![n
-            .as_u64()
-            .ok_or_else(|| field("layers_to_transform", format!("{n} is not a layer index")))?
-            as usize]),
-        Some(Value::Array(items)) => Some(
-            items
-                .iter()
-                .map(|v| {
-                    v.as_u64().map(|i| i as usize).ok_or_else(|| {
-                        field("layers_to_transform", format!("{v} is not a layer index"))
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        Some(other) => {
-            return Err(field(
-                "layers_to_transform",
-                format!("{other} is not a list of layer indices"),
-            ))
-        }
+/// `layers_to_transform`: one index or a list of them; all layers when absent.
+fn layers_to_transform(json: &Value) -> Result<Option<Vec<usize>>, ConfigIssue> {
+    let not_an_index = |v: &dyn std::fmt::Display| {
+        field("layers_to_transform", format!("{v} is not a layer index"))
     };
-    match get("layers_pattern") {
-        None => {}
-        Some(Value::String(s)) if s == "layers" => {}
-        Some(Value::Array(a)) if a.iter().all(|v| v.as_str() == Some("layers")) => {}
-        Some(other) => {
-            return Err(field(
-                "layers_pattern",
-                format!("{other}: the encoder's layers are `layers`"),
-            ))
-        }
+    match get(json, "layers_to_transform") {
+        None => Ok(None),
+        Some(Value::Number(n)) => Ok(Some(vec![
+            n.as_u64().ok_or_else(|| not_an_index(n))? as usize
+        ])),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_u64()
+                    .map(|i| i as usize)
+                    .ok_or_else(|| not_an_index(v))
+            })
+            .collect::<Result<_, _>>()
+            .map(Some),
+        Some(other) => Err(field(
+            "layers_to_transform",
+            format!("{other} is not a list of layer indices"),
+        )),
     }
+}
 
-    // Options that change the computation in ways this implementation does not follow.
-    let bias = get("bias").and_then(Value::as_str).unwrap_or("none");
+/// `layers_pattern` may only name the encoder's `layers`, the one list `layers_to_transform`
+/// indexes here.
+fn check_layers_pattern(json: &Value) -> Result<(), ConfigIssue> {
+    match get(json, "layers_pattern") {
+        None => Ok(()),
+        Some(Value::String(s)) if s == "layers" => Ok(()),
+        Some(Value::Array(a)) if a.iter().all(|v| v.as_str() == Some("layers")) => Ok(()),
+        Some(other) => Err(field(
+            "layers_pattern",
+            format!("{other}: the encoder's layers are `layers`"),
+        )),
+    }
+}
+
+/// Options that change the computation in ways this implementation does not follow.
+fn reject_unsupported_options(json: &Value) -> Result<(), ConfigIssue> {
+    let bias = get(json, "bias").and_then(Value::as_str).unwrap_or("none");
     if bias != "none" {
         return Err(field(
             "bias",
@@ -235,11 +282,8 @@ fn parse_adapter_config(json: &Value) -> Result<(LoraConfig, AdapterInfo), Confi
         "use_qalora",
         "use_bdlora",
     ] {
-        if get(flag).and_then(Value::as_bool).unwrap_or(false) {
-            return Err(ConfigIssue::Field(
-                flag,
-                "is true, which is not supported".into(),
-            ));
+        if get(json, flag).and_then(Value::as_bool).unwrap_or(false) {
+            return Err(field(flag, "is true, which is not supported".into()));
         }
     }
     for name in [
@@ -251,36 +295,25 @@ fn parse_adapter_config(json: &Value) -> Result<(LoraConfig, AdapterInfo), Confi
         "exclude_modules",
         "trainable_token_indices",
     ] {
-        let empty = match get(name) {
-            None => true,
-            Some(Value::Object(m)) => m.is_empty(),
-            Some(Value::Array(a)) => a.is_empty(),
-            Some(Value::String(s)) => s.is_empty(),
-            Some(_) => false,
-        };
-        if !empty {
-            return Err(ConfigIssue::Field(
-                name,
-                format!("{} is not supported", get(name).expect("non-empty")),
-            ));
+        let set = get(json, name).filter(|value| match value {
+            Value::Object(m) => !m.is_empty(),
+            Value::Array(a) => !a.is_empty(),
+            Value::String(s) => !s.is_empty(),
+            _ => true,
+        });
+        if let Some(value) = set {
+            return Err(field(name, format!("{value} is not supported")));
         }
     }
+    Ok(())
+}
 
-    let config = LoraConfig {
-        rank,
-        alpha,
-        dropout,
-        targets,
-        layers,
-        use_rslora,
-    };
-    let info = AdapterInfo {
-        base_model_name_or_path: get("base_model_name_or_path")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        task_type: get("task_type").and_then(Value::as_str).map(str::to_string),
-    };
-    Ok((config, info))
+fn adapter_info(json: &Value) -> AdapterInfo {
+    let text = |name| get(json, name).and_then(Value::as_str).map(str::to_string);
+    AdapterInfo {
+        base_model_name_or_path: text("base_model_name_or_path"),
+        task_type: text("task_type"),
+    }
 }
 
 /// PEFT's `adapter_config.json` for `config`.

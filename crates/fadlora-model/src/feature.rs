@@ -39,45 +39,79 @@ pub struct FeatureEncoder<B: Backend> {
     pub conv_layers: Vec<ConvLayer<B>>,
 }
 
-/// Per layer: (in channels, out channels, kernel, stride, which norm).
-fn conv_specs(config: &Wav2Vec2Config) -> Vec<(usize, usize, usize, usize, Option<usize>)> {
+/// The normalisation after one convolution of the feature encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConvNorm {
+    /// GroupNorm with one group per channel, statistics over time: wav2vec2-base's first
+    /// convolution (`feat_extract_norm = "group"`).
+    GroupOverTime,
+    /// LayerNorm over channels, per frame: every convolution of XLS-R
+    /// (`feat_extract_norm = "layer"`).
+    Layer,
+    /// No norm: wav2vec2-base's convolutions after the first.
+    None,
+}
+
+impl ConvNorm {
+    /// The norm of convolution `index` under the config's `feat_extract_norm`.
+    fn of_layer(norm: FeatExtractNorm, index: usize) -> Self {
+        match norm {
+            FeatExtractNorm::Layer => ConvNorm::Layer,
+            FeatExtractNorm::Group if index == 0 => ConvNorm::GroupOverTime,
+            FeatExtractNorm::Group => ConvNorm::None,
+        }
+    }
+
+    /// The norm over `channels`, initialised to the identity.
+    fn init<B: Backend>(self, channels: usize, device: &B::Device) -> Option<Norm<B>> {
+        match self {
+            ConvNorm::GroupOverTime => {
+                Some(Norm::group_norm_over_time(channels, CONV_NORM_EPS, device))
+            }
+            ConvNorm::Layer => Some(Norm::layer_norm(channels, CONV_NORM_EPS, device)),
+            ConvNorm::None => None,
+        }
+    }
+}
+
+/// One convolution of the feature encoder.
+struct ConvSpec {
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    norm: ConvNorm,
+}
+
+fn conv_specs(config: &Wav2Vec2Config) -> Vec<ConvSpec> {
     let norm = config
         .feat_extract_norm()
         .expect("config validated before building the model");
     (0..config.conv_dim.len())
-        .map(|i| {
-            let c_in = if i == 0 { 1 } else { config.conv_dim[i - 1] };
-            let norm_axis = match norm {
-                FeatExtractNorm::Layer => Some(2),
-                FeatExtractNorm::Group if i == 0 => Some(1),
-                FeatExtractNorm::Group => None,
-            };
-            (
-                c_in,
-                config.conv_dim[i],
-                config.conv_kernel[i],
-                config.conv_stride[i],
-                norm_axis,
-            )
+        .map(|i| ConvSpec {
+            in_channels: if i == 0 { 1 } else { config.conv_dim[i - 1] },
+            out_channels: config.conv_dim[i],
+            kernel: config.conv_kernel[i],
+            stride: config.conv_stride[i],
+            norm: ConvNorm::of_layer(norm, i),
         })
         .collect()
-}
-
-fn conv_norm<B: Backend>(channels: usize, axis: usize, device: &B::Device) -> Norm<B> {
-    if axis == 1 {
-        Norm::group_norm_over_time(channels, CONV_NORM_EPS, device)
-    } else {
-        Norm::layer_norm(channels, CONV_NORM_EPS, device)
-    }
 }
 
 impl<B: Backend> FeatureEncoder<B> {
     pub fn init(config: &Wav2Vec2Config, device: &B::Device) -> Self {
         let conv_layers = conv_specs(config)
             .into_iter()
-            .map(|(c_in, c_out, k, s, norm)| ConvLayer {
-                conv: StridedConv::init(c_in, c_out, k, s, config.conv_bias, device),
-                layer_norm: norm.map(|axis| conv_norm(c_out, axis, device)),
+            .map(|spec| ConvLayer {
+                conv: StridedConv::init(
+                    spec.in_channels,
+                    spec.out_channels,
+                    spec.kernel,
+                    spec.stride,
+                    config.conv_bias,
+                    device,
+                ),
+                layer_norm: spec.norm.init(spec.out_channels, device),
             })
             .collect();
         Self { conv_layers }
@@ -89,7 +123,8 @@ impl<B: Backend> FeatureEncoder<B> {
         device: &B::Device,
     ) -> Result<Self, LoadError> {
         let mut conv_layers = Vec::new();
-        for (i, (c_in, c_out, k, s, norm)) in conv_specs(config).into_iter().enumerate() {
+        for (i, spec) in conv_specs(config).into_iter().enumerate() {
+            let (c_in, c_out, k) = (spec.in_channels, spec.out_channels, spec.kernel);
             let prefix = format!("feature_extractor.conv_layers.{i}");
             let weight = src.take(&format!("{prefix}.conv.weight"), &[c_out, c_in, k])?;
             // [out, in, k] -> [k, in, out]: row j * in + c of the im2col weight.
@@ -100,9 +135,8 @@ impl<B: Backend> FeatureEncoder<B> {
             } else {
                 None
             };
-            let layer_norm = match norm {
-                Some(axis) => {
-                    let mut n = conv_norm::<B>(c_out, axis, device);
+            let layer_norm = match spec.norm.init::<B>(c_out, device) {
+                Some(mut n) => {
                     n.weight =
                         src.take_param(&format!("{prefix}.layer_norm.weight"), [c_out], device)?;
                     n.bias =
@@ -117,7 +151,7 @@ impl<B: Backend> FeatureEncoder<B> {
                     bias,
                     in_channels: c_in,
                     kernel: k,
-                    stride: s,
+                    stride: spec.stride,
                 },
                 layer_norm,
             });

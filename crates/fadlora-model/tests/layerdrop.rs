@@ -10,19 +10,9 @@ type AD = Autodiff<Flex>;
 
 fn config(layerdrop: f64) -> Wav2Vec2Config {
     Wav2Vec2Config {
-        hidden_size: 32,
         num_hidden_layers: 6,
-        num_attention_heads: 2,
-        intermediate_size: 64,
-        conv_dim: vec![16; 7],
-        num_conv_pos_embeddings: 16,
-        num_conv_pos_embedding_groups: 4,
-        hidden_dropout: 0.0,
-        attention_dropout: 0.0,
-        activation_dropout: 0.0,
-        feat_proj_dropout: 0.0,
         layerdrop,
-        ..Wav2Vec2Config::xls_r_300m()
+        ..Wav2Vec2Config::micro()
     }
 }
 

@@ -172,17 +172,22 @@ fn unsupported_settings_are_rejected_with_the_setting_named() {
     ));
 }
 
-#[test]
-fn hugging_face_defaults_fill_missing_keys() {
-    // transformers' own defaults, every key written out (tools/fixtures/make_config_fixtures.py).
+/// transformers' own `Wav2Vec2Config()`, every key written out
+/// (tools/fixtures/make_config_fixtures.py).
+fn hf_default_config() -> Wav2Vec2Config {
     let written = std::fs::read_to_string(fixture(&["hf_default_config.json"])).unwrap();
     let mut hf_defaults = Wav2Vec2Config::from_hf_json_str(&written).unwrap();
     // transformers writes this one out because it derives it from `conv_dim`; it is not a
     // default of its own.
     assert_eq!(hf_defaults.num_feat_extract_layers, Some(7));
     hf_defaults.num_feat_extract_layers = None;
+    hf_defaults
+}
+
+#[test]
+fn hugging_face_defaults_fill_missing_keys() {
     let filled_in = Wav2Vec2Config::from_hf_json_str(r#"{"model_type": "wav2vec2"}"#).unwrap();
-    assert_eq!(filled_in, hf_defaults);
+    assert_eq!(filled_in, hf_default_config());
 }
 
 #[test]
@@ -195,22 +200,32 @@ fn presets_have_the_published_sizes() {
     // masked_spec_embed.
     let base = Wav2Vec2Config::base().init::<TB>(&device);
     assert_eq!(count_params(&base), 94_371_712 - 768);
-    let tiny = Wav2Vec2Config::tiny();
-    assert_eq!(
-        (
-            tiny.hidden_size,
-            tiny.num_hidden_layers,
-            tiny.num_attention_heads,
-            tiny.intermediate_size
-        ),
-        (256, 4, 4, 1024)
-    );
-    assert_eq!(tiny.conv_dim, vec![256; 7]);
-    assert_eq!(
-        tiny.feat_extract_norm().unwrap(),
-        fadlora_model::FeatExtractNorm::Layer
-    );
-    for preset in ["tiny", "base", "xls-r-300m"] {
-        Wav2Vec2Config::preset(preset).unwrap().validate().unwrap();
+    // transformers' defaults are wav2vec2-base's settings.
+    assert_eq!(Wav2Vec2Config::base(), hf_default_config());
+    for preset in Wav2Vec2Config::PRESETS {
+        Wav2Vec2Config::preset(preset)
+            .unwrap_or_else(|| panic!("`{preset}` is listed but not known"))
+            .validate()
+            .unwrap();
     }
+}
+
+/// `micro` is the XLS-R-layout model of the fixtures, whose config.json transformers wrote, with
+/// two heads instead of four and without dropout or LayerDrop.
+#[test]
+fn micro_preset_is_the_stable_layer_fixture_with_two_heads_and_no_dropout() {
+    let mut fixture = Wav2Vec2Config::from_hf_json_file(fixture(&[
+        "stable_layer",
+        "safetensors_weight_g",
+        "config.json",
+    ]))
+    .unwrap();
+    fixture.num_feat_extract_layers = None;
+    fixture.num_attention_heads = 2;
+    fixture.hidden_dropout = 0.0;
+    fixture.activation_dropout = 0.0;
+    fixture.attention_dropout = 0.0;
+    fixture.feat_proj_dropout = 0.0;
+    fixture.layerdrop = 0.0;
+    assert_eq!(Wav2Vec2Config::micro(), fixture);
 }

@@ -171,7 +171,7 @@ impl NormalizationChoice {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
-    /// `tiny`, `base` or `xls-r-300m`, randomly initialised from the run seed.
+    /// `micro`, `tiny`, `base` or `xls-r-300m`, randomly initialised from the run seed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
     /// A Hugging Face model directory (`config.json` + weights): the pretrained source.

@@ -97,8 +97,9 @@ fn run_bench<B: TrainBackend>(
 ) -> Result<BenchStepResult, TrainError> {
     let mut arch = Wav2Vec2Config::preset(&c.preset).ok_or_else(|| {
         TrainError::Invalid(format!(
-            "unknown preset `{}` (tiny, base, xls-r-300m)",
-            c.preset
+            "unknown preset `{}` ({})",
+            c.preset,
+            Wav2Vec2Config::PRESETS.join(", ")
         ))
     })?;
     // As torch_step.py: every layer runs every step, dropout stays on.

@@ -272,7 +272,7 @@ mod tests {
     #[test]
     fn full_fine_tuning_trains_everything_and_ids_are_stable() {
         let device = Default::default();
-        let config = DetectorConfig::new(crate::testing::micro_wav2vec2());
+        let config = DetectorConfig::new(Wav2Vec2Config::micro());
         let build = || {
             config
                 .build::<Autodiff<B>>(&BaseSource::Random { seed: 3 }, &device)

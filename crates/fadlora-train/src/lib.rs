@@ -28,9 +28,6 @@ pub mod measure;
 pub mod scores;
 pub mod train;
 
-#[doc(hidden)]
-pub mod testing;
-
 pub use backend::{run_on, BackendEnv, BackendJob, Compiled};
 pub use config::{load_run_config, parse_run_config};
 pub use detector::{Detector, DetectorConfig};

@@ -10,6 +10,7 @@ use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::{Distribution, TensorData};
 
 use burn::prelude::*;
+use fadlora_model::Wav2Vec2Config;
 use fadlora_run::LoraTarget;
 use fadlora_train::config::LoraSection;
 use fadlora_train::detector::{param_paths, weighted_cross_entropy, BaseSource, Detector};
@@ -54,8 +55,7 @@ fn one_lora_step_changes_only_adapters_and_head() {
         layers: None,
         use_rslora: false,
     };
-    let config =
-        DetectorConfig::new(fadlora_train::testing::micro_wav2vec2()).with_lora(Some(lora));
+    let config = DetectorConfig::new(Wav2Vec2Config::micro()).with_lora(Some(lora));
     let model: Detector<AB> = config
         .build(&BaseSource::Random { seed: 5 }, &device)
         .unwrap();

@@ -31,16 +31,7 @@ train_crop = "first"
 max_per_class = {per_class}
 
 [model]
-preset = "tiny"
-hidden_size = 32
-num_hidden_layers = 2
-num_attention_heads = 2
-intermediate_size = 64
-conv_channels = 16
-num_conv_pos_embeddings = 16
-num_conv_pos_embedding_groups = 4
-dropout = 0.0
-layerdrop = 0.0
+preset = "micro"
 
 [optim]
 kind = "adamw"
