@@ -345,7 +345,7 @@ fn phase(
     if let Some(p) = &v.partial_epoch {
         return format!("{run}: writing checkpoint {p}");
     }
-    if !section.contains("trainable of") {
+    if !section.contains("detector built") {
         return format!("{run}: trainer startup (data, model; {epochs_done} epochs done)");
     }
     if epochs_done == epochs {
