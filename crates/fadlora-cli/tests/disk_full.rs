@@ -18,16 +18,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn train(config: &Path) -> Command {
-    let mut command = Command::new(fadlora());
-    command
-        .arg("train")
-        .arg("--config")
-        .arg(config)
-        .arg("--no-progress");
-    command
-}
-
 /// `fadlora train` with every file write past `kib` KiB failing with EFBIG (not a signal).
 fn train_file_size_limited(config: &Path, kib: u64) -> Output {
     Command::new("bash")
@@ -99,7 +89,7 @@ exit $rc"#
 /// A full fine-tuning run of `epochs` epochs, stopped by SIGKILL just after its first epoch was
 /// committed (before the second epoch writes anything): the "previous good state".
 fn run_killed_after_first_epoch(config: &Path, out: &Path) {
-    let mut child = train(config)
+    let mut child = train_command(config)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -213,7 +203,7 @@ fn check_failure(
 }
 
 fn resume_and_compare(case: &str, config: &Path, dir: &Path, expected: &serde_json::Value) {
-    let out = train(config).output().unwrap();
+    let out = train_command(config).output().unwrap();
     assert!(
         out.status.success(),
         "{case}: resuming without the limit failed\n{}",
@@ -239,7 +229,7 @@ fn a_checkpoint_that_cannot_be_written_fails_naming_it_and_keeps_the_previous_ep
     println!("epoch checkpoint: trainable.safetensors {trainable} B, optimizer.mpk {optimizer} B");
 
     // The reference: the same run, resumed and finished with no limit.
-    let out = train(&config).output().unwrap();
+    let out = train_command(&config).output().unwrap();
     assert!(out.status.success());
     let expected = results_of(&check_finished_run_dir(&run).unwrap());
 
@@ -289,7 +279,7 @@ fn a_record_or_score_file_that_cannot_be_written_fails_naming_it_and_keeps_the_r
     let epochs = 2;
     let run = tmp.path().join("run");
     let config = config_for(tmp.path(), &run, epochs);
-    let out = train(&config).output().unwrap();
+    let out = train_command(&config).output().unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -566,19 +566,10 @@ fn a_train_killed_24_times_resumes_to_the_result_of_an_uninterrupted_run() {
         std::fs::write(&config, micro_run_toml(&out, epochs, Some(2))).unwrap();
         (config, out)
     };
-    let train = |config: &Path| {
-        let mut command = Command::new(fadlora());
-        command
-            .arg("train")
-            .arg("--config")
-            .arg(config)
-            .arg("--no-progress");
-        command
-    };
 
     // The reference: the same run, never interrupted.
     let (reference_config, reference) = write_config("reference");
-    let timing = Timing::measure(train(&reference_config), &reference);
+    let timing = Timing::measure(train_command(&reference_config), &reference);
 
     let (config, run) = write_config("killed");
     let triggers = schedule(&mut Rng::new(0x5eed_0002), timing, false);
@@ -602,7 +593,7 @@ fn a_train_killed_24_times_resumes_to_the_result_of_an_uninterrupted_run() {
                 std::io::Write::write_all(&mut f, format!("== {marker}\n").as_bytes())
             })
             .unwrap();
-        let mut child = train(&config)
+        let mut child = train_command(&config)
             .stdout(Stdio::null())
             .stderr(
                 std::fs::OpenOptions::new()
@@ -638,7 +629,7 @@ fn a_train_killed_24_times_resumes_to_the_result_of_an_uninterrupted_run() {
         records.look(&run, None);
     }
     assert_eq!(kills, KILLS, "the run finished before every kill landed");
-    let out = train(&config).output().unwrap();
+    let out = train_command(&config).output().unwrap();
     assert!(
         out.status.success(),
         "{}",

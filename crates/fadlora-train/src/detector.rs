@@ -35,9 +35,7 @@ impl<B: Backend> Head<B> {
             }),
         }
     }
-}
 
-impl<B: Backend> Head<B> {
     /// `hidden` `[batch, frames, width]` -> logits `[batch, 2]`.
     pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
         match self {

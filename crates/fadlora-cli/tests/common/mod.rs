@@ -6,10 +6,22 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub fn fadlora() -> &'static str {
     env!("CARGO_BIN_EXE_fadlora")
+}
+
+/// `fadlora train --config CONFIG --no-progress`, not yet started.
+pub fn train_command(config: &Path) -> Command {
+    let mut command = Command::new(fadlora());
+    command
+        .arg("train")
+        .arg("--config")
+        .arg(config)
+        .arg("--no-progress");
+    command
 }
 
 pub fn mini_corpus() -> PathBuf {
