@@ -1,9 +1,9 @@
-//! A run that cannot write its checkpoint, score file or record (file too large, disk full)
+//! A run that cannot write its run lock, checkpoint, score file or record (file too large, disk full)
 //! fails with an error naming the file, leaves the files of its last good state byte for byte,
 //! and a later run without the limit resumes and ends as an uninterrupted run does.
 //!
-//! Two OS mechanisms that also bite root (chmod does not): `ulimit -f` with SIGXFSZ ignored,
-//! so every write past the size limit fails with EFBIG, and, where user namespaces are allowed,
+//! Two OS mechanisms that also bite root (chmod does not): a file-size limit (`prlimit
+//! --fsize`) with SIGXFSZ ignored, so every write past it fails with EFBIG, and, where user namespaces are allowed,
 //! a tmpfs of a chosen size mounted over the run folder (ENOSPC). The tmpfs cases are skipped,
 //! with a note, where `unshare -Urm` is not permitted.
 //!
@@ -17,18 +17,34 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::*;
+use fadlora_run::layout::RUN_LOCK_FILE;
+use fadlora_run::LockOwner;
 
-/// `fadlora train` with every file write past `kib` KiB failing with EFBIG (not a signal).
-fn train_file_size_limited(config: &Path, kib: u64) -> Output {
+/// `fadlora train` with every file write past `bytes` failing with EFBIG (not a signal).
+/// `prlimit` (util-linux), because `ulimit -f` counts whole KiB.
+fn train_file_size_limited(config: &Path, bytes: u64) -> Output {
     Command::new("bash")
         .arg("-c")
         .arg(format!(
-            r#"trap "" XFSZ; ulimit -f {kib} && exec "$0" train --config "$1" --no-progress"#
+            r#"trap "" XFSZ; exec prlimit --fsize={bytes} "$0" train --config "$1" --no-progress"#
         ))
         .arg(fadlora())
         .arg(config)
         .output()
         .unwrap()
+}
+
+/// The size of the largest run lock a trainer on this host can write: its owner with every
+/// number at its widest.
+fn largest_lock_bytes() -> u64 {
+    let widest = LockOwner {
+        pid: u32::MAX,
+        start_ticks: Some(u64::MAX),
+        slurm_task: None,
+        since_unix: u64::MAX,
+        ..LockOwner::current()
+    };
+    serde_json::to_string(&widest).unwrap().len() as u64
 }
 
 /// Whether `unshare -Urm` can mount a tmpfs here (user namespaces may be disabled, or refused
@@ -183,6 +199,10 @@ fn check_failure(
         "{case}: left behind {:?}",
         temporaries(dir)
     );
+    assert!(
+        !dir.join(RUN_LOCK_FILE).exists(),
+        "{case}: the failed trainer left its run lock"
+    );
     let after = snapshot(dir);
     let changed: Vec<&PathBuf> = before
         .keys()
@@ -236,16 +256,12 @@ fn a_checkpoint_that_cannot_be_written_fails_naming_it_and_keeps_the_previous_ep
     // The next epoch's checkpoint cannot be written whole: first the parameters, then (with
     // the parameters fitting) the optimizer state's last bytes.
     let cases = [
-        (
-            "EFBIG trainable",
-            (trainable - 1) / 1024,
-            "trainable.safetensors",
-        ),
-        ("EFBIG optimizer", (optimizer - 1) / 1024, "optimizer.mpk"),
+        ("EFBIG trainable", trainable - 1, "trainable.safetensors"),
+        ("EFBIG optimizer", optimizer - 1, "optimizer.mpk"),
     ];
-    for (case, kib, file) in cases {
+    for (case, bytes, file) in cases {
         restore(&first, &run);
-        let out = train_file_size_limited(&config, kib);
+        let out = train_file_size_limited(&config, bytes);
         check_failure(case, &out, file, "File too large", &run, &good);
         resume_and_compare(case, &config, &run, &expected);
     }
@@ -299,16 +315,21 @@ fn a_record_or_score_file_that_cannot_be_written_fails_naming_it_and_keeps_the_r
     copy_dir(&run, &scored);
     let good = snapshot(&scored);
 
-    // A limit of 0 fails the first file the final scoring writes, the dev scores; 1 KiB lets the
-    // score files through and fails the record.
-    assert!(scores_len < 1024 && record_len > 1024);
+    // A limit of 0 fails the first file a trainer writes, its run lock. One just above the
+    // largest lock this host can write lets the lock through and fails the first file the
+    // final scoring writes, the dev scores; 1 KiB lets the score files through and fails the
+    // record.
+    let dev_len = std::fs::metadata(run.join("scores/dev.txt")).unwrap().len();
+    let lock_max = largest_lock_bytes();
+    assert!(lock_max < dev_len && scores_len < 1024 && record_len > 1024);
     let cases = [
-        ("EFBIG score file", 0, "scores/dev.txt"),
-        ("EFBIG record", 1, "record.json"),
+        ("EFBIG run lock", 0, RUN_LOCK_FILE),
+        ("EFBIG score file", lock_max, "scores/dev.txt"),
+        ("EFBIG record", 1024, "record.json"),
     ];
-    for (case, kib, file) in cases {
+    for (case, bytes, file) in cases {
         restore(&scored, &run);
-        let out = train_file_size_limited(&config, kib);
+        let out = train_file_size_limited(&config, bytes);
         check_failure(case, &out, file, "File too large", &run, &good);
         resume_and_compare(case, &config, &run, &expected);
     }
@@ -320,7 +341,8 @@ fn a_record_or_score_file_that_cannot_be_written_fails_naming_it_and_keeps_the_r
     }
     let left = tmp.path().join("left-on-tmpfs");
     restore(&scored, &run);
-    let out = train_on_small_tmpfs(&config, &run, &scored, 0, &left);
+    // One 4 KiB page free: room for the run lock, none for the dev scores.
+    let out = train_on_small_tmpfs(&config, &run, &scored, 4, &left);
     check_failure(case, &out, "scores/dev.txt", "No space left", &left, &good);
     restore(&left, &run);
     resume_and_compare(case, &config, &run, &expected);

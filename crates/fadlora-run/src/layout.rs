@@ -4,13 +4,18 @@
 //! results/<experiment>/          a sweep's results folder (fadlora-sweep)
 //!   plan.json                    the runs of the current experiment TOML (rewritten by every sweep)
 //!   summary.csv                  one row per finished run of the plan
-//!   .sweep.lock                  held while a sweep runs
+//!   .sweep.lock                  held while a sweep runs on this machine
+//!   slurm/                       `fadlora sweep --slurm`: one sbatch script per submission,
+//!     submissions.json           which run each array task of each job trains
+//!     logs/<job>_<task>.out      what SLURM itself printed for a task
 //!   <run-id>/                    one run folder (below)
 //!     run.toml                   the resolved run configuration the sweep gave `fadlora train`
 //!     train.log                  what `fadlora train` printed, over every invocation
+//!     slurm.exit                 `<job>_<task> <exit code>` of the last SLURM task that ended
 //!   report/                      written by `fadlora report`
 //!
 //! <run folder>/                  fadlora-train
+//!   .train.lock                  held by the trainer at work here (see `lock`)
 //!   config.toml                  the resolved configuration (a resumed run must match it)
 //!   progress.json                epochs checkpointed so far: what a resume continues from
 //!   checkpoints/epoch-NNNN/      trainable.safetensors, optimizer.mpk, detector.json
@@ -49,6 +54,13 @@ pub const RUN_CONFIG_FILE: &str = "run.toml";
 pub const LOG_FILE: &str = "train.log";
 pub const LOCK_FILE: &str = ".sweep.lock";
 pub const REPORT_DIR: &str = "report";
+/// In a run folder: names the trainer working there (`crate::lock`).
+pub const RUN_LOCK_FILE: &str = ".train.lock";
+pub const SLURM_DIR: &str = "slurm";
+pub const SLURM_SUBMISSIONS_FILE: &str = "submissions.json";
+pub const SLURM_LOGS_DIR: &str = "logs";
+/// In a run folder: the exit status of the last SLURM task that trained it and ended normally.
+pub const SLURM_EXIT_FILE: &str = "slurm.exit";
 
 /// `checkpoints/epoch-NNNN` (1-based epoch) of the run folder `out`.
 pub fn epoch_dir(out: &Path, epoch: usize) -> PathBuf {

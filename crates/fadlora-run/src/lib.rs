@@ -13,6 +13,7 @@ pub mod config;
 mod error;
 pub mod fs;
 pub mod layout;
+pub mod lock;
 pub mod plan;
 pub mod record;
 pub mod scores;
@@ -21,6 +22,7 @@ pub mod vocab;
 pub use config::{ExtraRules, Invalid, LoraSection, RunConfig, RunRules};
 pub use error::RunError;
 pub use fs::write_atomic;
+pub use lock::{inspect_lock, LockOwner, LockState, LockTiming, RunLock};
 pub use plan::{read_record, Plan, PlannedRun, RunAxes, RunState};
 pub use record::{EpochLog, ParamCounts, PeakMemory, RunRecord, SplitResult, TimeStats};
 pub use vocab::{

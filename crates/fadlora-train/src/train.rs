@@ -52,7 +52,7 @@ use fadlora_run::record::{
     EpochLog, ParamCounts, RunRecord, SplitResult, TimeStats, RECORD_VERSION,
 };
 use fadlora_run::scores::{read_asv_scores, split_by_label, write_score_file};
-use fadlora_run::write_atomic;
+use fadlora_run::{write_atomic, LockTiming, RunLock};
 
 /// How a training invocation behaves beyond the run TOML.
 #[derive(Debug, Clone, Default)]
@@ -300,7 +300,7 @@ where
     O: Optimizer<Detector<B>, B>,
 {
     let invocation_start = Instant::now();
-    let folder = RunFolder::new(&config.output_dir);
+    let folder = RunFolder::lock(&config.output_dir)?;
     let mut progress = match folder.open_or_resume(config)? {
         Opened::Finished(record) => return Ok(TrainOutcome::Finished(record)),
         Opened::At(progress) => progress,
@@ -334,6 +334,7 @@ where
             wall_seconds: epoch_start.elapsed().as_secs_f64(),
             ..log
         };
+        folder.lock.check_held()?;
         checkpoint_epoch(&net, &folder, config, &mut progress, log, &dev)?;
         progress.wall_seconds = wall();
         write_json(&folder.progress, &progress)?;
@@ -373,13 +374,15 @@ where
     Ok(TrainOutcome::Finished(Box::new(record)))
 }
 
-/// The files of a run folder this loop reads and writes.
+/// The files of a run folder this loop reads and writes, and the lock that makes this
+/// invocation the only one writing them.
 struct RunFolder {
     out: PathBuf,
     config: PathBuf,
     progress: PathBuf,
     record: PathBuf,
     best: PathBuf,
+    lock: RunLock,
 }
 
 /// Where an invocation starts.
@@ -391,20 +394,24 @@ enum Opened {
 }
 
 impl RunFolder {
-    fn new(out: &Path) -> Self {
-        RunFolder {
+    /// Creates the folder if needed and takes its run lock (a SLURM task, a sweep or a second
+    /// `fadlora train` may aim at the same run), before anything in it is read or cleaned.
+    fn lock(out: &Path) -> Result<Self, TrainError> {
+        std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+        let lock = RunLock::acquire(out, LockTiming::default())?;
+        Ok(RunFolder {
             out: out.to_path_buf(),
             config: out.join(CONFIG_FILE),
             progress: out.join(PROGRESS_FILE),
             record: out.join(RECORD_FILE),
             best: out.join(BEST_DIR),
-        }
+            lock,
+        })
     }
 
     /// Creates the folder for a new run, or checks that an existing one holds this very
     /// configuration (resuming under another would mix two runs) and says where it stopped.
     fn open_or_resume(&self, config: &RunConfig) -> Result<Opened, TrainError> {
-        std::fs::create_dir_all(&self.out).map_err(|e| TrainError::io(&self.out, e))?;
         let resolved = config.to_toml();
         if self.progress.is_file() {
             let old = std::fs::read_to_string(&self.config).unwrap_or_default();
@@ -996,6 +1003,7 @@ where
         eval: eval_result,
         wall_seconds: progress.wall_seconds,
     };
+    folder.lock.check_held()?;
     write_json(&folder.record, &record)?;
     Ok(record)
 }

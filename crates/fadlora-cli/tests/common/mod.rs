@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use fadlora_run::layout::RUN_LOCK_FILE;
+
 pub fn fadlora() -> &'static str {
     env!("CARGO_BIN_EXE_fadlora")
 }
@@ -148,11 +150,14 @@ pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Every file under `dir` (relative path -> bytes), directories left out.
+/// Every file under `dir` (relative path -> bytes), directories left out, and run locks left
+/// out too: a lock belongs to whichever process works in the folder (a killed trainer leaves
+/// its own, the next one replaces it), not to the run's state.
 pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
     for path in walk(dir) {
-        if path.is_file() {
+        let lock = path.file_name() == Some(std::ffi::OsStr::new(RUN_LOCK_FILE));
+        if path.is_file() && !lock {
             let bytes = std::fs::read(&path).unwrap();
             out.insert(path.strip_prefix(dir).unwrap().to_path_buf(), bytes);
         }
