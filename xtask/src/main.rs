@@ -24,6 +24,8 @@ enum Task {
     },
     /// Train every run of an experiment TOML: builds `fadlora` in release with the backend the
     /// experiment names and runs `fadlora sweep` (`--plan`, `--jobs N`, `--results DIR`, ...).
+    /// `--plan`, `--status` and `--plan --slurm` build only the CPU binary, which can plan any
+    /// experiment; `--slurm` builds the backend's binary, which the SLURM tasks run.
     Sweep {
         /// The experiment TOML, e.g. experiments/quickstart.toml.
         experiment: PathBuf,
@@ -39,6 +41,15 @@ enum Task {
         /// Results directory (default: results/ at the workspace root).
         #[arg(long)]
         results: Option<PathBuf>,
+        /// Submit the unfinished runs to SLURM as a job array (with --plan: print the script).
+        #[arg(long)]
+        slurm: bool,
+        /// Show each run as pending, running, finished or failed.
+        #[arg(long)]
+        status: bool,
+        /// Further `fadlora sweep` options, e.g. `-- --partition gpu --time 24:00:00`.
+        #[arg(last = true)]
+        extra: Vec<String>,
     },
     /// Tables and figures for finished sweeps: runs `fadlora report` (release build).
     Report {
@@ -257,25 +268,45 @@ struct SweepTask {
     plan: bool,
     jobs: Option<usize>,
     results: Option<PathBuf>,
+    slurm: bool,
+    status: bool,
+    extra: Vec<String>,
+}
+
+/// The cargo feature of the binary a sweep command needs: listing runs, showing their state and
+/// rendering a SLURM script never touch a device, so the CPU build (quick to compile, and
+/// shared with `report`) does for them whatever the experiment trains on.
+fn sweep_feature(task: &SweepTask, backend: &str) -> Result<&'static str> {
+    if task.plan || task.status {
+        Ok("flex")
+    } else {
+        feature_for_backend(backend)
+    }
 }
 
 fn sweep(root: &Path, task: SweepTask) -> Result<()> {
     // The binary runs from the workspace root; relative paths mean the caller's directory.
     let cwd = std::env::current_dir()?;
     let experiment = cwd.join(&task.experiment);
-    let backend = match task.backend {
+    let backend = match task.backend.clone() {
         Some(b) => b,
         None => experiment_backend(&experiment)?,
     };
-    let feature = feature_for_backend(&backend)?;
+    let feature = sweep_feature(&task, &backend)?;
     let mut args = vec![
         "sweep".to_string(),
         experiment.display().to_string(),
         "--backend".to_string(),
         backend,
     ];
-    if task.plan {
-        args.push("--plan".into());
+    for (flag, set) in [
+        ("--plan", task.plan),
+        ("--slurm", task.slurm),
+        ("--status", task.status),
+    ] {
+        if set {
+            args.push(flag.into());
+        }
     }
     if let Some(jobs) = task.jobs {
         args.extend(["--jobs".into(), jobs.to_string()]);
@@ -283,6 +314,7 @@ fn sweep(root: &Path, task: SweepTask) -> Result<()> {
     if let Some(results) = task.results {
         args.extend(["--results".into(), cwd.join(results).display().to_string()]);
     }
+    args.extend(task.extra);
     fadlora(root, feature, &args)
 }
 
@@ -296,6 +328,9 @@ fn main() -> Result<()> {
             plan,
             jobs,
             results,
+            slurm,
+            status,
+            extra,
         } => sweep(
             &root,
             SweepTask {
@@ -304,6 +339,9 @@ fn main() -> Result<()> {
                 plan,
                 jobs,
                 results,
+                slurm,
+                status,
+                extra,
             },
         ),
         Task::Report {
@@ -350,6 +388,40 @@ fn main() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn planning_and_status_build_the_cpu_binary_whatever_the_backend() {
+        let task = |plan, slurm, status| SweepTask {
+            experiment: PathBuf::from("x.toml"),
+            backend: None,
+            plan,
+            jobs: None,
+            results: None,
+            slurm,
+            status,
+            extra: Vec::new(),
+        };
+        assert_eq!(
+            sweep_feature(&task(true, false, false), "cuda").unwrap(),
+            "flex"
+        );
+        assert_eq!(
+            sweep_feature(&task(true, true, false), "cuda").unwrap(),
+            "flex"
+        );
+        assert_eq!(
+            sweep_feature(&task(false, false, true), "wgpu").unwrap(),
+            "flex"
+        );
+        assert_eq!(
+            sweep_feature(&task(false, true, false), "cuda").unwrap(),
+            "cuda"
+        );
+        assert_eq!(
+            sweep_feature(&task(false, false, false), "cuda").unwrap(),
+            "cuda"
+        );
+    }
 
     fn strings(args: &[&str]) -> Vec<String> {
         args.iter().map(|s| s.to_string()).collect()

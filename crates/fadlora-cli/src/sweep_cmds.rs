@@ -8,6 +8,10 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use fadlora_run::layout::PLAN_FILE;
 use fadlora_sweep::runner::format_duration;
+use fadlora_sweep::slurm::{
+    self, SchedulerView, SlurmSection, Submissions, SubmitOptions, SubmitOutcome,
+};
+use fadlora_sweep::status::{run_statuses, tally, RunStatus};
 use fadlora_sweep::{run_sweep, Experiment, Mode, Plan, RunState, SweepEvent, SweepOptions};
 use fadlora_train::{BackendKind, Compiled};
 
@@ -28,6 +32,73 @@ pub struct SweepArgs {
     /// different runs, with their own IDs).
     #[arg(long)]
     backend: Option<BackendKind>,
+    /// Submit the unfinished runs to SLURM as one job array instead of training here (with
+    /// `--plan`: print the sbatch script without submitting). Options come from the TOML's
+    /// `[slurm]` table and the flags below.
+    #[arg(long)]
+    slurm: bool,
+    /// Show each run as pending, running, finished or failed (from the results folder, and
+    /// from squeue/sacct where available), without running anything.
+    #[arg(long, conflicts_with_all = ["plan", "slurm"])]
+    status: bool,
+    #[command(flatten)]
+    slurm_flags: SlurmFlags,
+}
+
+/// Overrides of the experiment's `[slurm]` table.
+#[derive(Args)]
+#[command(next_help_heading = "SLURM (with --slurm)")]
+struct SlurmFlags {
+    #[arg(long)]
+    partition: Option<String>,
+    #[arg(long)]
+    account: Option<String>,
+    #[arg(long)]
+    qos: Option<String>,
+    /// GPUs per task (default 1 for cuda and wgpu runs, 0 for flex).
+    #[arg(long)]
+    gpus_per_task: Option<u32>,
+    #[arg(long)]
+    cpus_per_task: Option<u32>,
+    /// Memory per task, e.g. 64G.
+    #[arg(long)]
+    mem: Option<String>,
+    /// Time limit per task, e.g. 24:00:00 (a task that runs out resumes when resubmitted).
+    #[arg(long)]
+    time: Option<String>,
+    /// At most this many tasks at once (`--array=...%N`).
+    #[arg(long)]
+    throttle: Option<u32>,
+    #[arg(long)]
+    job_name: Option<String>,
+    /// An extra `#SBATCH` option, e.g. `--sbatch=--constraint=a100` (repeatable).
+    #[arg(long = "sbatch", value_name = "OPTION", allow_hyphen_values = true)]
+    sbatch: Vec<String>,
+    /// A shell line the tasks run before training, e.g. `--setup 'module load cuda'` (repeatable).
+    #[arg(long = "setup", value_name = "LINE", allow_hyphen_values = true)]
+    setup: Vec<String>,
+    /// The fadlora binary the tasks run (default: this one); it must have the runs' backend
+    /// compiled in. It is copied into the results folder when submitted.
+    #[arg(long)]
+    trainer: Option<PathBuf>,
+}
+
+impl SlurmFlags {
+    fn section(&self) -> SlurmSection {
+        SlurmSection {
+            partition: self.partition.clone(),
+            account: self.account.clone(),
+            qos: self.qos.clone(),
+            gpus_per_task: self.gpus_per_task,
+            cpus_per_task: self.cpus_per_task,
+            mem: self.mem.clone(),
+            time: self.time.clone(),
+            throttle: self.throttle,
+            job_name: self.job_name.clone(),
+            sbatch: self.sbatch.clone(),
+            setup: self.setup.clone(),
+        }
+    }
 }
 
 pub fn sweep(args: SweepArgs) -> Result<ExitCode> {
@@ -36,6 +107,12 @@ pub fn sweep(args: SweepArgs) -> Result<ExitCode> {
         experiment.base.backend = backend;
     }
     let plan = experiment.plan(&args.results)?;
+    if args.status {
+        return status(&plan);
+    }
+    if args.slurm {
+        return submit_to_slurm(&experiment, &plan, &args);
+    }
     if args.plan {
         print_plan(&plan);
         let stray = plan.stray_run_dirs();
@@ -156,6 +233,112 @@ pub fn sweep(args: SweepArgs) -> Result<ExitCode> {
         );
     }
     println!("next: fadlora report {}", plan.experiment);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--status`: one line per run, and the log tail of each failed one.
+fn status(plan: &Plan) -> Result<ExitCode> {
+    let submissions = Submissions::load(&plan.dir)?;
+    let scheduler = SchedulerView::query(&submissions.job_ids());
+    let statuses = run_statuses(plan, &submissions, &scheduler);
+    print_statuses(plan, &statuses);
+    if !scheduler.has_queue() && !submissions.submissions.is_empty() {
+        println!("(squeue does not answer on this machine: queued and ended SLURM tasks cannot be told apart)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_statuses(plan: &Plan, statuses: &[RunStatus]) {
+    println!(
+        "{}: {} run(s) in {}",
+        plan.experiment,
+        plan.runs.len(),
+        plan.dir.display()
+    );
+    let width = plan.runs.iter().map(|r| r.id.len()).max().unwrap_or(0);
+    for (run, status) in plan.runs.iter().zip(statuses) {
+        println!("  {:<width$}  {}", run.id, status.describe());
+        if let RunStatus::Failed { log_tail, .. } = status {
+            for line in log_tail.lines() {
+                println!("  {:<width$}    | {line}", "");
+            }
+        }
+    }
+    let counts = tally(statuses);
+    let count = |label| counts.get(label).copied().unwrap_or(0);
+    println!(
+        "{} finished, {} running, {} pending, {} failed",
+        count("finished"),
+        count("running"),
+        count("pending"),
+        count("failed")
+    );
+}
+
+/// `--slurm` (and `--plan --slurm`).
+fn submit_to_slurm(experiment: &Experiment, plan: &Plan, args: &SweepArgs) -> Result<ExitCode> {
+    let slurm = experiment
+        .slurm
+        .clone()
+        .overridden_by(args.slurm_flags.section());
+    if let Err((key, message)) = slurm.check() {
+        bail!("--{}: {message}", key.replace('_', "-"));
+    }
+    let backend = experiment.base.backend;
+    let trainer = match &args.slurm_flags.trainer {
+        Some(path) => path.clone(),
+        None => {
+            // Planning needs no backend; the tasks do.
+            if !args.plan {
+                backend.ensure_compiled().context(
+                    "the SLURM tasks would run this binary: build it with the runs' backend, or name one with --trainer",
+                )?;
+            }
+            std::env::current_exe().context("locating the fadlora binary")?
+        }
+    };
+    if !args.plan {
+        experiment.check_inputs(plan)?;
+    }
+    let options = SubmitOptions {
+        slurm,
+        trainer,
+        gpu_backend: backend != BackendKind::Flex,
+        dry_run: args.plan,
+    };
+    match slurm::submit(plan, &options)? {
+        SubmitOutcome::NothingToSubmit { statuses } => {
+            print_statuses(plan, &statuses);
+            println!("nothing to submit: every run is finished, queued or running");
+        }
+        SubmitOutcome::Script { script, runs, .. } => {
+            println!(
+                "# --plan --slurm: {} run(s) would be submitted; nothing was written or submitted\n",
+                runs.len()
+            );
+            print!("{script}");
+        }
+        SubmitOutcome::Submitted {
+            job_id,
+            script_path,
+            runs,
+            statuses,
+        } => {
+            let skipped = statuses.iter().filter(|s| !s.needs_training()).count();
+            println!(
+                "{}: submitted {} run(s) as SLURM job array {job_id} ({}); {skipped} finished, queued or running run(s) left alone",
+                plan.experiment,
+                runs.len(),
+                script_path.display()
+            );
+            println!("job id: {job_id}");
+            println!(
+                "next: fadlora sweep {} --status   (then: fadlora report {})",
+                experiment.source.display(),
+                plan.experiment
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -24,6 +24,11 @@
 //! full_lr = 1e-5                         # its learning rate (default: base.optim.lr)
 //! exclude = [{ rank = 16, targets = ["q", "k", "v", "o"] }]
 //! include = [{ rank = 8, targets = ["o"] }]
+//!
+//! [slurm]                                # only for `fadlora sweep --slurm`
+//! partition = "gpu"
+//! time = "24:00:00"
+//! throttle = 8                           # at most 8 runs at once
 //! ```
 //!
 //! Every axis left out takes the base's value. Paths are relative to the TOML's folder.
@@ -37,6 +42,7 @@ use fadlora_run::{
 };
 use serde::Deserialize;
 
+use crate::slurm::SlurmSection;
 use crate::SweepError;
 
 /// A parsed and validated experiment TOML.
@@ -52,6 +58,8 @@ pub struct Experiment {
     /// Paths as written in the TOML (relative to its folder).
     pub base: RunConfig,
     pub sweep: SweepSection,
+    /// Scheduler options for `fadlora sweep --slurm`.
+    pub slurm: SlurmSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,6 +71,8 @@ struct ExperimentFile {
     base: RunConfig,
     #[serde(default)]
     sweep: SweepSection,
+    #[serde(default)]
+    slurm: SlurmSection,
 }
 
 /// The `[sweep]` table.
@@ -200,6 +210,7 @@ impl Experiment {
             rules,
             base: file.base,
             sweep: file.sweep,
+            slurm: file.slurm,
         };
         experiment.check()?;
         Ok(experiment)
@@ -237,6 +248,9 @@ impl Experiment {
             .and_then(|()| (self.rules.config)(&self.base))
         {
             return Err(self.error(&format!("base.{key}"), message));
+        }
+        if let Err((key, message)) = self.slurm.check() {
+            return Err(self.error(&format!("slurm.{key}"), message));
         }
         let s = &self.sweep;
         if s.alpha.is_some() && s.alpha_per_rank.is_some() {

@@ -5,11 +5,17 @@
 //! - [`Experiment`]: the experiment TOML (`experiments/README.md` documents every key),
 //!   validated with `file:line: key` errors.
 //! - [`Plan`] (fadlora-run): its runs; `fadlora_run::layout` shows the results folder.
-//! - [`run_sweep`]: runs a plan, reporting each start, finish and failure as it happens.
+//! - [`run_sweep`]: runs a plan on this machine, reporting each start, finish and failure as
+//!   it happens.
+//! - [`slurm::submit`]: submits the plan's unfinished runs to SLURM as one job array instead.
+//! - [`status::run_statuses`]: what each run is doing, from the results folder and the
+//!   scheduler.
 
 mod error;
 pub mod experiment;
 pub mod runner;
+pub mod slurm;
+pub mod status;
 
 pub use error::SweepError;
 pub use experiment::Experiment;

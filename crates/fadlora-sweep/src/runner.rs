@@ -186,7 +186,7 @@ enum Message {
 /// Holds an exclusive lock on `<dir>/.sweep.lock` while the sweep runs, so two sweeps never
 /// train the same run folder at once. The OS drops the lock when the process ends, however
 /// it ends.
-fn lock_experiment(dir: &Path) -> Result<File, SweepError> {
+pub(crate) fn lock_experiment(dir: &Path) -> Result<File, SweepError> {
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
         .create(true)
@@ -204,12 +204,26 @@ fn lock_experiment(dir: &Path) -> Result<File, SweepError> {
     }
 }
 
+/// Makes a run folder ready for `fadlora train --config <run folder>/run.toml`: writes the run
+/// TOML and moves aside a record that does not parse (a schema change, a damaged disk), which
+/// would otherwise make the trainer report the run complete and leave it without a record
+/// forever.
+pub(crate) fn prepare_run_dir(plan: &Plan, run: &PlannedRun) -> Result<PathBuf, SweepError> {
+    let dir = plan.run_dir(run);
+    std::fs::create_dir_all(&dir).map_err(|e| SweepError::io(&dir, e))?;
+    write_atomic(&dir.join(RUN_CONFIG_FILE), run.config.to_toml().as_bytes())?;
+    let record_path = dir.join(RECORD_FILE);
+    if record_path.is_file() && read_record(&dir).is_none() {
+        let aside = dir.join(format!("{RECORD_FILE}.unreadable"));
+        std::fs::rename(&record_path, &aside).map_err(|e| SweepError::io(&aside, e))?;
+    }
+    Ok(dir)
+}
+
 /// Trains one run in a child process; `Err` says why it has no record.
 fn train_run(plan: &Plan, run: &PlannedRun, options: &SweepOptions) -> Result<RunRecord, String> {
-    let dir = plan.run_dir(run);
-    let prepare = || -> Result<File, SweepError> {
-        std::fs::create_dir_all(&dir).map_err(|e| SweepError::io(&dir, e))?;
-        write_atomic(&dir.join(RUN_CONFIG_FILE), run.config.to_toml().as_bytes())?;
+    let open_log = || -> Result<File, SweepError> {
+        let dir = prepare_run_dir(plan, run)?;
         let log_path = dir.join(LOG_FILE);
         let mut log = OpenOptions::new()
             .create(true)
@@ -225,19 +239,8 @@ fn train_run(plan: &Plan, run: &PlannedRun, options: &SweepOptions) -> Result<Ru
         );
         Ok(log)
     };
-    let log = prepare().map_err(|e| e.to_string())?;
-    // A record that does not parse (a schema change, a damaged disk) would make the trainer
-    // report the run complete and the sweep find no record, forever: keep it aside and redo.
-    let record_path = dir.join(RECORD_FILE);
-    if record_path.is_file() && read_record(&dir).is_none() {
-        let aside = dir.join(format!("{RECORD_FILE}.unreadable"));
-        std::fs::rename(&record_path, &aside).map_err(|e| {
-            format!(
-                "{} does not parse and cannot be moved aside: {e}",
-                record_path.display()
-            )
-        })?;
-    }
+    let log = open_log().map_err(|e| e.to_string())?;
+    let dir = plan.run_dir(run);
     let stderr = log.try_clone().map_err(|e| e.to_string())?;
     let mut command = Command::new(&options.trainer);
     command
@@ -285,7 +288,7 @@ fn die_with_parent(command: &mut Command) {
 #[cfg(not(target_os = "linux"))]
 fn die_with_parent(_command: &mut Command) {}
 
-fn log_tail(path: &Path, lines: usize) -> String {
+pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
