@@ -7,9 +7,12 @@
 //!   with deltas and delta-deltas (39 dimensions) and per-utterance mean and variance
 //!   normalisation, on a 20 ms shift so that one frame lines up with one output frame of the
 //!   wav2vec2 feature encoder (stride 320 samples at 16 kHz).
+//! - [`kmeans`]: seeded (greedy) k-means++ and Lloyd iterations on those frames, nearest-centroid
+//!   labels (the pretraining targets) and statistics of how evenly the labels are used.
 //!
 //! Nothing here depends on burn: frames are plain row-major `f32` and masks plain `bool`.
 
+pub mod kmeans;
 pub mod mfcc;
 
 /// Frames of equal dimension stored row-major: frame `i` is `data[i * dim..(i + 1) * dim]`.
