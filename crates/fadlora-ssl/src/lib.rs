@@ -9,10 +9,13 @@
 //!   wav2vec2 feature encoder (stride 320 samples at 16 kHz).
 //! - [`kmeans`]: seeded (greedy) k-means++ and Lloyd iterations on those frames, nearest-centroid
 //!   labels (the pretraining targets) and statistics of how evenly the labels are used.
+//! - [`mask`]: the time masks of Hugging Face's `_compute_mask_indices`, drawn from a seeded
+//!   generator.
 //!
 //! Nothing here depends on burn: frames are plain row-major `f32` and masks plain `bool`.
 
 pub mod kmeans;
+pub mod mask;
 pub mod mfcc;
 
 /// Frames of equal dimension stored row-major: frame `i` is `data[i * dim..(i + 1) * dim]`.
