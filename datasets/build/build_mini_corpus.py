@@ -11,6 +11,8 @@ datasets/README.md for the full description.
     python3 datasets/build/build_mini_corpus.py --full --out datasets/build-out/full
     python3 datasets/build/build_mini_corpus.py --check-tools
     python3 datasets/build/build_mini_corpus.py --install       # apt-get/pip what is missing
+    python3 datasets/build/build_mini_corpus.py --pretrain      # unlabelled speech for SSL
+                                                                # pretraining -> datasets/pretrain
 """
 
 from __future__ import annotations
@@ -399,12 +401,13 @@ def dir_size(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
-def place(tmp: Path, out: Path) -> None:
-    """Replace `out` by the finished build in `tmp` (same file system: two renames)."""
+def place(tmp: Path, out: Path, marker: str = "ASVspoof2019_LA_cm_protocols") -> None:
+    """Replace `out` by the finished build in `tmp` (same file system: two renames). `marker`
+    is what an earlier build of the same kind has in it; anything else is not overwritten."""
     if out.exists():
-        if any(out.iterdir()) and not (out / "ASVspoof2019_LA_cm_protocols").is_dir():
-            raise SystemExit(f"error: {out} exists and is not a corpus built by this script; "
-                             "remove it or choose another --out")
+        if any(out.iterdir()) and not (out / marker).exists():
+            raise SystemExit(f"error: {out} exists and is not a build of this kind by this "
+                             "script; remove it or choose another --out")
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         out.rename(old)
         tmp.rename(out)
@@ -415,12 +418,12 @@ def place(tmp: Path, out: Path) -> None:
 
 # ----------------------------------------------------------------------------- main
 
-def check_tools(install: bool) -> dict[str, str]:
-    results = tools.probe_all()
+def check_tools(install: bool, pretrain: bool = False) -> dict[str, str]:
+    results = tools.probe_all(pretrain)
     missing = [t for t, v in results if v is None]
     if missing and install:
         tools.install(missing)
-        results = tools.probe_all()
+        results = tools.probe_all(pretrain)
         missing = [t for t, v in results if v is None]
     if missing:
         raise SystemExit("error: " + tools.missing_message(missing))
@@ -430,9 +433,30 @@ def check_tools(install: bool) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description="Build the fadlora mini corpus (ASVspoof 2019 LA layout) from the Asterisk "
-                    "prompts and seven spoofing systems.")
+                    "prompts and seven spoofing systems; with --pretrain, unlabelled real speech "
+                    "for self-supervised pretraining instead.",
+        epilog="--pretrain writes every transcribed Asterisk prompt of the five voices whose "
+               "text occurs in no dev/eval row of datasets/mini/metadata.tsv and whose "
+               "recording dev/eval does not use, trimmed and levelled like the corpus, at "
+               "speeds 0.9, 1.0 and 1.1 (sox speed), cut into chunks of at most 8 s (chunks "
+               "under 1 s dropped), with about 5% of the prompts per voice held out as "
+               "`valid`. Output (git-ignored): "
+               "audio/{train,valid}/VOICE/PROMPT_spNNN_cK.flac, manifest.csv "
+               "(path,split,voice,language,prompt,speed,duration_s), pretrain.csv "
+               "(path,label,speaker,system,split; for fadlora's csv: reader) and "
+               "build_info.json. It needs only ffmpeg, sox, flac, numpy and the Asterisk "
+               "packages, and re-checks the leakage rule on the written files before moving "
+               "them into place.")
     ap.add_argument("--out", type=Path, default=None,
-                    help=f"output directory (default: {DEFAULT_OUT.relative_to(REPO)})")
+                    help=f"output directory (default: {DEFAULT_OUT.relative_to(REPO)}; "
+                         "with --pretrain datasets/pretrain)")
+    ap.add_argument("--pretrain", action="store_true",
+                    help="build the unlabelled pretraining set (speed-perturbed train-only "
+                         "Asterisk speech, see below) instead of the corpus; the TTS systems "
+                         "are not needed")
+    ap.add_argument("--pretrain-min-seconds", type=float, default=None, metavar="S",
+                    help="--pretrain: drop chunks shorter than S seconds (default 1.0; short "
+                         "prompts are single chunks, so this also drops one-word prompts)")
     ap.add_argument("--full", action="store_true",
                     help="every prompt, every system, no cropping (large; use an ignored --out "
                          "such as datasets/build-out/full)")
@@ -442,10 +466,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="apt-get / pip install whatever is missing, then build")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel workers")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                    help=f"selection seed (default {DEFAULT_SEED}; the committed corpus uses it)")
+                    help=f"selection seed (default {DEFAULT_SEED}; the committed corpus uses it; "
+                         "with --pretrain it draws the valid prompts)")
     ap.add_argument("--prompts-per-voice", type=int, default=None, metavar="N",
                     help="use only N prompts of each voice (drawn with the seed; splits are "
-                         "unchanged): a quick, smaller --full build for smoke tests")
+                         "unchanged): a quick, smaller --full or --pretrain build for smoke tests")
     ap.add_argument("--max-seconds", type=float, default=None,
                     help=f"crop length after trimming (default {COMPACT_MAX_S} s compact, "
                          "none with --full)")
@@ -454,22 +479,38 @@ def main(argv: list[str] | None = None) -> int:
         argv = argv[1:]
     args = ap.parse_args(argv)
 
+    if args.pretrain and args.full:
+        raise SystemExit("error: --pretrain and --full are different targets; choose one")
+    if args.pretrain_min_seconds is not None and not args.pretrain:
+        raise SystemExit("error: --pretrain-min-seconds needs --pretrain")
+    if args.pretrain and args.max_seconds is not None:
+        raise SystemExit("error: --max-seconds is not used by --pretrain (chunks are at most "
+                         "8 s)")
     if args.check_tools:
-        results = tools.probe_all()
-        print("tools used by the corpus builder:")
+        results = tools.probe_all(args.pretrain)
+        print("tools used by the corpus builder" + (" (--pretrain)" if args.pretrain else "")
+              + ":")
         ok = tools.print_report(results)
         if not ok:
             print("\n" + tools.missing_message([t for t, v in results if v is None]))
         return 0 if ok else 1
 
-    versions = check_tools(args.install)
+    versions = check_tools(args.install, args.pretrain)
+    jobs = max(1, args.jobs)
+    if args.pretrain:
+        import corpus_pretrain
+
+        out = (args.out or corpus_pretrain.DEFAULT_OUT).resolve()
+        min_s = (corpus_pretrain.MIN_CHUNK_S if args.pretrain_min_seconds is None
+                 else args.pretrain_min_seconds)
+        return corpus_pretrain.build(out, args.seed, jobs, versions, args.prompts_per_voice,
+                                     min_s)
     out = (args.out or DEFAULT_OUT).resolve()
     if args.full and args.out is None:
         raise SystemExit("error: --full needs --out (e.g. --out datasets/build-out/full); the "
                          "committed datasets/mini holds the compact version")
     max_s = args.max_seconds if args.max_seconds is not None else (
         None if args.full else COMPACT_MAX_S)
-    jobs = max(1, args.jobs)
 
     prompts = load_prompts()
     split_of = assign_splits(prompts, args.seed)

@@ -170,8 +170,15 @@ def all_tools() -> list[Tool]:
     return tools
 
 
-def probe_all() -> list[tuple[Tool, str | None]]:
-    return [(t, t.probe()) for t in all_tools()]
+def needed_for_pretrain(tool: Tool) -> bool:
+    """The pretraining target uses only the Asterisk prompts and the audio tools, so that it
+    builds where the TTS engines and vocoders are not installed."""
+    return tool.name in ("ffmpeg", "sox", "flac", "numpy") or tool.package.startswith(
+        "asterisk-core-sounds-")
+
+
+def probe_all(pretrain: bool = False) -> list[tuple[Tool, str | None]]:
+    return [(t, t.probe()) for t in all_tools() if not pretrain or needed_for_pretrain(t)]
 
 
 def versions() -> dict[str, str]:
