@@ -58,8 +58,10 @@ CONF
     pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged
     pgrep -x slurmctld >/dev/null || /usr/sbin/slurmctld
     pgrep -x slurmd >/dev/null || /usr/sbin/slurmd
-    for _ in $(seq 60); do
-        if sinfo --noheader --format=%t 2>/dev/null | grep -qE '^(idle|mix|alloc)'; then
+    # sinfo waits for an unreachable controller, so each try has its own timeout.
+    local deadline=$((SECONDS + 90))
+    while [ $SECONDS -lt $deadline ]; do
+        if timeout 5 sinfo --noheader --format=%t 2>/dev/null | grep -qE '^(idle|mix|alloc)'; then
             sinfo
             return 0
         fi
@@ -71,9 +73,16 @@ CONF
 }
 
 stop() {
-    pkill -x slurmd || true
-    pkill -x slurmctld || true
-    pkill -x munged || true
+    local daemon
+    for daemon in slurmd slurmctld munged; do
+        pkill -x "$daemon" || true
+        # A daemon saves its state before it exits: a start while it still runs would find it
+        # running and start nothing.
+        for _ in $(seq 60); do
+            pgrep -x "$daemon" >/dev/null || break
+            sleep 0.5
+        done
+    done
 }
 
 case "${1:-}" in
