@@ -85,9 +85,8 @@ grep -q "nothing to submit" <<<"$out" || fail "a finished run was resubmitted"
 
 echo "-- report"
 "$fadlora" report --results "$results" slurm_micro
-summary="$results/slurm_micro/report/summary.csv"
 runs="$results/slurm_micro/report/runs.csv"
-cat "$summary"
+sed -n '/^## Summary/,/^This table/p' "$results/slurm_micro/report/report.md"
 rows=$(tail -n +2 "$runs" | cut -d, -f1 | sort)
 [ "$(wc -l <<<"$rows")" = 4 ] || fail "runs.csv should list 4 runs"
 [ "$(uniq <<<"$rows" | wc -l)" = 4 ] || fail "a run is listed twice in runs.csv"

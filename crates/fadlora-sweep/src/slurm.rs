@@ -532,9 +532,11 @@ pub fn sbatch_script(
     let header = format!(
         "#!/bin/bash\n\
          # fadlora sweep --slurm: experiment `{}`, submission {number}, {} run(s).\n\
-         # Array task i trains runs[i] with `fadlora train` into {}/<run id>/, as a local sweep\n\
-         # would: the trainer's run lock, epoch checkpoints and atomic record make a task that\n\
-         # is resubmitted (after a failure, a time limit or scancel) resume where it stopped.\n",
+         # Array task i trains runs[i] with `fadlora train` into the run folder\n\
+         #   {}/<run id>/\n\
+         # as a local sweep would: the trainer's run lock, epoch checkpoints and atomic record\n\
+         # make a task that is resubmitted (after a failure, a time limit or scancel) resume\n\
+         # where it stopped.\n",
         plan.experiment,
         runs.len(),
         plan.dir.display()
