@@ -75,15 +75,15 @@ impl ConvNorm {
 }
 
 /// One convolution of the feature encoder.
-struct ConvSpec {
-    in_channels: usize,
-    out_channels: usize,
-    kernel: usize,
+pub(crate) struct ConvSpec {
+    pub(crate) in_channels: usize,
+    pub(crate) out_channels: usize,
+    pub(crate) kernel: usize,
     stride: usize,
     norm: ConvNorm,
 }
 
-fn conv_specs(config: &Wav2Vec2Config) -> Vec<ConvSpec> {
+pub(crate) fn conv_specs(config: &Wav2Vec2Config) -> Vec<ConvSpec> {
     let norm = config
         .feat_extract_norm()
         .expect("config validated before building the model");

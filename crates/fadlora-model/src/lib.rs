@@ -5,6 +5,9 @@
 //! Activations are time-major (`[batch, frames, channels]`) throughout; the convolutions are
 //! im2col + matmul (see [`conv`]) because burn 0.21's `Conv1d` is far slower on these shapes.
 //!
+//! Masked prediction ([`pretraining`]): [`Wav2Vec2Model::forward_masked`] and a cluster
+//! classifier, the objective `fadlora pretrain` trains a front end with.
+//!
 //! LoRA ([`lora`]): [`Wav2Vec2Model::with_lora`] freezes the pretrained weights and adds
 //! adapters to any of the six encoder projections; [`adapter`] reads and writes them in
 //! Hugging Face PEFT's layout; [`count_trainable`] gives PEFT's trainable-parameter count.
@@ -18,6 +21,7 @@ pub mod adapter;
 pub mod config;
 pub mod conv;
 pub mod encoder;
+pub mod export;
 pub mod feature;
 pub mod linear;
 pub mod load;
@@ -27,10 +31,12 @@ pub mod norm;
 pub mod ops;
 pub mod params;
 pub mod precision;
+pub mod pretraining;
 pub mod tokens;
 
 pub use adapter::{AdapterError, SaveAdapterOptions};
 pub use config::{ConfigError, FeatExtractNorm, Wav2Vec2Config};
+pub use export::{ExportDtype, ExportError, ExportOptions};
 pub use linear::EncoderLinear;
 pub use load::{LoadError, TensorSource};
 pub use lora::{LoraConfig, LoraError, LoraLinear, LoraTarget};
@@ -38,3 +44,4 @@ pub use model::{Wav2Vec2Model, Wav2Vec2Output};
 pub use ops::{ModelBackend, TrainBackend};
 pub use params::{count_params, count_trainable, ParamCounts, ParamSummary};
 pub use precision::{Precision, PrecisionDType};
+pub use pretraining::{MaskedPredictionOutput, Wav2Vec2ForMaskedPrediction};

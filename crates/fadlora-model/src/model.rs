@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::prelude::*;
 
 use crate::config::Wav2Vec2Config;
@@ -28,14 +28,18 @@ pub struct Wav2Vec2Output<B: Backend> {
 /// wav2vec2 without a head, numerically equal to Hugging Face's `Wav2Vec2Model` in eval mode.
 /// Field names equal checkpoint key prefixes.
 ///
-/// Not implemented: SpecAugment time/feature masking during training (`masked_spec_embed`
-/// is not a parameter here) and attention masks for padded batches — crop or tile a batch to
-/// one length instead.
+/// `masked_spec_embed` (the vector that replaces masked frames) exists only for
+/// self-supervised pretraining ([`Wav2Vec2Model::with_masked_spec_embed`],
+/// [`Wav2Vec2Model::forward_masked`]): fine-tuning never masks, so loading a checkpoint skips
+/// it and parameter counts leave it out, as the paper's counts do. Not implemented: feature
+/// (channel) masking and attention masks for padded batches — crop or tile a batch to one
+/// length instead.
 #[derive(Module, Debug)]
 pub struct Wav2Vec2Model<B: Backend> {
     pub feature_extractor: FeatureEncoder<B>,
     pub feature_projection: FeatureProjection<B>,
     pub encoder: Encoder<B>,
+    pub masked_spec_embed: Option<Param<Tensor<B, 1>>>,
     #[module(skip)]
     pub config: Wav2Vec2Config,
     /// The adapters' configuration once [`Wav2Vec2Model::with_lora`] has frozen the model.
@@ -56,6 +60,7 @@ impl Wav2Vec2Config {
             feature_extractor: FeatureEncoder::init(self, device),
             feature_projection: FeatureProjection::init(self, device),
             encoder: Encoder::init(self, device),
+            masked_spec_embed: None,
             config: self.clone(),
             lora: None,
         }
@@ -63,6 +68,17 @@ impl Wav2Vec2Config {
 }
 
 impl<B: Backend> Wav2Vec2Model<B> {
+    /// Adds a `masked_spec_embed` initialised as Hugging Face does (uniform in [0, 1)).
+    pub fn with_masked_spec_embed(mut self, device: &B::Device) -> Self {
+        let width = self.config.hidden_size;
+        self.masked_spec_embed = Some(Param::from_tensor(Tensor::random(
+            [width],
+            burn::tensor::Distribution::Uniform(0.0, 1.0),
+            device,
+        )));
+        self
+    }
+
     /// Loads a Hugging Face model directory: `config.json` plus `model.safetensors` or
     /// `pytorch_model.bin`.
     pub fn from_pretrained(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self, LoadError> {
@@ -95,6 +111,7 @@ impl<B: Backend> Wav2Vec2Model<B> {
             feature_extractor: FeatureEncoder::from_checkpoint(&config, src, device)?,
             feature_projection: FeatureProjection::from_checkpoint(&config, src, device)?,
             encoder: Encoder::from_checkpoint(&config, src, device)?,
+            masked_spec_embed: None,
             config,
             lora: None,
         };
@@ -126,6 +143,49 @@ impl<B: ModelBackend> Wav2Vec2Model<B> {
         );
         let features = self.feature_extractor.forward(input_values);
         let (hidden, extract_features) = self.feature_projection.forward(features);
+        self.encode(hidden, extract_features, output_hidden_states)
+    }
+
+    /// [`Self::forward`] with the projected features of the frames where `time_mask`
+    /// (`[batch, frames]`) is true replaced by `masked_spec_embed` before the encoder, as Hugging
+    /// Face's `_mask_hidden_states` does with `mask_time_indices`: the input of masked
+    /// prediction, where the model must infer the hidden frames from their context.
+    ///
+    /// # Panics
+    /// If the model has no `masked_spec_embed` ([`Self::with_masked_spec_embed`]), or the mask
+    /// is not `[batch, frames]`.
+    pub fn forward_masked(
+        &self,
+        input_values: Tensor<B, 2>,
+        time_mask: Tensor<B, 2, Bool>,
+        output_hidden_states: bool,
+    ) -> Wav2Vec2Output<B> {
+        let embed = self
+            .masked_spec_embed
+            .as_ref()
+            .expect("forward_masked needs masked_spec_embed: call with_masked_spec_embed first")
+            .val();
+        let features = self.feature_extractor.forward(input_values);
+        let (hidden, extract_features) = self.feature_projection.forward(features);
+        let [batch, frames, width] = hidden.dims();
+        assert_eq!(
+            time_mask.dims(),
+            [batch, frames],
+            "the time mask must be [batch, frames] of the feature encoder's output"
+        );
+        // Arithmetic rather than mask_where, so the gradient reaches masked_spec_embed.
+        let keep = time_mask.bool_not().float().reshape([batch, frames, 1]);
+        let masked = keep.clone().neg().add_scalar(1.0);
+        let hidden = hidden * keep + embed.reshape([1, 1, width]) * masked;
+        self.encode(hidden, extract_features, output_hidden_states)
+    }
+
+    fn encode(
+        &self,
+        hidden: Tensor<B, 3>,
+        extract_features: Tensor<B, 3>,
+        output_hidden_states: bool,
+    ) -> Wav2Vec2Output<B> {
         let mut states = output_hidden_states.then(Vec::new);
         let last_hidden_state = self.encoder.forward(hidden, states.as_mut());
         Wav2Vec2Output {
