@@ -2,6 +2,7 @@
 
 mod data_check;
 mod model_cmds;
+mod pretrain_cmds;
 mod sweep_cmds;
 mod train_cmds;
 
@@ -41,6 +42,9 @@ enum Command {
     Params(model_cmds::ParamsArgs),
     /// Train a detector from a run TOML.
     Train(train_cmds::TrainArgs),
+    /// Pretrain a wav2vec2 front end by masked prediction of MFCC k-means targets
+    /// (HuBERT's first iteration) from a pretraining TOML; ends with a Hugging Face folder.
+    Pretrain(pretrain_cmds::PretrainArgs),
     /// Score a dataset with a trained detector and report its EER.
     Eval(train_cmds::EvalArgs),
     /// Score single audio files with a trained detector.
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
             command: BenchCommand::Forward(args),
         } => model_cmds::bench_forward(args),
         Command::Train(args) => train_cmds::train(args),
+        Command::Pretrain(args) => pretrain_cmds::pretrain(args),
         Command::Eval(args) => train_cmds::eval(args),
         Command::Detect(args) => train_cmds::detect(args),
         Command::Eer(args) => train_cmds::eer(args),
