@@ -17,6 +17,9 @@ use crate::feature::conv_specs;
 use crate::load::permute;
 use crate::model::Wav2Vec2Model;
 
+/// Tensors by Hugging Face key: `(shape, values)` in PyTorch's layout.
+pub type HfTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// How the weights are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportDtype {
@@ -107,7 +110,7 @@ impl<B: Backend> Wav2Vec2Model<B> {
     }
 
     /// Every tensor under its Hugging Face key, in PyTorch's layout: `key -> (shape, values)`.
-    pub fn hf_tensors(&self) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>, ExportError> {
+    pub fn hf_tensors(&self) -> Result<HfTensors, ExportError> {
         // burn-store gives every parameter with its module path, which is the HF key.
         let snapshots = self
             .collect(None, None, false)
@@ -163,11 +166,7 @@ impl<B: Backend> Wav2Vec2Model<B> {
     }
 }
 
-fn write_safetensors(
-    path: &Path,
-    tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
-    dtype: ExportDtype,
-) -> Result<(), String> {
+fn write_safetensors(path: &Path, tensors: &HfTensors, dtype: ExportDtype) -> Result<(), String> {
     let (st_dtype, bytes): (safetensors::Dtype, Vec<Vec<u8>>) = match dtype {
         ExportDtype::F32 => (
             safetensors::Dtype::F32,

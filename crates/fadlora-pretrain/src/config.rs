@@ -233,7 +233,7 @@ impl PretrainConfig {
         if self.train.eval_every == 0 {
             return fail("train.eval_every", "must be at least 1");
         }
-        if !(self.optim.lr > 0.0) {
+        if self.optim.lr.is_nan() || self.optim.lr <= 0.0 {
             return fail("optim.lr", "must be positive");
         }
         if self.optim.grad_accumulation != 1 {

@@ -466,7 +466,8 @@ where
         bar.set_position(progress.steps);
         bar.set_message(format!("loss {loss:.3}"));
 
-        let at_eval = progress.steps % config.train.eval_every == 0 || progress.steps == total;
+        let at_eval =
+            progress.steps.is_multiple_of(config.train.eval_every) || progress.steps == total;
         if at_eval {
             let (valid_loss, accuracy) = validate(
                 &model.valid(),
