@@ -39,7 +39,7 @@
 
 use std::path::{Path, PathBuf};
 
-use fadlora_run::config::{located, ModelSection, OptimSection, ScheduleKind};
+use fadlora_run::config::{located, parse_toml, ModelSection, OptimSection};
 use fadlora_run::{BackendKind, RunError};
 use serde::{Deserialize, Serialize};
 
@@ -181,14 +181,7 @@ impl PretrainConfig {
 
     /// Parses and validates TOML text (paths as written).
     pub fn parse(text: &str, path: &Path) -> Result<Self, RunError> {
-        let config: PretrainConfig = toml::from_str(text).map_err(|err| RunError::Config {
-            path: path.to_path_buf(),
-            line: err
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
-            key: String::new(),
-            message: err.message().trim().to_string(),
-        })?;
+        let config: PretrainConfig = parse_toml(text, path)?;
         if let Err((key, message)) = config.check() {
             return Err(located(text, path, key, message));
         }
@@ -272,21 +265,5 @@ impl PretrainConfig {
     /// The resolved configuration as TOML: a resumed run must find the same.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a pretraining config serialises")
-    }
-
-    /// The learning rate of step `step` (0-based) of `total`.
-    pub fn learning_rate(&self, step: u64, total: u64) -> f64 {
-        let o = &self.optim;
-        match o.schedule {
-            ScheduleKind::Constant => o.lr,
-            ScheduleKind::WarmupCosine => {
-                if step < o.warmup_steps {
-                    return o.lr * (step + 1) as f64 / o.warmup_steps as f64;
-                }
-                let span = total.saturating_sub(o.warmup_steps).max(1) as f64;
-                let progress = ((step - o.warmup_steps) as f64 / span).clamp(0.0, 1.0);
-                o.min_lr + (o.lr - o.min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
-            }
-        }
     }
 }

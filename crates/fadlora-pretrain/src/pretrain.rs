@@ -34,6 +34,7 @@ use fadlora_run::record::{PeakMemory, TimeStats};
 use fadlora_run::{write_atomic, LockTiming, RunLock};
 use fadlora_ssl::mask::{compute_mask_indices, MaskConfig};
 use fadlora_train::checkpoint::{load_optimizer, load_params, save_optimizer, save_params};
+use fadlora_train::train::mix;
 use fadlora_train::{run_on, BackendEnv, BackendJob};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
@@ -149,16 +150,6 @@ impl BackendJob for Job<'_> {
             optim,
         )
     }
-}
-
-/// SplitMix64 of (seed, stream, index): independent generators per purpose and step.
-fn mix(seed: u64, stream: u64, index: u64) -> u64 {
-    let mut z = seed
-        .wrapping_add(stream.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-        .wrapping_add(index.wrapping_mul(0xD1B5_4A32_D192_ED03));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 const STREAM_INIT: u64 = 1;
@@ -452,7 +443,7 @@ where
         let started = Instant::now();
         let out_step = model.loss(batch.input, batch.mask, batch.targets);
         let grads = GradientsParams::from_grads(out_step.loss.backward(), &model);
-        let lr = config.learning_rate(step, total);
+        let lr = config.optim.learning_rate(step, total);
         model = optim.step(lr, model, grads);
         let loss = out_step.loss.into_scalar().elem::<f64>();
         let ms = started.elapsed().as_secs_f64() * 1000.0;

@@ -322,6 +322,26 @@ impl Default for OptimSection {
     }
 }
 
+impl OptimSection {
+    /// The learning rate of optimizer step `step` (0-based) out of `total`.
+    pub fn learning_rate(&self, step: u64, total: u64) -> f64 {
+        match self.schedule {
+            ScheduleKind::Constant => self.lr,
+            ScheduleKind::WarmupCosine => {
+                if step < self.warmup_steps {
+                    return self.lr * (step + 1) as f64 / self.warmup_steps as f64;
+                }
+                let span = total.saturating_sub(self.warmup_steps).max(1) as f64;
+                let progress = ((step - self.warmup_steps) as f64 / span).clamp(0.0, 1.0);
+                self.min_lr
+                    + (self.lr - self.min_lr)
+                        * 0.5
+                        * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SelectionMetric {
@@ -447,17 +467,7 @@ impl RunConfig {
 
     /// Parses and validates TOML text; `path` only names the source in errors.
     pub fn parse(text: &str, path: &Path, extra: ExtraRules) -> Result<Self, RunError> {
-        let config: RunConfig = toml::from_str(text).map_err(|err| {
-            let line = err.span().map(|s| line_of(text, s.start));
-            RunError::Config {
-                path: path.to_path_buf(),
-                line,
-                key: String::new(),
-                // toml's message names the key (`unknown field `lrr``, `missing field
-                // `dataset``); its own location header is replaced by the line above.
-                message: err.message().trim().to_string(),
-            }
-        })?;
+        let config: RunConfig = parse_toml(text, path)?;
         if config.output_dir.as_os_str().is_empty() {
             return Err(located(
                 text,
@@ -704,6 +714,20 @@ const KNOWN_PREFIXES: &[&str] = &[
 fn has_known_prefix(spec: &str) -> bool {
     spec.split_once(':')
         .is_some_and(|(kind, _)| KNOWN_PREFIXES.contains(&kind.to_ascii_lowercase().as_str()))
+}
+
+/// Deserialises TOML `text` (from `path`, named in errors) into `T`; a syntax error, unknown
+/// key, missing key or wrong type is a [`RunError::Config`] at its line. Every TOML fadlora
+/// reads (run, experiment, pretraining) goes through here.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T, RunError> {
+    toml::from_str(text).map_err(|err| RunError::Config {
+        path: path.to_path_buf(),
+        line: err.span().map(|s| line_of(text, s.start)),
+        key: String::new(),
+        // toml's message names the key (`unknown field `lrr``, `missing field `dataset``); its
+        // own location header is replaced by the line.
+        message: err.message().trim().to_string(),
+    })
 }
 
 /// A [`RunError::Config`] for `key` (dotted) in the TOML `text`, with the line where the key

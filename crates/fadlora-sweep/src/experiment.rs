@@ -36,10 +36,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use fadlora_run::config::{key_line, located, Invalid, LoraSection, RunRules};
-use fadlora_run::{
-    targets_label, LoraTarget, Mode, Plan, PlannedRun, RunAxes, RunConfig, RunError,
-};
+use fadlora_run::config::{key_line, located, parse_toml, Invalid, LoraSection, RunRules};
+use fadlora_run::{targets_label, LoraTarget, Mode, Plan, PlannedRun, RunAxes, RunConfig};
 use serde::Deserialize;
 
 use crate::slurm::SlurmSection;
@@ -194,14 +192,7 @@ impl Experiment {
 
     /// Parses and validates TOML text; `path` names the source and anchors relative paths.
     pub fn parse(text: &str, path: &Path, rules: RunRules) -> Result<Experiment, SweepError> {
-        let file: ExperimentFile = toml::from_str(text).map_err(|err| RunError::Config {
-            path: path.to_path_buf(),
-            line: err
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
-            key: String::new(),
-            message: err.message().trim().to_string(),
-        })?;
+        let file: ExperimentFile = parse_toml(text, path)?;
         let experiment = Experiment {
             name: file.name,
             description: file.description,

@@ -39,7 +39,7 @@ use crate::checkpoint::{
     load_optimizer, load_params, save_optimizer, save_params, write_detector_file, DetectorFile,
     BASE_FILE, DETECTOR_FILE, OPTIMIZER_FILE, TRAINABLE_FILE,
 };
-use crate::config::{OptimKind, RunConfig, ScheduleKind, SelectionMetric, TrainCrop};
+use crate::config::{OptimKind, RunConfig, SelectionMetric, TrainCrop};
 use crate::data::{select_split, stack, Prefetch};
 use crate::detector::{param_paths, weighted_cross_entropy, BaseSource, Detector, DetectorConfig};
 use crate::measure::git_commit;
@@ -163,24 +163,9 @@ impl BackendJob for TrainJob<'_> {
     }
 }
 
-/// The learning rate of optimizer step `step` (0-based) out of `total`.
-pub fn learning_rate(config: &RunConfig, step: u64, total: u64) -> f64 {
-    let o = &config.optim;
-    match o.schedule {
-        ScheduleKind::Constant => o.lr,
-        ScheduleKind::WarmupCosine => {
-            if step < o.warmup_steps {
-                return o.lr * (step + 1) as f64 / o.warmup_steps as f64;
-            }
-            let span = total.saturating_sub(o.warmup_steps).max(1) as f64;
-            let progress = ((step - o.warmup_steps) as f64 / span).clamp(0.0, 1.0);
-            o.min_lr + (o.lr - o.min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
-        }
-    }
-}
-
-/// SplitMix64 of (seed, stream, epoch): independent streams for shuffling, crops and dropout.
-fn mix(seed: u64, stream: u64, epoch: u64) -> u64 {
+/// SplitMix64 of (seed, stream, index): independent streams for shuffling, crops and dropout
+/// (the index is the epoch here, the step in pretraining).
+pub fn mix(seed: u64, stream: u64, epoch: u64) -> u64 {
     let mut z = seed
         .wrapping_add(stream.wrapping_mul(0x9E37_79B9_7F4A_7C15))
         .wrapping_add(epoch.wrapping_mul(0xD1B5_4A32_D192_ED03));
@@ -703,7 +688,9 @@ where
     let accumulation = config.optim.grad_accumulation;
     let mut accumulator = GradientsAccumulator::<Detector<B>>::new();
     let mut micro = 0;
-    let mut lr = learning_rate(config, progress.steps, budget.total_steps);
+    let mut lr = config
+        .optim
+        .learning_rate(progress.steps, budget.total_steps);
     let batches: Vec<Vec<usize>> = order.chunks(t.batch_size).map(<[usize]>::to_vec).collect();
     let batch_count = batches.len();
     let mut utterances = 0u64;
@@ -743,7 +730,9 @@ where
         if let Some(max_norm) = config.optim.grad_clip_norm {
             clip_global_norm::<B>(&model, &mut grads, max_norm);
         }
-        lr = learning_rate(config, progress.steps, budget.total_steps);
+        lr = config
+            .optim
+            .learning_rate(progress.steps, budget.total_steps);
         model = optim.step(lr, model, grads);
         progress.steps += 1;
         micro = 0;
