@@ -526,11 +526,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(items)} utterances ({'full' if args.full else 'compact'}) into {out} "
           f"with {jobs} jobs", flush=True)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    tmp = tools.fresh_staging_dir(out)
     t0 = time.time()
     try:
         planned = len(items)

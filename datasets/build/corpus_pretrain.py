@@ -315,11 +315,7 @@ def build(out: Path, seed: int, jobs: int, versions: dict, prompts_per_voice: in
     print(f"building {len(kept)} prompts x speeds {', '.join(map(str, SPEEDS))} into {out} "
           f"with {jobs} jobs", flush=True)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    tmp = tools.fresh_staging_dir(out)
     t0 = time.time()
     try:
         staging = tmp / "staging"

@@ -229,3 +229,14 @@ def install(missing: list[Tool]) -> None:
         print("+ " + " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     importlib.invalidate_caches()
+
+
+def fresh_staging_dir(out: Path) -> Path:
+    """An empty folder beside `out` for a build to write into; the build renames it over `out`
+    only when it succeeds, so a failed or killed build never leaves a half corpus at `out`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    return tmp
