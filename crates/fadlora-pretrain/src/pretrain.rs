@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn_store::ModuleSnapshot;
@@ -135,12 +135,7 @@ impl BackendJob for Job<'_> {
     type Output = Result<PretrainOutcome, PretrainError>;
 
     fn run<B: ModelBackend>(self, device: B::Device, env: BackendEnv) -> Self::Output {
-        let o = &self.config.optim;
-        let optim = AdamWConfig::new()
-            .with_beta_1(o.beta1 as f32)
-            .with_beta_2(o.beta2 as f32)
-            .with_epsilon(o.epsilon as f32)
-            .with_weight_decay(o.weight_decay as f32)
+        let optim = fadlora_train::train::adamw_config(&self.config.optim)
             .init::<burn::backend::Autodiff<B>, Wav2Vec2ForMaskedPrediction<burn::backend::Autodiff<B>>>();
         run_pretraining::<burn::backend::Autodiff<B>, _>(
             self.config,

@@ -39,7 +39,7 @@ use crate::checkpoint::{
     load_optimizer, load_params, save_optimizer, save_params, write_detector_file, DetectorFile,
     BASE_FILE, DETECTOR_FILE, OPTIMIZER_FILE, TRAINABLE_FILE,
 };
-use crate::config::{OptimKind, RunConfig, SelectionMetric, TrainCrop};
+use crate::config::{OptimKind, OptimSection, RunConfig, SelectionMetric, TrainCrop};
 use crate::data::{select_split, stack, Prefetch};
 use crate::detector::{param_paths, weighted_cross_entropy, BaseSource, Detector, DetectorConfig};
 use crate::measure::git_commit;
@@ -151,16 +151,21 @@ impl BackendJob for TrainJob<'_> {
                 run_training::<Autodiff<B>, _>(self.config, self.options, device, env, optim)
             }
             OptimKind::Adamw => {
-                let optim = AdamWConfig::new()
-                    .with_beta_1(o.beta1 as f32)
-                    .with_beta_2(o.beta2 as f32)
-                    .with_epsilon(o.epsilon as f32)
-                    .with_weight_decay(o.weight_decay as f32)
-                    .init::<Autodiff<B>, Detector<Autodiff<B>>>();
+                let optim = adamw_config(o).init::<Autodiff<B>, Detector<Autodiff<B>>>();
                 run_training::<Autodiff<B>, _>(self.config, self.options, device, env, optim)
             }
         }
     }
+}
+
+/// burn's AdamW with the `[optim]` table's betas, epsilon and decoupled weight decay (the
+/// trainer's and the pretraining loop's optimizer).
+pub fn adamw_config(o: &OptimSection) -> AdamWConfig {
+    AdamWConfig::new()
+        .with_beta_1(o.beta1 as f32)
+        .with_beta_2(o.beta2 as f32)
+        .with_epsilon(o.epsilon as f32)
+        .with_weight_decay(o.weight_decay as f32)
 }
 
 /// SplitMix64 of (seed, stream, index): independent streams for shuffling, crops and dropout
