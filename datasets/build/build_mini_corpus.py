@@ -53,6 +53,12 @@ DEFAULT_SEED = 2023
 COMPACT_BONAFIDE = {"train": 40, "dev": 20, "eval": 40}
 COMPACT_KNOWN = {"train": 16, "dev": 8, "eval": 16}  # systems seen in training
 COMPACT_UNSEEN = {"train": 0, "dev": 0, "eval": 40}  # eval-only systems
+# Eval bona fide beyond COMPACT_BONAFIDE["eval"], so that eval EERs rest on at least 100 bona
+# fide trials. They are drawn after everything else (the other utterances, their ids and
+# audio stay as they were) and only from recordings whose text an eval spoof already speaks,
+# so they add no text to eval and the pretraining set, which leaves out every dev/eval text,
+# is the same with or without them.
+COMPACT_EVAL_BONAFIDE_EXTRA = 60
 # Half of the compact bona fide is English: five of the seven spoof systems are English-only
 # TTS, and this keeps the share of English equal in both classes of the training split
 # (spoof: 2 English-only + 3 all-language systems = 52% English).
@@ -187,6 +193,25 @@ def pick(rng: random.Random, pools: dict[str, list[dict]], n: int,
     return out
 
 
+def extra_eval_bonafide(items: list[dict], eval_pools: dict[str, list[dict]],
+                        seed: int) -> list[dict]:
+    """COMPACT_EVAL_BONAFIDE_EXTRA more eval bona fide recordings: the Asterisk recordings of
+    prompts that an eval spoof already speaks or resynthesises and that are not eval bona
+    fide yet (so no new text enters eval), drawn with their own seed stream."""
+    spoken = {(it["lang"], it["key"]) for it in items
+              if it["split"] == "eval" and it["system"] != "-"}
+    bonafide = {(it["lang"], it["key"]) for it in items
+                if it["split"] == "eval" and it["system"] == "-"}
+    candidates = sorted((p for lang in sorted(eval_pools) for p in eval_pools[lang]
+                         if (p["lang"], p["key"]) in spoken - bonafide),
+                        key=lambda p: (p["lang"], p["key"]))
+    if len(candidates) < COMPACT_EVAL_BONAFIDE_EXTRA:
+        raise SystemExit(f"error: only {len(candidates)} eval recordings with an eval spoof's "
+                         f"text, {COMPACT_EVAL_BONAFIDE_EXTRA} needed")
+    return random.Random(f"{seed}:eval:bonafide-extra").sample(candidates,
+                                                               COMPACT_EVAL_BONAFIDE_EXTRA)
+
+
 def plan(prompts: list[dict], split_of: dict[str, str], full: bool, seed: int) -> list[dict]:
     import corpus_systems as cs
 
@@ -232,6 +257,17 @@ def plan(prompts: list[dict], split_of: dict[str, str], full: bool, seed: int) -
         numbers = sorted(rng.sample(range(1_000_000, 10_000_000), len(its)))
         for it, num in zip(its, numbers):
             it["utt"] = f"LA_{SPLIT_LETTER[split]}_{num:07d}"
+    if not full:
+        # ids of their own, so that every other utterance keeps its id (and its audio)
+        taken = {it["utt"] for it in items}
+        rng = random.Random(f"{seed}:eval:ids-extra")
+        for p in extra_eval_bonafide(items, by_split_lang["eval"], seed):
+            add(p, "eval", "-")
+            utt = None
+            while utt is None or utt in taken:
+                utt = f"LA_{SPLIT_LETTER['eval']}_{rng.randrange(1_000_000, 10_000_000):07d}"
+            taken.add(utt)
+            items[-1]["utt"] = utt
     items.sort(key=lambda it: it["utt"])
     split_of_text: dict[str, str] = {}
     for it in items:
