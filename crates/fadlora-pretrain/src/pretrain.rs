@@ -7,7 +7,9 @@
 //!   targets.json         k-means centroids of MFCC frames, fitted on the training audio
 //!   progress.json        steps done, validation history, step times
 //!   checkpoint/          model.safetensors + optimizer.mpk of the last validated step
-//!   model/               the pretrained wav2vec2 in Hugging Face layout (written at the end)
+//!   model/               the pretrained wav2vec2 in Hugging Face layout (written at the end),
+//!                        with copies of the record (pretraining_record.json) and targets.json,
+//!                        so the folder says how it was made wherever it is copied
 //!   record.json          written last: the run is finished exactly when it exists
 //! ```
 //!
@@ -48,6 +50,9 @@ use crate::PretrainError;
 pub const TARGETS_FILE: &str = "targets.json";
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 pub const MODEL_DIR: &str = "model";
+/// The run record's copy inside the exported model folder: `fadlora report` states from it
+/// how a checkpoint was pretrained.
+pub const MODEL_RECORD_FILE: &str = "pretraining_record.json";
 const MODEL_FILE: &str = "model.safetensors";
 const OPTIMIZER_FILE: &str = "optimizer.mpk";
 
@@ -553,6 +558,9 @@ where
         wall_seconds: wall(&invocation),
         model_dir,
     };
+    write_json(&record.model_dir.join(MODEL_RECORD_FILE), &record)?;
+    let targets_copy = record.model_dir.join(TARGETS_FILE);
+    std::fs::copy(out.join(TARGETS_FILE), &targets_copy).map_err(|e| io_err(&targets_copy, e))?;
     write_json(&record_path, &record)?;
     Ok(PretrainOutcome::Finished(Box::new(record)))
 }

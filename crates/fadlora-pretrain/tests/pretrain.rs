@@ -119,6 +119,16 @@ fn the_masked_loss_falls_and_the_export_loads() {
     let model = Wav2Vec2Model::<Flex>::from_pretrained(&record.model_dir, &Default::default());
     assert!(model.is_ok(), "{:?}", model.err());
     assert!(record.model_dir.join("model.safetensors").is_file());
+    // The model folder carries its own record and targets.
+    let copied: PretrainRecord = serde_json::from_slice(
+        &std::fs::read(record.model_dir.join("pretraining_record.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(copied, record);
+    assert_eq!(
+        std::fs::read(record.model_dir.join("targets.json")).unwrap(),
+        std::fs::read(record.model_dir.parent().unwrap().join("targets.json")).unwrap()
+    );
     // Finished: a second invocation does nothing and returns the same record.
     let again = finished(pretrain(&cfg, &PretrainOptions::default()).unwrap());
     assert_eq!(again, record);
