@@ -402,16 +402,17 @@ fn print_plan(plan: &Plan) {
     for row in &rows {
         println!("{}", line(row.iter().map(String::as_str).collect()));
     }
-    let lora = plan
-        .runs
-        .iter()
-        .filter(|r| r.axes.mode == Mode::Lora)
-        .count();
-    println!(
+    let count = |mode: Mode| plan.runs.iter().filter(|r| r.axes.mode == mode).count();
+    let mut totals = format!(
         "{} LoRA run(s), {} full fine-tuning run(s)",
-        lora,
-        plan.runs.len() - lora
+        count(Mode::Lora),
+        count(Mode::Full)
     );
+    // Experiments without probes print what they always printed.
+    if count(Mode::Probe) > 0 {
+        totals.push_str(&format!(", {} probe run(s)", count(Mode::Probe)));
+    }
+    println!("{totals}");
 }
 
 #[derive(Args)]

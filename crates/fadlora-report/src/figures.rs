@@ -68,6 +68,14 @@ pub(crate) const FULL_COLORS: [RGBColor; 3] = [
     RGBColor(90, 90, 90),
     RGBColor(150, 150, 150),
 ];
+/// Frozen-feature probes: dark shades apart from the palette's LoRA lines and the greys of
+/// full fine-tuning.
+pub(crate) const PROBE_COLORS: [RGBColor; 4] = [
+    RGBColor(128, 0, 64),
+    RGBColor(0, 90, 70),
+    RGBColor(90, 60, 0),
+    RGBColor(40, 40, 130),
+];
 
 pub(crate) trait Figure {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
@@ -160,6 +168,8 @@ impl Ranged for KeyAxis {
 pub(crate) enum Marker {
     Circle,
     Triangle,
+    /// Frozen-feature probes.
+    Square,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -201,6 +211,12 @@ fn draw_marker<DB: DrawingBackend>(
         Marker::Circle => area.draw(&Circle::new(at, 7, color.filled())).map_err(err),
         Marker::Triangle => area
             .draw(&TriangleMarker::new(at, 12, color.filled()))
+            .map_err(err),
+        Marker::Square => area
+            .draw(&Rectangle::new(
+                [(at.0 - 6, at.1 - 6), (at.0 + 6, at.1 + 6)],
+                color.filled(),
+            ))
             .map_err(err),
     }
 }

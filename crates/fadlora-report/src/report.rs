@@ -12,7 +12,7 @@ use plotters::style::RGBColor;
 
 use crate::figures::{
     save_figure, BarPanel, BarsFigure, DetData, DetFigure, HLine, Marker, Point, Series, XScale,
-    XyFigure, FULL_COLORS, PALETTE,
+    XyFigure, FULL_COLORS, PALETTE, PROBE_COLORS,
 };
 use crate::summary::{
     csv_bytes, frame_of_groups, frame_of_runs, group_rows, GroupRow, RunRow, MIB, SAMPLE_RATE,
@@ -426,19 +426,22 @@ impl Metric {
     }
 }
 
-/// Which LoRA groups share a line in the rank figure, its label and colour.
+/// Which LoRA groups share a line in the rank figure, its label and colour; and the colour of
+/// each probed layer.
 struct SeriesStyle {
     /// group name -> (series key, label, colour).
     by_group: HashMap<String, (String, String, RGBColor)>,
     /// Series keys in order of first appearance in the sorted groups.
     order: Vec<String>,
+    /// Probed layers, in order of first appearance: a layer keeps its colour in every figure.
+    probe_layers: Vec<Option<usize>>,
     layers_vary: bool,
     crops_vary: bool,
 }
 
 impl SeriesStyle {
     fn new(groups: &[GroupRow]) -> SeriesStyle {
-        let lora: Vec<&GroupRow> = groups.iter().filter(|g| !g.is_full()).collect();
+        let lora: Vec<&GroupRow> = groups.iter().filter(|g| g.is_lora()).collect();
         let layers_vary = lora
             .iter()
             .map(|g| &g.layers_label)
@@ -485,19 +488,48 @@ impl SeriesStyle {
             let color = PALETTE[order.iter().position(|k| *k == key).unwrap() % PALETTE.len()];
             by_group.insert(g.group.clone(), (key, format!("LoRA {label}"), color));
         }
+        let mut probe_layers = Vec::new();
+        for g in groups.iter().filter(|g| g.is_probe()) {
+            if !probe_layers.contains(&g.probe_layer) {
+                probe_layers.push(g.probe_layer);
+            }
+        }
         SeriesStyle {
             by_group,
             order,
+            probe_layers,
             layers_vary,
             crops_vary,
         }
     }
 
+    /// The colour of `g`; `full_index` counts the full fine-tuning groups before it.
     fn color(&self, g: &GroupRow, full_index: usize) -> RGBColor {
+        if g.is_probe() {
+            return self.probe_color(g);
+        }
         match self.by_group.get(&g.group) {
             Some((_, _, c)) => *c,
             None => FULL_COLORS[full_index.min(FULL_COLORS.len() - 1)],
         }
+    }
+
+    fn probe_color(&self, g: &GroupRow) -> RGBColor {
+        let index = self
+            .probe_layers
+            .iter()
+            .position(|l| *l == g.probe_layer)
+            .unwrap_or_default();
+        PROBE_COLORS[index % PROBE_COLORS.len()]
+    }
+
+    /// `probe L4`, with the input length when lengths vary and `with_length`.
+    fn probe_label(&self, g: &GroupRow, with_length: bool) -> String {
+        let mut label = format!("probe {}", g.layers_label);
+        if with_length && self.crops_vary {
+            label.push_str(&format!(", {:.2} s", g.crop_seconds()));
+        }
+        label
     }
 
     /// The LoRA lines: label, colour and the groups on each.
@@ -611,6 +643,14 @@ fn eer_vs_params(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> Xy
                     .collect(),
             }),
     );
+    // A probe trains the head alone: the far left of the axis, one point per probed state.
+    series.extend(groups.iter().filter(|g| g.is_probe()).map(|g| Series {
+        label: style.probe_label(g, true),
+        color: style.probe_color(g),
+        marker: Marker::Square,
+        connect: false,
+        points: vec![point(metric, g, g.trainable)],
+    }));
     XyFigure {
         title: format!(
             "{} EER vs trainable parameters (mean ± std over seeds)",
@@ -649,12 +689,21 @@ fn eer_vs_length(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> Xy
                 FULL_COLORS[(full_seen - 1).min(FULL_COLORS.len() - 1)],
                 Marker::Triangle,
             )
+        } else if g.is_probe() {
+            (
+                style.probe_label(g, false),
+                style.probe_color(g),
+                Marker::Square,
+            )
         } else {
             let mut label = format!("LoRA {} r{}", g.targets_label, rank_cell(g.rank));
             if style.layers_vary {
                 label.push_str(&format!(", layers {}", g.layers_label));
             }
-            let n_lora = lines.iter().filter(|(k, _)| !k.starts_with("full")).count();
+            let n_lora = lines
+                .iter()
+                .filter(|(k, _)| k.starts_with(Mode::Lora.as_str()))
+                .count();
             (label, PALETTE[n_lora % PALETTE.len()], Marker::Circle)
         };
         lines.push((
@@ -738,8 +787,8 @@ fn best_run(rows: &[RunRow], mode: Mode) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
-/// DET curves of the best LoRA run and the best full fine-tuning run (by dev EER), on their
-/// eval scores when they have them. `Err` says why nothing can be drawn.
+/// DET curves of the best LoRA run, the best full fine-tuning run and the best probe (by dev
+/// EER), on their eval scores when they have them. `Err` says why nothing can be drawn.
 fn det_figure(
     plan: &Plan,
     finished: &[(&PlannedRun, RunRecord)],
@@ -753,6 +802,7 @@ fn det_figure(
     for (mode, color, what) in [
         (Mode::Lora, PALETTE[0], "best LoRA"),
         (Mode::Full, FULL_COLORS[0], "best full"),
+        (Mode::Probe, PROBE_COLORS[0], "best probe"),
     ] {
         let Some(i) = best_run(rows, mode) else {
             continue;
@@ -980,7 +1030,7 @@ fn setup_section(md: &mut String, plan: &Plan, inputs: &MarkdownInputs) {
     ));
 }
 
-/// What trains in the LoRA and in the full fine-tuning runs, as one sentence.
+/// What trains in the LoRA, the full fine-tuning and the probe runs, as one sentence.
 fn training_sentence(plan: &Plan, rows: &[RunRow]) -> Option<String> {
     let modes: BTreeSet<Mode> = if rows.is_empty() {
         plan.runs.iter().map(|r| r.axes.mode).collect()
@@ -1026,6 +1076,22 @@ fn training_sentence(plan: &Plan, rows: &[RunRow]) -> Option<String> {
         training.push(
             "full fine-tuning trains everything: every wav2vec2 weight and the head".to_string(),
         );
+    }
+    if modes.contains(&Mode::Probe) {
+        let mut layers: Vec<String> = Vec::new();
+        for r in plan.runs.iter().filter(|r| r.axes.mode == Mode::Probe) {
+            if let Some(layer) = r.axes.probe_layer.map(|l| l.to_string()) {
+                if !layers.contains(&layer) {
+                    layers.push(layer);
+                }
+            }
+        }
+        training.push(format!(
+            "probes freeze the whole wav2vec2 (dropout and LayerDrop off) and train only the \
+             head, on the mean over frames of hidden state {} (0 = the encoder's input, k = the \
+             output of encoder layer k)",
+            layers.join(" / ")
+        ));
     }
     (!training.is_empty()).then(|| cap(&training.join("; ")))
 }

@@ -57,6 +57,7 @@ pub(crate) struct RunRow {
     pub alpha: Option<f64>,
     pub layers: Option<Vec<usize>>,
     pub layers_label: String,
+    pub probe_layer: Option<usize>,
     pub crop_samples: usize,
     pub seed: u64,
     pub trainable: usize,
@@ -83,7 +84,7 @@ impl RunRow {
         let axes = &run.axes;
         let lora = record.config.lora.as_ref().or(run.config.lora.as_ref());
         let alpha = match axes.mode {
-            Mode::Full => None,
+            Mode::Full | Mode::Probe => None,
             Mode::Lora => axes.alpha.or(lora.map(|l| l.alpha())),
         };
         RunRow {
@@ -96,6 +97,7 @@ impl RunRow {
             alpha,
             layers: axes.layers.clone(),
             layers_label: axes.layers_label(),
+            probe_layer: axes.probe_layer,
             crop_samples: axes.crop_samples,
             seed: axes.seed,
             trainable: record.params.trainable,
@@ -226,6 +228,7 @@ pub(crate) struct GroupRow {
     pub alpha: Option<f64>,
     pub layers: Option<Vec<usize>>,
     pub layers_label: String,
+    pub probe_layer: Option<usize>,
     pub crop_samples: usize,
     pub n: usize,
     pub dev_mean: f64,
@@ -251,6 +254,14 @@ impl GroupRow {
 
     pub fn is_full(&self) -> bool {
         self.mode == Mode::Full
+    }
+
+    pub fn is_lora(&self) -> bool {
+        self.mode == Mode::Lora
+    }
+
+    pub fn is_probe(&self) -> bool {
+        self.mode == Mode::Probe
     }
 }
 
@@ -313,8 +324,8 @@ fn value(frame: &DataFrame, name: &str, row: usize) -> PolarsResult<Option<f64>>
     Ok(column.f64()?.get(row).filter(|v| v.is_finite()))
 }
 
-/// The groups of `rows`, aggregated with polars, sorted: full fine-tuning first, then by
-/// targets, layers, input length, rank and alpha.
+/// The groups of `rows`, aggregated with polars, sorted: full fine-tuning first, then LoRA by
+/// targets, layers, input length, rank and alpha, then probes by layer and input length.
 pub(crate) fn group_rows(rows: &[RunRow]) -> PolarsResult<Vec<GroupRow>> {
     if rows.is_empty() {
         return Ok(Vec::new());
@@ -339,6 +350,7 @@ pub(crate) fn group_rows(rows: &[RunRow]) -> PolarsResult<Vec<GroupRow>> {
             alpha: first.alpha,
             layers: first.layers.clone(),
             layers_label: first.layers_label.clone(),
+            probe_layer: first.probe_layer,
             crop_samples: first.crop_samples,
             n: value(&agg, "n", i)?.unwrap_or(0.0) as usize,
             dev_mean: mean("dev_eer_percent")?.unwrap_or(f64::NAN),
@@ -387,12 +399,12 @@ fn target_key(targets: &Option<Vec<LoraTarget>>) -> (usize, Vec<usize>) {
     }
 }
 
-/// Full fine-tuning first, then targets (fewer first), layers (all first), input length,
-/// rank, alpha; the group name breaks ties.
+/// Full fine-tuning first, then LoRA, then probes (the order of [`Mode`]); then targets (fewer
+/// first), layers (all first), the probed layer, input length, rank, alpha; the group name
+/// breaks ties.
 pub(crate) fn compare_groups(a: &GroupRow, b: &GroupRow) -> Ordering {
-    let mode = |g: &GroupRow| if g.is_full() { 0 } else { 1 };
-    mode(a)
-        .cmp(&mode(b))
+    a.mode
+        .cmp(&b.mode)
         .then_with(|| target_key(&a.targets).cmp(&target_key(&b.targets)))
         .then_with(|| {
             (
@@ -406,6 +418,7 @@ pub(crate) fn compare_groups(a: &GroupRow, b: &GroupRow) -> Ordering {
                     &b.layers,
                 ))
         })
+        .then_with(|| a.probe_layer.cmp(&b.probe_layer))
         .then_with(|| a.crop_samples.cmp(&b.crop_samples))
         .then_with(|| a.rank.cmp(&b.rank))
         .then_with(|| a.alpha.unwrap_or(0.0).total_cmp(&b.alpha.unwrap_or(0.0)))

@@ -28,6 +28,8 @@ fn mini_spec() -> String {
 struct Spec {
     targets: Option<Vec<LoraTarget>>,
     rank: Option<usize>,
+    /// A frozen-feature probe of this hidden state.
+    probe_layer: Option<usize>,
     crop: usize,
     seed: u64,
     dev_eer: f64,
@@ -46,6 +48,7 @@ impl Spec {
         Spec {
             targets: None,
             rank: None,
+            probe_layer: None,
             crop: 32_000,
             seed,
             dev_eer,
@@ -62,6 +65,7 @@ impl Spec {
         Spec {
             targets: Some(targets.to_vec()),
             rank: Some(rank),
+            probe_layer: None,
             crop: 32_000,
             seed,
             dev_eer: dev,
@@ -74,8 +78,28 @@ impl Spec {
         }
     }
 
+    /// A head-only run: few parameters, little memory, fast steps, weak separation.
+    fn probe(layer: usize, seed: u64, dev: f64, eval: f64) -> Spec {
+        Spec {
+            targets: None,
+            rank: None,
+            probe_layer: Some(layer),
+            crop: 32_000,
+            seed,
+            dev_eer: dev,
+            eval_eer: eval,
+            eval_min_tdcf: Some(eval / 50.0),
+            trainable: 514,
+            peak_mib: 600,
+            step_ms: 80.0,
+            separation: 0.8 + layer as f64 * 0.1,
+        }
+    }
+
     fn mode(&self) -> Mode {
-        if self.targets.is_some() {
+        if self.probe_layer.is_some() {
+            Mode::Probe
+        } else if self.targets.is_some() {
             Mode::Lora
         } else {
             Mode::Full
@@ -83,8 +107,9 @@ impl Spec {
     }
 
     fn group(&self) -> String {
-        let mut g = match (&self.targets, self.rank) {
-            (Some(t), Some(r)) => format!("lora-{}-r{r}", targets_label(t)),
+        let mut g = match (&self.targets, self.rank, self.probe_layer) {
+            (_, _, Some(layer)) => format!("probe-L{layer}"),
+            (Some(t), Some(r), _) => format!("lora-{}-r{r}", targets_label(t)),
             _ => "full".to_string(),
         };
         if self.crop != 32_000 {
@@ -115,6 +140,9 @@ fn run_config(spec: &Spec, dataset: &str, out: &Path) -> RunConfig {
             2 * rank,
             list.join(", ")
         ));
+    }
+    if let Some(layer) = spec.probe_layer {
+        toml.push_str(&format!("\n[probe]\nlayer = {layer}\n"));
     }
     RunConfig::parse(&toml, Path::new("fixture.toml"), schema_only).expect("fixture TOML is valid")
 }
@@ -243,6 +271,7 @@ fn build(root: &Path, dataset: &str, finished: &[Spec], unfinished: &[Spec]) -> 
                 alpha: spec.rank.map(|r| 2.0 * r as f64),
                 targets: spec.targets.clone(),
                 layers: None,
+                probe_layer: spec.probe_layer,
                 crop_samples: spec.crop,
                 seed: spec.seed,
             },
@@ -677,4 +706,106 @@ fn a_moved_results_folder_still_reports_every_run() {
     write_report(&moved).unwrap();
     let runs = read_csv(&moved.join("report/runs.csv"));
     assert_eq!(runs.height(), finished.len());
+}
+
+#[test]
+fn probe_runs_are_tabled_as_probes_and_drawn_apart_from_full_and_lora() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut finished, unfinished) = main_fixture();
+    let mut short_probe = Spec::probe(4, 0, 30.0, 31.0);
+    short_probe.crop = 16_000;
+    finished.extend([
+        Spec::probe(4, 0, 24.0, 26.0),
+        Spec::probe(4, 1, 26.0, 28.0),
+        Spec::probe(2, 0, 28.0, 29.0),
+        short_probe,
+    ]);
+    let plan = build(tmp.path(), &mini_spec(), &finished, &unfinished);
+
+    let runs = read_csv(&write_summary(&plan).unwrap());
+    assert_eq!(runs.height(), finished.len());
+    let probe_row = row_of(&runs, "probe-L4");
+    let column = |name: &str, row: usize| {
+        runs.column(name)
+            .unwrap()
+            .str()
+            .unwrap()
+            .get(row)
+            .map(String::from)
+    };
+    assert_eq!(column("mode", probe_row).as_deref(), Some("probe"));
+    assert_eq!(column("layers", probe_row).as_deref(), Some("L4"));
+    assert_eq!(f64_at(&runs, "rank", probe_row), None);
+    assert_eq!(f64_at(&runs, "alpha", probe_row), None);
+    assert_eq!(f64_at(&runs, "trainable_params", probe_row), Some(514.0));
+
+    let report = write_report(&plan.dir).unwrap();
+    let dir = &report.dir;
+    preview(dir, "probe_");
+    assert!(
+        report.notes.is_empty(),
+        "unexpected notes: {:?}",
+        report.notes
+    );
+    // Sorted after full fine-tuning and LoRA, by layer, then input length (shorter first).
+    let summary = read_csv(&dir.join("summary.csv"));
+    let names = summary.column("group").unwrap().str().unwrap().clone();
+    let groups: Vec<&str> = (0..summary.height())
+        .map(|i| names.get(i).unwrap())
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            "full",
+            "lora-q+v-r1",
+            "lora-q+v-r4",
+            "lora-q+k+v+o-r4",
+            "probe-L2",
+            "probe-L4-c16000",
+            "probe-L4"
+        ]
+    );
+    let l4 = row_of(&summary, "probe-L4");
+    let modes = summary.column("mode").unwrap().str().unwrap().clone();
+    assert_eq!(modes.get(l4), Some("probe"));
+    // eval 26 and 28 -> 27 ± sqrt(2); dev 24 and 26 -> 25.
+    assert_close(f64_at(&summary, "eval_eer_mean", l4), 27.0, "L4 eval mean");
+    assert_close(
+        f64_at(&summary, "eval_eer_std", l4),
+        2f64.sqrt(),
+        "L4 eval std",
+    );
+    assert_close(f64_at(&summary, "dev_eer_mean", l4), 25.0, "L4 dev mean");
+    assert_close(f64_at(&summary, "n_seeds", l4), 2.0, "L4 seeds");
+    assert_close(f64_at(&summary, "trainable_params", l4), 514.0, "L4 params");
+    let summary_md = read(&dir.join("summary.md"));
+    assert!(summary_md.contains("| probe-L4 | probe |"), "{summary_md}");
+    assert!(summary_md.contains("| 27.00 ± 1.41 |"), "{summary_md}");
+    assert!(read(&dir.join("runs.md")).contains("probe-L2-s0-0123abcd"));
+
+    // Every figure is drawn; probes are named as probes, never as full or LoRA.
+    for stem in [
+        "eer_vs_rank",
+        "eer_vs_params",
+        "memory_time",
+        "det",
+        "eer_vs_length",
+    ] {
+        assert_png(&dir.join(format!("{stem}.png")));
+    }
+    assert_svg(
+        &dir.join("eer_vs_params.svg"),
+        &["probe L4, 2.00 s", "probe L2, 2.00 s", "probe L4, 1.00 s"],
+    );
+    assert_svg(&dir.join("eer_vs_length.svg"), &["probe L4", "probe L2"]);
+    assert_svg(&dir.join("memory_time.svg"), &["probe-L4-c16000"]);
+    assert_svg(&dir.join("det.svg"), &["best probe: probe-L4 s0"]);
+    let rank_svg = read(&dir.join("eer_vs_rank.svg"));
+    assert!(!rank_svg.contains("probe"), "the rank figure is about LoRA");
+    let length_svg = read(&dir.join("eer_vs_length.svg"));
+    assert!(!length_svg.contains("LoRA - r-"), "a probe drawn as LoRA");
+
+    let md = read(&dir.join("report.md"));
+    assert!(md.contains("probes freeze the whole wav2vec2"), "{md}");
+    assert!(md.contains("hidden state 4 / 2"), "{md}");
 }

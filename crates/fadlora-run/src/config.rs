@@ -30,6 +30,11 @@
 //! alpha = 8.0
 //! targets = ["q", "v"]
 //!
+//! [probe]                                  # frozen-feature probe (not with [lora])
+//! layer = 4                                # hidden state the head pools: 0 = encoder input,
+//!                                          # k = output of layer k, num_hidden_layers = the
+//!                                          # final output (as full/LoRA runs see it)
+//!
 //! [head]
 //! kind = "mean-linear"
 //!
@@ -81,6 +86,10 @@ pub struct RunConfig {
     pub model: ModelSection,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lora: Option<LoraSection>,
+    /// Left out of the serialised TOML when absent: sweep run IDs hash it, and runs that
+    /// predate probes must keep their IDs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeSection>,
     #[serde(default)]
     pub head: HeadSection,
     #[serde(default)]
@@ -239,6 +248,18 @@ impl LoraSection {
     pub fn alpha(&self) -> f64 {
         self.alpha.unwrap_or(2.0 * self.rank as f64)
     }
+}
+
+/// The `[probe]` table: the whole wav2vec2 is frozen (its dropouts and LayerDrop off) and only
+/// the head trains, on one hidden state of the backbone, to measure the front end on its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSection {
+    /// The hidden state the head pools: 0 = the encoder's input (projected features +
+    /// positional embedding), k = the output of encoder layer k, `num_hidden_layers` = the
+    /// encoder's final output exactly as full and LoRA detectors see it (in the pre-LN layout,
+    /// after the final encoder LayerNorm).
+    pub layer: usize,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -483,11 +504,13 @@ impl RunConfig {
         Ok(config)
     }
 
-    /// Full fine-tuning, or LoRA when the run has a `[lora]` table.
+    /// Full fine-tuning, LoRA when the run has a `[lora]` table, a frozen-feature probe when
+    /// it has a `[probe]` table (both at once is refused by [`RunConfig::check`]).
     pub fn mode(&self) -> Mode {
-        match self.lora {
-            Some(_) => Mode::Lora,
-            None => Mode::Full,
+        match (&self.lora, &self.probe) {
+            (_, Some(_)) => Mode::Probe,
+            (Some(_), None) => Mode::Lora,
+            (None, None) => Mode::Full,
         }
     }
 
@@ -500,9 +523,17 @@ impl RunConfig {
                 "wgpu (Vulkan, Metal) has no bf16: use \"f16\" or the cuda backend",
             ));
         }
+        if self.probe.is_some() && self.lora.is_some() {
+            return Err(invalid(
+                "probe",
+                "a probe freezes the whole wav2vec2 and trains only the head: remove `[lora]` \
+                 (or `[probe]` for a LoRA run)",
+            ));
+        }
         self.data.check()?;
         self.model.check()?;
-        // `[lora]` values are the model crate's to judge (through the trainer's ExtraRules).
+        // `[lora]` values and the probe's layer are the model crate's to judge (through the
+        // trainer's ExtraRules): only it knows how many layers a preset has.
         self.optim.check()?;
         self.train.check(&self.optim)
     }
@@ -852,6 +883,32 @@ epochs = 1
         let (line, key, _) = config_error(&text);
         assert_eq!(key, "model");
         assert_eq!(line, Some(5));
+    }
+
+    #[test]
+    fn probe_and_lora_together_are_refused_at_the_probe_table() {
+        let text = format!("{MINIMAL}\n[lora]\nrank = 4\n\n[probe]\nlayer = 1\n");
+        let (line, key, message) = config_error(&text);
+        assert_eq!(key, "probe");
+        assert_eq!(line, Some(13));
+        assert!(message.contains("[lora]"), "{message}");
+    }
+
+    #[test]
+    fn a_probe_run_reads_back_and_others_serialise_without_it() {
+        let c = parse(&format!("{MINIMAL}\n[probe]\nlayer = 2\n")).unwrap();
+        assert_eq!(c.probe, Some(ProbeSection { layer: 2 }));
+        assert_eq!(c.mode(), Mode::Probe);
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        let unknown = format!("{MINIMAL}\n[probe]\nlayer = 2\nlayers = [1]\n");
+        assert!(config_error(&unknown).2.contains("layers"));
+        // Sweep run IDs hash the serialised configuration: a run without `[probe]` must
+        // serialise exactly as before the table existed.
+        let plain = parse(MINIMAL).unwrap();
+        assert_eq!(plain.mode(), Mode::Full);
+        assert!(!plain.to_toml().contains("probe"), "{}", plain.to_toml());
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(!json.contains("probe"), "{json}");
     }
 
     #[test]

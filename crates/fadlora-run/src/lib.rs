@@ -4,8 +4,8 @@
 //!
 //! The trainer writes these files, the sweep plans and resumes runs by them, and the report
 //! reads them; the report never trains or loads a network, so it depends on this crate and not
-//! on burn. The names the files use (precisions, LoRA targets, backends, heads, full vs LoRA)
-//! are defined once in [`vocab`] and used by the model and the trainer too.
+//! on burn. The names the files use (precisions, LoRA targets, backends, heads, full vs LoRA vs
+//! probe) are defined once in [`vocab`] and used by the model and the trainer too.
 //!
 //! [`layout`] shows the folders.
 
@@ -19,7 +19,7 @@ pub mod record;
 pub mod scores;
 pub mod vocab;
 
-pub use config::{ExtraRules, Invalid, LoraSection, RunConfig, RunRules};
+pub use config::{ExtraRules, Invalid, LoraSection, ProbeSection, RunConfig, RunRules};
 pub use error::RunError;
 pub use fs::write_atomic;
 pub use lock::{inspect_lock, LockOwner, LockState, LockTiming, RunLock};

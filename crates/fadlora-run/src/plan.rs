@@ -12,7 +12,8 @@ use crate::record::RunRecord;
 use crate::vocab::{targets_label, LoraTarget, Mode};
 use crate::{RunConfig, RunError};
 
-/// Where a run sits on the sweep's axes. LoRA-only fields are `None` for full fine-tuning.
+/// Where a run sits on the sweep's axes. LoRA-only fields are `None` for full fine-tuning and
+/// probes; `probe_layer` is set for probes only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunAxes {
     pub mode: Mode,
@@ -25,6 +26,9 @@ pub struct RunAxes {
     /// Adapted encoder layers; `None` = every layer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layers: Option<Vec<usize>>,
+    /// The hidden state a probe's head pools (`[probe] layer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_layer: Option<usize>,
     pub crop_samples: usize,
     pub seed: u64,
 }
@@ -38,10 +42,15 @@ impl RunAxes {
         }
     }
 
-    /// `all`, or the layer indices joined by `,`; `-` for full fine-tuning.
+    /// `all`, or the layer indices joined by `,`; `-` for full fine-tuning; `L<k>` for a probe
+    /// of hidden state `k`.
     pub fn layers_label(&self) -> String {
         match (self.mode, &self.layers) {
             (Mode::Full, _) => "-".into(),
+            (Mode::Probe, _) => match self.probe_layer {
+                Some(layer) => format!("L{layer}"),
+                None => "-".into(),
+            },
             (Mode::Lora, None) => "all".into(),
             (Mode::Lora, Some(l)) => l
                 .iter()
@@ -60,7 +69,7 @@ pub struct PlannedRun {
     /// TOML grows new runs or the results folder moves, and changes when anything that shapes
     /// the run changes.
     pub id: String,
-    /// The configuration without the seed (`lora-q+v-r4`, `full`): runs of one group are
+    /// The configuration without the seed (`lora-q+v-r4`, `full`, `probe-L4`): runs of one group are
     /// repetitions, which the report averages.
     pub group: String,
     pub axes: RunAxes,

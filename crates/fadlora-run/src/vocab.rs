@@ -228,19 +228,24 @@ pub enum HeadKind {
     MeanLinear,
 }
 
-/// Full fine-tuning or LoRA: whether a run carries a `[lora]` table.
+/// What a run trains: everything (full fine-tuning), LoRA adapters and the head (a `[lora]`
+/// table), or the head alone on a frozen backbone (a `[probe]` table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Full,
     Lora,
+    Probe,
 }
 
 impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Full, Mode::Lora, Mode::Probe];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Full => "full",
             Mode::Lora => "lora",
+            Mode::Probe => "probe",
         }
     }
 }
@@ -274,6 +279,8 @@ mod tests {
             err.contains("`query`") && err.contains("q, k, v, o, ffn_in, ffn_out"),
             "{err}"
         );
+        let modes: Vec<&str> = Mode::ALL.map(Mode::as_str).to_vec();
+        assert_eq!(modes, ["full", "lora", "probe"]);
         let err = LoraTarget::from_hf_name("fc9").unwrap_err().to_string();
         assert!(
             err.contains("`fc9`") && err.contains("intermediate_dense"),
@@ -298,6 +305,7 @@ mod tests {
             backend: BackendKind,
             head: HeadKind,
             mode: Mode,
+            probe: Mode,
         }
         let text = toml::to_string(&Names {
             precision: Precision::Bf16,
@@ -305,11 +313,12 @@ mod tests {
             backend: BackendKind::Wgpu,
             head: HeadKind::MeanLinear,
             mode: Mode::Lora,
+            probe: Mode::Probe,
         })
         .unwrap();
         assert_eq!(
             text,
-            "precision = \"bf16\"\ntarget = \"ffn_in\"\nbackend = \"wgpu\"\nhead = \"mean-linear\"\nmode = \"lora\"\n"
+            "precision = \"bf16\"\ntarget = \"ffn_in\"\nbackend = \"wgpu\"\nhead = \"mean-linear\"\nmode = \"lora\"\nprobe = \"probe\"\n"
         );
     }
 }

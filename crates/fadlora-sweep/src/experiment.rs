@@ -22,6 +22,7 @@
 //! seeds = [0, 1]
 //! full_finetune = true                   # add the full fine-tuning baseline
 //! full_lr = 1e-5                         # its learning rate (default: base.optim.lr)
+//! probe_layers = [4]                     # frozen-feature probes of these hidden states
 //! exclude = [{ rank = 16, targets = ["q", "k", "v", "o"] }]
 //! include = [{ rank = 8, targets = ["o"] }]
 //!
@@ -36,7 +37,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use fadlora_run::config::{key_line, located, parse_toml, Invalid, LoraSection, RunRules};
+use fadlora_run::config::{
+    key_line, located, parse_toml, Invalid, LoraSection, ProbeSection, RunRules,
+};
 use fadlora_run::{targets_label, LoraTarget, Mode, Plan, PlannedRun, RunAxes, RunConfig};
 use serde::Deserialize;
 
@@ -104,10 +107,16 @@ pub struct SweepSection {
     /// LoRA: SSL_Anti-spoofing fine-tunes XLS-R at 1e-6). Default: `base.optim.lr`.
     #[serde(default)]
     pub full_lr: Option<f64>,
+    /// Add frozen-feature probes (the head alone on a frozen wav2vec2), one per seed, input
+    /// length and hidden state listed here (`[probe] layer`); they use `base.optim.lr`. Left
+    /// out: `base.probe.layer` if the base is a probe, else no probes.
+    #[serde(default)]
+    pub probe_layers: Option<Vec<usize>>,
     /// Grid points matching every key of a rule are dropped.
     #[serde(default)]
     pub exclude: Vec<RunRule>,
-    /// Extra runs outside the grid, one per seed unless the rule names a seed.
+    /// Extra runs outside the grid, one per seed unless the rule names a seed. An include with
+    /// `mode = "probe"` probes the first of `probe_layers`.
     #[serde(default)]
     pub include: Vec<RunRule>,
 }
@@ -176,6 +185,7 @@ struct Axes {
     ranks: Vec<usize>,
     targets: Vec<Vec<LoraTarget>>,
     layers: Vec<Option<Vec<usize>>>,
+    probe_layers: Vec<usize>,
     crops: Vec<usize>,
     seeds: Vec<u64>,
 }
@@ -271,6 +281,10 @@ impl Experiment {
                 "sweep.seeds",
                 s.seeds.as_ref().is_some_and(|v| v.is_empty()),
             ),
+            (
+                "sweep.probe_layers",
+                s.probe_layers.as_ref().is_some_and(|v| v.is_empty()),
+            ),
         ] {
             if empty {
                 return Err(self.error(key, "is empty: leave it out to use the base's value"));
@@ -289,7 +303,14 @@ impl Experiment {
             }
         }
         for rule in &s.include {
-            if rule.mode != Some(Mode::Full)
+            if rule.mode == Some(Mode::Probe) && self.axes().probe_layers.is_empty() {
+                return Err(self.error(
+                    "sweep.include",
+                    "a probe run needs a layer: list `probe_layers` (or give the base a \
+                     `[probe]` table)",
+                ));
+            }
+            if matches!(rule.mode, None | Some(Mode::Lora))
                 && rule.rank.is_none()
                 && self.base.lora.is_none()
                 && s.ranks.is_none()
@@ -301,13 +322,16 @@ impl Experiment {
             }
         }
         for (n, rule) in s.include.iter().enumerate() {
-            if rule.mode == Some(Mode::Full)
-                && (rule.rank.is_some() || rule.targets.is_some() || rule.layers.is_some())
-            {
+            let what = match rule.mode {
+                Some(Mode::Full) => "full fine-tuning",
+                Some(Mode::Probe) => "a probe",
+                Some(Mode::Lora) | None => continue,
+            };
+            if rule.rank.is_some() || rule.targets.is_some() || rule.layers.is_some() {
                 return Err(self.error(
                     "sweep.include",
                     format!(
-                        "entry {}: full fine-tuning has no `rank`, `targets` or `layers`",
+                        "entry {}: {what} has no `rank`, `targets` or `layers`",
                         n + 1
                     ),
                 ));
@@ -318,7 +342,8 @@ impl Experiment {
         if runs.is_empty() {
             return Err(self.error(
                 "sweep",
-                "describes no runs: list `ranks`, set `full_finetune = true`, or `include` runs",
+                "describes no runs: list `ranks` or `probe_layers`, set `full_finetune = true`, \
+                 or `include` runs",
             ));
         }
         Ok(())
@@ -345,6 +370,11 @@ impl Experiment {
                     .collect(),
                 None => vec![base_lora.and_then(|l| l.layers.clone())],
             },
+            probe_layers: s
+                .probe_layers
+                .clone()
+                .or_else(|| self.base.probe.as_ref().map(|p| vec![p.layer]))
+                .unwrap_or_default(),
             crops: s
                 .crop_samples
                 .clone()
@@ -358,6 +388,7 @@ impl Experiment {
         for layers in axes.layers.iter_mut().flatten() {
             canonical(layers);
         }
+        canonical(&mut axes.probe_layers);
         axes
     }
 
@@ -393,11 +424,15 @@ impl Experiment {
                                 alpha: Some(self.alpha_for(rank)),
                                 targets: Some(targets.clone()),
                                 layers: layers.clone(),
+                                probe_layer: None,
                                 crop_samples: crop,
                                 seed,
                             });
                         }
                     }
+                }
+                for &layer in &axes.probe_layers {
+                    points.push(probe_axes(layer, crop, seed));
                 }
             }
         }
@@ -431,6 +466,8 @@ impl Experiment {
             for seed in seeds {
                 let point = if rule.mode == Some(Mode::Full) {
                     full_axes(crop, seed)
+                } else if rule.mode == Some(Mode::Probe) {
+                    probe_axes(axes.probe_layers[0], crop, seed)
                 } else {
                     let rank = rule
                         .rank
@@ -455,6 +492,7 @@ impl Experiment {
                             }),
                             None => axes.layers[0].clone(),
                         },
+                        probe_layer: None,
                         crop_samples: crop,
                         seed,
                     }
@@ -470,7 +508,9 @@ impl Experiment {
         let mut config = self.base.clone();
         config.seed = axes.seed;
         config.data.crop_samples = axes.crop_samples;
+        config.probe = axes.probe_layer.map(|layer| ProbeSection { layer });
         config.lora = match axes.mode {
+            Mode::Probe => None,
             Mode::Full => {
                 if let Some(lr) = self.sweep.full_lr {
                     config.optim.lr = lr;
@@ -507,6 +547,7 @@ impl Experiment {
             "data.crop_samples" if s.crop_samples.is_some() => Some("sweep.crop_samples"),
             "seed" if s.seeds.is_some() => Some("sweep.seeds"),
             "optim.lr" | "optim.min_lr" if s.full_lr.is_some() => Some("sweep.full_lr"),
+            "probe.layer" if s.probe_layers.is_some() => Some("sweep.probe_layers"),
             _ => None,
         };
         axis.map(String::from)
@@ -531,6 +572,7 @@ impl Experiment {
                     targets_label(axes.targets.as_deref().unwrap_or_default()),
                     axes.rank.unwrap_or_default()
                 ),
+                Mode::Probe => format!("probe-{}", axes.layers_label()),
             };
             // Suffixes depend on this run alone, never on which other runs the TOML lists, so
             // growing the grid never renames (and so retrains) existing runs.
@@ -637,6 +679,9 @@ LA/ASVspoof2019_LA_asv_scores/ (ASVspoof2019.LA.asv.eval.gi.trl.scores.txt for t
             if let Err(Invalid { key, message }) = (self.rules.inputs)(&run.config) {
                 let key = match key {
                     "lora.layers" => "sweep.layers".to_string(),
+                    "probe.layer" if self.sweep.probe_layers.is_some() => {
+                        "sweep.probe_layers".to_string()
+                    }
                     other => format!("base.{other}"),
                 };
                 return Err(self.error(&key, format!("{}: {message}", run.id)));
@@ -696,8 +741,17 @@ fn full_axes(crop: usize, seed: u64) -> RunAxes {
         alpha: None,
         targets: None,
         layers: None,
+        probe_layer: None,
         crop_samples: crop,
         seed,
+    }
+}
+
+fn probe_axes(layer: usize, crop: usize, seed: u64) -> RunAxes {
+    RunAxes {
+        mode: Mode::Probe,
+        probe_layer: Some(layer),
+        ..full_axes(crop, seed)
     }
 }
 

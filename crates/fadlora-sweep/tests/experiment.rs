@@ -415,3 +415,164 @@ fn shipped_experiments_parse() {
         "quickstart, rank, target and length ablations ship"
     );
 }
+
+#[test]
+fn probe_layers_add_one_probe_per_seed_length_and_layer() {
+    let e = experiment(
+        r#"
+[sweep]
+ranks = [4]
+full_finetune = true
+probe_layers = [4, 2]
+crop_samples = [16000, 32000]
+seeds = [0, 1]
+"#,
+    )
+    .unwrap();
+    let plan = e.plan(Path::new("/tmp/results")).unwrap();
+    let probes: Vec<_> = plan
+        .runs
+        .iter()
+        .filter(|r| r.axes.mode == Mode::Probe)
+        .collect();
+    // seeds x lengths x layers
+    assert_eq!(probes.len(), 2 * 2 * 2);
+    assert_eq!(plan.runs.len(), 2 * 2 * (1 + 1 + 2));
+    for r in &probes {
+        let layer = r.axes.probe_layer.unwrap();
+        assert_eq!(r.config.probe.as_ref().unwrap().layer, layer);
+        assert!(r.config.lora.is_none());
+        assert_eq!(r.config.mode(), Mode::Probe);
+        // The base learning rate applies (no `full_lr` here, but none is taken from elsewhere).
+        assert_eq!(r.config.optim.lr, e.base.optim.lr);
+        let group = match r.axes.crop_samples {
+            16000 => format!("probe-L{layer}"),
+            other => format!("probe-L{layer}-len{other}"),
+        };
+        assert_eq!(r.group, group);
+        assert!(
+            r.id.starts_with(&format!("{group}-s{}-", r.axes.seed)),
+            "{}",
+            r.id
+        );
+        assert_eq!(r.axes.layers_label(), format!("L{layer}"));
+    }
+    assert!(plan.runs.iter().any(|r| r.id.starts_with("probe-L4-s0-")));
+    // Probes never leak into the other runs.
+    assert!(plan
+        .runs
+        .iter()
+        .filter(|r| r.axes.mode != Mode::Probe)
+        .all(|r| r.config.probe.is_none()));
+    // Adding probes renames nothing that existed before.
+    let before = ids(&experiment(
+        "[sweep]\nranks = [4]\nfull_finetune = true\ncrop_samples = [16000, 32000]\nseeds = [0, 1]\n",
+    )
+    .unwrap());
+    let after = ids(&e);
+    assert!(before.iter().all(|id| after.contains(id)));
+    // Same for the pinned IDs of run_ids_are_pinned_across_builds.
+    let pinned = ids(&experiment(
+        "[sweep]\nranks = [4]\nfull_finetune = true\nprobe_layers = [4]\n",
+    )
+    .unwrap());
+    assert!(pinned.contains(&"full-s0-a8df037b".to_string()));
+    assert!(pinned.contains(&"lora-q+v-r4-s0-0e72f21b".to_string()));
+
+    // Probes alone are an experiment.
+    let only = experiment("[sweep]\nprobe_layers = [0]\n").unwrap();
+    assert_eq!(ids(&only).len(), 1);
+    assert!(ids(&only)[0].starts_with("probe-L0-s0-"));
+}
+
+#[test]
+fn rules_name_probes_by_mode() {
+    let e = experiment(
+        r#"
+[sweep]
+ranks = [4]
+probe_layers = [3, 4]
+seeds = [0, 1]
+exclude = [{ mode = "probe", seed = 1 }]
+"#,
+    )
+    .unwrap();
+    let plan = e.plan(Path::new("/r")).unwrap();
+    let probes = |plan: &fadlora_sweep::Plan| {
+        plan.runs
+            .iter()
+            .filter(|r| r.axes.mode == Mode::Probe)
+            .map(|r| (r.axes.probe_layer.unwrap(), r.axes.seed))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(probes(&plan), [(3, 0), (4, 0)]);
+    assert_eq!(plan.runs.len(), 2 + 2);
+
+    // An include with mode probe probes the first listed layer, per seed unless it names one.
+    let e = experiment(
+        r#"
+[sweep]
+ranks = [4]
+probe_layers = [2]
+seeds = [0, 1]
+exclude = [{ mode = "probe" }]
+include = [{ mode = "probe", seed = 1, crop_samples = 32000 }]
+"#,
+    )
+    .unwrap();
+    let plan = e.plan(Path::new("/r")).unwrap();
+    assert_eq!(probes(&plan), [(2, 1)]);
+    let probe = plan
+        .runs
+        .iter()
+        .find(|r| r.axes.mode == Mode::Probe)
+        .unwrap();
+    assert_eq!(probe.group, "probe-L2-len32000");
+    assert_eq!(probe.config.data.crop_samples, 32000);
+
+    // Without `probe_layers` there is no layer to probe.
+    let (_, key, message) = located(experiment(
+        "[sweep]\nranks = [4]\ninclude = [{ mode = \"probe\" }]\n",
+    ));
+    assert_eq!(key, "sweep.include");
+    assert!(message.contains("probe_layers"), "{message}");
+    // A probe has no LoRA axes.
+    let (_, key, message) = located(experiment(
+        "[sweep]\nprobe_layers = [1]\ninclude = [{ mode = \"probe\", rank = 4 }]\n",
+    ));
+    assert_eq!(key, "sweep.include");
+    assert!(message.contains("a probe has no"), "{message}");
+    // Rules that name LoRA axes never match a probe.
+    let (_, key, _) = located(experiment(
+        "[sweep]\nprobe_layers = [1]\nexclude = [{ rank = 4 }]\n",
+    ));
+    assert_eq!(key, "sweep.exclude");
+}
+
+#[test]
+fn malformed_probe_axes_name_the_key_and_line() {
+    let base_lines = BASE.lines().count();
+    // `tiny` has 4 layers: 5 hidden states, 0 to 4.
+    let (line, key, message) = located(experiment("[sweep]\nprobe_layers = [4, 5]\n"));
+    assert_eq!(
+        (line, key.as_str()),
+        (Some(base_lines + 3), "sweep.probe_layers")
+    );
+    assert!(message.contains("4 encoder layers"), "{message}");
+    let (_, key, _) = located(experiment("[sweep]\nprobe_layers = []\n"));
+    assert_eq!(key, "sweep.probe_layers");
+    // The base is a run TOML: `[probe]` with `[lora]` is refused there too.
+    let text = format!("{BASE}[base.lora]\nrank = 4\n[base.probe]\nlayer = 1\n");
+    let (_, key, _) = located(Experiment::parse(&text, Path::new("e.toml"), MODEL_RULES));
+    assert_eq!(key, "base.probe");
+    // A base that is a probe gives its layer to the sweep.
+    let text = format!("{BASE}[base.probe]\nlayer = 1\n[sweep]\nfull_finetune = true\n");
+    let e = Experiment::parse(&text, Path::new("e.toml"), MODEL_RULES).unwrap();
+    let plan = e.plan(Path::new("/r")).unwrap();
+    let groups: Vec<&str> = plan.runs.iter().map(|r| r.group.as_str()).collect();
+    assert_eq!(groups, ["full", "probe-L1"]);
+    assert!(plan.runs[0].config.probe.is_none());
+    // The message for an empty sweep mentions probes.
+    let (_, _, message) = located(experiment("[sweep]\n"));
+    assert!(message.contains("probe_layers"), "{message}");
+}

@@ -23,8 +23,9 @@ pub fn parse_run_config(text: &str, path: &Path) -> Result<RunConfig, RunError> 
 }
 
 /// The rules of a run configuration that need the model crate: a preset must exist and see at
-/// least one frame of a crop, and the `[lora]` table must be one the model accepts. Files
-/// (checkpoints, configs) are not opened: their architecture is checked when the run starts.
+/// least one frame of a crop, the `[lora]` table must be one the model accepts, and a probe's
+/// layer must exist. Files (checkpoints, configs) are not opened: their architecture is
+/// checked when the run starts.
 pub fn check_model(config: &RunConfig) -> Result<(), Invalid> {
     let m = &config.model;
     let mut num_layers = usize::MAX;
@@ -50,6 +51,7 @@ pub fn check_model(config: &RunConfig) -> Result<(), Invalid> {
             ));
         }
         num_layers = arch.num_hidden_layers;
+        check_probe_layer(config, num_layers)?;
     }
     if let Some(lora) = &config.lora {
         // A checkpoint's layer count is known only once its config is read, at injection.
@@ -106,7 +108,23 @@ pub fn check_inputs(config: &RunConfig) -> Result<(), Invalid> {
             .check(arch.num_hidden_layers)
             .map_err(|e| invalid("lora.layers", e.to_string()))?;
     }
-    Ok(())
+    check_probe_layer(config, arch.num_hidden_layers)
+}
+
+/// A probe pools one of the `num_layers + 1` hidden states: the encoder's input and the output
+/// of each layer.
+fn check_probe_layer(config: &RunConfig, num_layers: usize) -> Result<(), Invalid> {
+    match &config.probe {
+        Some(probe) if probe.layer > num_layers => Err(invalid(
+            "probe.layer",
+            format!(
+                "is {}, but the model has {num_layers} encoder layers: use 0 (the encoder's \
+                 input) to {num_layers} (its final output)",
+                probe.layer
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The architecture a `[model]` table describes (without opening any weights).
@@ -217,6 +235,54 @@ epochs = 1
         let (_, key, message) = config_error(&short);
         assert_eq!(key, "data.crop_samples");
         assert!(message.contains("400"), "{message}");
+    }
+
+    #[test]
+    fn a_probe_layer_beyond_the_encoder_is_located() {
+        let layers = Wav2Vec2Config::preset("tiny").unwrap().num_hidden_layers;
+        let probe = |layer: usize| format!("{MINIMAL}\n[probe]\nlayer = {layer}\n");
+        // The final output (`layer = num_hidden_layers`) is a valid probe.
+        let config = parse_run_config(&probe(layers), Path::new("run.toml")).unwrap();
+        assert_eq!(config.mode(), fadlora_run::Mode::Probe);
+        let (line, key, message) = config_error(&probe(layers + 1));
+        assert_eq!((key.as_str(), line), ("probe.layer", Some(11)));
+        assert!(
+            message.contains(&format!("{layers} encoder layers")),
+            "{message}"
+        );
+        // Checkpoint and config runs are checked once the architecture can be read.
+        let dir = tempfile::tempdir().unwrap();
+        let arch = dir.path().join("config.json");
+        let micro = Wav2Vec2Config::micro();
+        std::fs::write(&arch, serde_json::to_string(&micro).unwrap()).unwrap();
+        let text = probe(micro.num_hidden_layers + 1).replace(
+            "preset = \"tiny\"",
+            &format!("config = {:?}", arch.display().to_string()),
+        );
+        let config = parse_run_config(&text, Path::new("run.toml")).unwrap();
+        let Invalid { key, .. } = check_inputs(&config).unwrap_err();
+        assert_eq!(key, "probe.layer");
+        let mut config = config;
+        config.probe = Some(ProbeSection {
+            layer: micro.num_hidden_layers,
+        });
+        assert!(check_inputs(&config).is_ok());
+    }
+
+    #[test]
+    fn shipped_run_tomls_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/runs");
+        let mut modes = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let config = load_run_config(&path).unwrap_or_else(|e| panic!("{e}"));
+                modes.push(config.mode());
+            }
+        }
+        for mode in fadlora_run::Mode::ALL {
+            assert!(modes.contains(&mode), "no example of {mode} in {modes:?}");
+        }
     }
 
     #[test]

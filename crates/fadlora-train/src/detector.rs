@@ -66,6 +66,9 @@ pub struct DetectorConfig {
     pub head: HeadKind,
     /// `None` = full fine-tuning (nothing frozen).
     pub lora: Option<LoraSection>,
+    /// A frozen-feature probe of this hidden state (see [`Detector::probe_layer`]): the whole
+    /// front end is frozen and only the head trains. `None` in detectors saved before probes.
+    pub probe_layer: Option<usize>,
     /// The float type the front end computes in (the head and loss stay f32).
     #[config(default = "Precision::F32")]
     pub precision: Precision,
@@ -78,6 +81,11 @@ pub struct Detector<B: Backend> {
     pub head: Head<B>,
     #[module(skip)]
     pub precision: Precision,
+    /// For a probe, the hidden state the head pools: 0 = the encoder's input, k = the output of
+    /// encoder layer k, `num_hidden_layers` = the final output (what full and LoRA detectors
+    /// pool). `None` = the final output.
+    #[module(skip)]
+    pub probe_layer: Option<usize>,
 }
 
 impl<B: Backend> Detector<B> {
@@ -101,7 +109,8 @@ impl<B: Backend> Detector<B> {
 
 impl DetectorConfig {
     /// Builds the detector: the front end from `source`, LoRA adapters if configured (which
-    /// freeze every pretrained tensor), a fresh head, and then deterministic parameter ids
+    /// freeze every pretrained tensor) or, for a probe, the whole front end frozen, a fresh
+    /// head, and then deterministic parameter ids
     /// (see [`assign_param_ids`]). Every parameter is materialised here, in module order, so
     /// random initialisation consumes the backend RNG the same way in every run.
     pub fn build<B: Backend>(
@@ -119,15 +128,19 @@ impl DetectorConfig {
                 Wav2Vec2Model::from_file(self.wav2vec2.clone(), &weights, device)?
             }
         };
-        let wav2vec2 = match &self.lora {
-            Some(lora) => lora_hookup::apply(wav2vec2, lora, device)?,
-            None => wav2vec2,
+        let wav2vec2 = match (&self.lora, self.probe_layer) {
+            (Some(lora), _) => lora_hookup::apply(wav2vec2, lora, device)?,
+            // Random initialisation already materialises every parameter (assign_param_ids
+            // below), so `no_grad` costs nothing more than it would.
+            (None, Some(_)) => wav2vec2.no_grad(),
+            (None, None) => wav2vec2,
         };
         let head = Head::init(self.head, self.wav2vec2.hidden_size, device);
         Ok(assign_param_ids(Detector {
             wav2vec2,
             head,
             precision: self.precision,
+            probe_layer: self.probe_layer,
         }))
     }
 }
@@ -136,7 +149,19 @@ impl<B: ModelBackend> Detector<B> {
     /// `waveforms` `[batch, samples]` -> logits `[batch, 2]` (0 = spoof, 1 = bona fide).
     pub fn forward(&self, waveforms: Tensor<B, 2>) -> Tensor<B, 2> {
         let waveforms = waveforms.cast(self.precision.dtype());
-        let hidden = self.wav2vec2.forward(waveforms, false).last_hidden_state;
+        let hidden = match self.probe_layer {
+            // The last entry of `hidden_states` precedes the pre-LN layout's final LayerNorm, so
+            // the final output comes from `last_hidden_state`, as the other detectors pool it.
+            Some(layer) if layer < self.wav2vec2.config.num_hidden_layers => {
+                let mut states = self
+                    .wav2vec2
+                    .forward(waveforms, true)
+                    .hidden_states
+                    .expect("hidden states were asked for");
+                states.swap_remove(layer)
+            }
+            _ => self.wav2vec2.forward(waveforms, false).last_hidden_state,
+        };
         self.head.forward(hidden.cast(FloatDType::F32))
     }
 }

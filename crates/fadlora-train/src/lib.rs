@@ -1,7 +1,7 @@
-//! Training and evaluation of fake-audio detectors: a wav2vec2 front end (fully fine-tuned or
-//! LoRA-adapted) with a pluggable back end, trained from a validated run TOML on any compiled
-//! backend, with EER-based model selection on the dev set, resumable checkpoints, score files
-//! and a JSON run record with resource measurements.
+//! Training and evaluation of fake-audio detectors: a wav2vec2 front end (fully fine-tuned,
+//! LoRA-adapted, or frozen under a probe) with a pluggable back end, trained from a validated
+//! run TOML on any compiled backend, with EER-based model selection on the dev set, resumable
+//! checkpoints, score files and a JSON run record with resource measurements.
 //!
 //! - [`RunConfig`]: the run TOML (fadlora-run's `config` documents every key; [`config`] adds
 //!   the rules that need the model).

@@ -522,7 +522,16 @@ impl<B: TrainBackend, O: Optimizer<Detector<B>, B>> Network<B, O> {
         optim: O,
         device: &B::Device,
     ) -> Result<Self, TrainError> {
-        let arch = crate::config::wav2vec2_config(&config.model)?;
+        let mut arch = crate::config::wav2vec2_config(&config.model)?;
+        if config.probe.is_some() {
+            // A probe measures fixed features, as a frozen extractor in `model.eval()` gives
+            // them: every epoch must see the same features of the same input.
+            arch.hidden_dropout = 0.0;
+            arch.attention_dropout = 0.0;
+            arch.activation_dropout = 0.0;
+            arch.feat_proj_dropout = 0.0;
+            arch.layerdrop = 0.0;
+        }
         if arch.num_frames(config.data.crop_samples).is_none() {
             return Err(TrainError::Invalid(format!(
                 "data.crop_samples = {} is shorter than the receptive field ({})",
@@ -532,6 +541,7 @@ impl<B: TrainBackend, O: Optimizer<Detector<B>, B>> Network<B, O> {
         }
         let detector_config = DetectorConfig::new(arch)
             .with_lora(config.lora.clone())
+            .with_probe_layer(config.probe.as_ref().map(|p| p.layer))
             .with_head(config.head.kind)
             .with_precision(config.precision);
         let source = match &config.model.checkpoint {

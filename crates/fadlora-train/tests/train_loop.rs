@@ -279,3 +279,131 @@ fn a_bf16_lora_run_trains_and_its_checkpoint_scores_again() {
     assert_eq!(scored.scores.len(), all_eval);
     assert!(scored.scores.iter().all(|s| s.score.is_finite()));
 }
+
+/// Parameters of the detector saved in `best/` and of a fresh build of the same structure
+/// from the same source, by path, computed on the backend's turn (building seeds the backend
+/// RNG, which other tests' runs use).
+struct TrainedAndFresh<'a>(&'a Path);
+
+type Params = std::collections::BTreeMap<String, Vec<f32>>;
+
+impl fadlora_train::BackendJob for TrainedAndFresh<'_> {
+    type Output = (Params, Params);
+
+    fn run<B: fadlora_model::ModelBackend>(
+        self,
+        device: B::Device,
+        _env: fadlora_train::BackendEnv,
+    ) -> Self::Output {
+        use burn::module::{Module, ModuleVisitor, Param};
+        use burn::prelude::*;
+        struct Walk {
+            stack: Vec<String>,
+            out: Params,
+        }
+        impl<B: Backend> ModuleVisitor<B> for Walk {
+            fn enter_module(&mut self, name: &str, _: &str) {
+                self.stack.push(name.to_string());
+            }
+            fn exit_module(&mut self, _: &str, _: &str) {
+                self.stack.pop();
+            }
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+                let values = param.val().into_data().convert::<f32>().to_vec().unwrap();
+                self.out.insert(self.stack.join("."), values);
+            }
+        }
+        let params = |module: &fadlora_train::Detector<B>| {
+            let mut walk = Walk {
+                stack: Vec::new(),
+                out: Params::new(),
+            };
+            module.visit(&mut walk);
+            walk.out
+        };
+        let (trained, info) =
+            fadlora_train::checkpoint::load_detector::<B>(&self.0.join("best"), &device).unwrap();
+        let fresh = info.config.build::<B>(&info.source, &device).unwrap();
+        (params(&trained), params(&fresh))
+    }
+}
+
+#[test]
+fn a_probe_trains_the_head_alone_and_its_best_folder_scores_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = micro_run(dir.path(), 4, 3, "[probe]\nlayer = 1");
+    let record = finished(train(&config, &TrainOptions::default()).unwrap());
+    assert_eq!(record.mode, fadlora_run::Mode::Probe);
+    // micro: width 32 -> Linear(32, 2).
+    assert_eq!(record.params.trainable, 32 * 2 + 2);
+    assert!(record.params.total > 100 * record.params.trainable);
+    assert!(record.epochs.iter().all(|e| e.train_loss.is_finite()));
+
+    // Checkpoints hold the head alone; the random front end is kept once in best/.
+    let tensor_names = |file: &Path| {
+        let bytes = std::fs::read(file).unwrap();
+        let mut names: Vec<String> = safetensors::SafeTensors::deserialize(&bytes)
+            .unwrap()
+            .names()
+            .into_iter()
+            .map(String::from)
+            .collect();
+        names.sort();
+        names
+    };
+    let head = [
+        "head.MeanLinear.linear.bias",
+        "head.MeanLinear.linear.weight",
+    ];
+    assert_eq!(
+        tensor_names(&dir.path().join("best/trainable.safetensors")),
+        head
+    );
+    let last_epoch = dir
+        .path()
+        .join("checkpoints/epoch-0003/trainable.safetensors");
+    assert_eq!(tensor_names(&last_epoch), head);
+    let base = tensor_names(&dir.path().join("best/base.safetensors"));
+    assert!(base.iter().all(|n| n.starts_with("wav2vec2.")), "{base:?}");
+    assert!(!dir.path().join("best/adapter").exists());
+
+    // best/ rebuilds the backbone exactly as it was initialised, with a trained head.
+    let (trained, fresh) =
+        fadlora_train::run_on(config.backend, TrainedAndFresh(dir.path())).unwrap();
+    assert_eq!(
+        trained.keys().collect::<Vec<_>>(),
+        fresh.keys().collect::<Vec<_>>()
+    );
+    for (path, values) in &trained {
+        if path.starts_with("wav2vec2.") {
+            assert!(
+                values == &fresh[path],
+                "{path} differs from its initial value"
+            );
+        } else {
+            assert!(values != &fresh[path], "{path} did not train");
+        }
+    }
+
+    // The eval scores of the run (its in-memory backbone) come back from best/ (the initial
+    // backbone): the backbone did not move in training.
+    let spec = fadlora_data::DatasetSpec::parse(&config.data.dataset).unwrap();
+    let scored = fadlora_train::infer::evaluate_checkpoint(
+        dir.path(),
+        &spec,
+        Some("eval"),
+        config.backend,
+        4,
+        [0.5, 0.5],
+    )
+    .unwrap();
+    let run_scores = fadlora_train::scores::read_score_file(
+        &dir.path().join(&record.eval.as_ref().unwrap().scores_file),
+    )
+    .unwrap();
+    assert_eq!(run_scores.len(), 8);
+    for (id, score) in &run_scores {
+        let again = scored.scores.iter().find(|s| &s.id == id).unwrap().score;
+        assert!((again - score).abs() < 1e-5, "{id}: {score} vs {again}");
+    }
+}
