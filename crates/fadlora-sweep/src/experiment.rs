@@ -388,7 +388,9 @@ impl Experiment {
         for layers in axes.layers.iter_mut().flatten() {
             canonical(layers);
         }
-        canonical(&mut axes.probe_layers);
+        // Repeats dropped in the order written: an include probes the first layer listed.
+        let mut seen = BTreeSet::new();
+        axes.probe_layers.retain(|layer| seen.insert(*layer));
         axes
     }
 

@@ -458,6 +458,16 @@ seeds = [0, 1]
         assert_eq!(r.axes.layers_label(), format!("L{layer}"));
     }
     assert!(plan.runs.iter().any(|r| r.id.starts_with("probe-L4-s0-")));
+    // An included probe takes the first layer as written, not the smallest.
+    let written_order = experiment("[sweep]\nprobe_layers = [4, 2, 4]\ninclude = [{ mode = \"probe\", crop_samples = 32000 }]\n").unwrap();
+    let groups: Vec<String> = written_order
+        .plan(Path::new("/r"))
+        .unwrap()
+        .runs
+        .into_iter()
+        .map(|r| r.group)
+        .collect();
+    assert_eq!(groups, ["probe-L4", "probe-L2", "probe-L4-len32000"]);
     // Probes never leak into the other runs.
     assert!(plan
         .runs
