@@ -31,7 +31,7 @@ use fadlora_model::{
     ExportDtype, ExportOptions, ModelBackend, TrainBackend, Wav2Vec2Config,
     Wav2Vec2ForMaskedPrediction,
 };
-use fadlora_run::layout::{CONFIG_FILE, PROGRESS_FILE, RECORD_FILE};
+use fadlora_run::layout::{CONFIG_FILE, PRETRAINING_RECORD_FILE, PROGRESS_FILE, RECORD_FILE};
 use fadlora_run::record::{PeakMemory, TimeStats};
 use fadlora_run::{write_atomic, LockTiming, RunLock};
 use fadlora_ssl::mask::{compute_mask_indices, MaskConfig};
@@ -50,9 +50,6 @@ use crate::PretrainError;
 pub const TARGETS_FILE: &str = "targets.json";
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 pub const MODEL_DIR: &str = "model";
-/// The run record's copy inside the exported model folder: `fadlora report` states from it
-/// how a checkpoint was pretrained.
-pub const MODEL_RECORD_FILE: &str = "pretraining_record.json";
 const MODEL_FILE: &str = "model.safetensors";
 const OPTIMIZER_FILE: &str = "optimizer.mpk";
 
@@ -558,7 +555,7 @@ where
         wall_seconds: wall(&invocation),
         model_dir,
     };
-    write_json(&record.model_dir.join(MODEL_RECORD_FILE), &record)?;
+    write_json(&record.model_dir.join(PRETRAINING_RECORD_FILE), &record)?;
     let targets_copy = record.model_dir.join(TARGETS_FILE);
     std::fs::copy(out.join(TARGETS_FILE), &targets_copy).map_err(|e| io_err(&targets_copy, e))?;
     write_json(&record_path, &record)?;

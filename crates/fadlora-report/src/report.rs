@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use fadlora_data::{Label, Split};
+use fadlora_run::layout::PRETRAINING_RECORD_FILE;
 use fadlora_run::RunRecord;
 use fadlora_run::SplitResult;
 use fadlora_run::{write_atomic, RunState};
@@ -930,21 +931,53 @@ fn code_list(values: &[&str]) -> String {
 fn backbone(config: &fadlora_run::RunConfig) -> String {
     let model = &config.model;
     if let Some(checkpoint) = &model.checkpoint {
-        format!("pretrained weights from `{}`", checkpoint.display())
+        match pretraining_summary(checkpoint) {
+            Some(how) => format!("pretrained weights from `{}`, {how}", checkpoint.display()),
+            None => format!("pretrained weights from `{}`", checkpoint.display()),
+        }
     } else if let Some(preset) = &model.preset {
         format!(
-            "randomly initialised `{preset}` preset — no pretrained checkpoint ships, so these \
-             EERs test the pipeline, not the paper's figures"
+            "randomly initialised `{preset}` preset (from each run's seed; no pretraining), so \
+             these EERs measure the architecture and the fine-tuning alone"
         )
     } else if let Some(arch) = &model.config {
         format!(
-            "randomly initialised from the architecture in `{}` — no pretrained weights, so \
-             these EERs test the pipeline, not the paper's figures",
+            "randomly initialised (from each run's seed; no pretraining) with the architecture \
+             in `{}`, so these EERs measure the architecture and the fine-tuning alone",
             arch.display()
         )
     } else {
         "not recorded".into()
     }
+}
+
+/// How `fadlora pretrain` made a checkpoint, from the `pretraining_record.json` it leaves in
+/// the model folder; `None` for checkpoints made elsewhere (or an unreadable record).
+fn pretraining_summary(checkpoint: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(checkpoint.join(PRETRAINING_RECORD_FILE)).ok()?;
+    let record: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let number = |key: &str| record.get(key).and_then(serde_json::Value::as_f64);
+    let steps = number("steps")?;
+    let minutes = number("wall_seconds")? / 60.0;
+    let audio_minutes = number("train_minutes")?;
+    let clusters = number("clusters")?;
+    let device = record.get("device").and_then(serde_json::Value::as_str)?;
+    let mut text = format!(
+        "pretrained by `fadlora pretrain` (masked prediction of {clusters:.0} MFCC k-means \
+         clusters, HuBERT's first iteration) on {audio_minutes:.1} min of speech: {steps:.0} \
+         steps in {minutes:.1} min on {device}"
+    );
+    if let (Some(accuracy), Some(majority)) = (
+        number("final_valid_masked_accuracy"),
+        number("valid_majority_rate"),
+    ) {
+        text.push_str(&format!(
+            "; held-out masked accuracy {:.2} % (majority cluster {:.2} %)",
+            accuracy * 100.0,
+            majority * 100.0
+        ));
+    }
+    Some(text)
 }
 
 /// What `report.md` is made of, besides the plan.
@@ -1163,5 +1196,29 @@ fn unfinished_section(md: &mut String, plan: &Plan) {
         for line in unfinished {
             md.push_str(&line);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_pretrained_here_says_how_it_was_made() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pretrained/tiny_hubert");
+        let text = pretraining_summary(&shipped).expect("the shipped checkpoint has a record");
+        for part in [
+            "masked prediction of 100 MFCC k-means clusters",
+            "290.6 min of speech",
+            "1400 steps in 59.5 min",
+            "held-out masked accuracy 4.47 % (majority cluster 1.21 %)",
+        ] {
+            assert!(text.contains(part), "`{part}` missing from: {text}");
+        }
+        // A checkpoint made elsewhere has no record: the report names it and nothing more.
+        let elsewhere = tempfile::tempdir().unwrap();
+        assert_eq!(pretraining_summary(elsewhere.path()), None);
+        std::fs::write(elsewhere.path().join(PRETRAINING_RECORD_FILE), "{ not json").unwrap();
+        assert_eq!(pretraining_summary(elsewhere.path()), None);
     }
 }

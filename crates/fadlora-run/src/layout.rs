@@ -61,6 +61,9 @@ pub const SLURM_SUBMISSIONS_FILE: &str = "submissions.json";
 pub const SLURM_LOGS_DIR: &str = "logs";
 /// In a run folder: the exit status of the last SLURM task that trained it and ended normally.
 pub const SLURM_EXIT_FILE: &str = "slurm.exit";
+/// In a model folder that `fadlora pretrain` exported: a copy of the pretraining run's record,
+/// from which `fadlora report` says how the checkpoint was made.
+pub const PRETRAINING_RECORD_FILE: &str = "pretraining_record.json";
 
 /// `checkpoints/epoch-NNNN` (1-based epoch) of the run folder `out`.
 pub fn epoch_dir(out: &Path, epoch: usize) -> PathBuf {
