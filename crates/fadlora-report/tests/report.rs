@@ -584,7 +584,7 @@ fn report_writes_tables_figures_and_markdown() {
     assert!(md.starts_with("# fixture\n"));
     assert!(md.contains("A hand-built sweep over the mini corpus."));
     assert!(md.contains("randomly initialised `tiny` preset"));
-    assert!(md.contains("no pretrained checkpoint ships"));
+    assert!(md.contains("no pretraining"));
     assert!(md.contains("`flex`") && md.contains("`cpu`") && md.contains("`0123456789ab`"));
     assert!(md.contains(&mini_spec()));
     assert!(md.contains("freeze every wav2vec2 weight"));
