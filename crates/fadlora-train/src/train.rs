@@ -550,6 +550,12 @@ impl<B: TrainBackend, O: Optimizer<Detector<B>, B>> Network<B, O> {
                 seed: mix(config.seed, STREAM_INIT, 0),
             },
         };
+        if let BaseSource::Pretrained { .. } = source {
+            // The head and any adapters are drawn from the backend RNG. A random source seeds it
+            // before drawing the backbone; a checkpoint does not, and without this its runs
+            // started from whatever state the RNG was in, so no two invocations agreed.
+            B::seed(device, mix(config.seed, STREAM_INIT, 0));
+        }
         let model: Detector<B> = detector_config.build(&source, device)?;
         let paths = param_paths(&model);
         tracing::info!(

@@ -2,12 +2,9 @@
 //! (Its own process: the backend RNG is global, and seeding it here would race with the unit
 //! tests that check seeded initialisation.)
 
-use std::collections::BTreeMap;
-
 use burn::backend::{Autodiff, Flex};
-use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
-use burn::tensor::{Distribution, TensorData};
+use burn::tensor::Distribution;
 
 use burn::prelude::*;
 use fadlora_model::Wav2Vec2Config;
@@ -16,33 +13,10 @@ use fadlora_train::config::LoraSection;
 use fadlora_train::detector::{param_paths, weighted_cross_entropy, BaseSource, Detector};
 use fadlora_train::DetectorConfig;
 
-type AB = Autodiff<Flex>;
+mod common;
+use common::snapshot;
 
-/// Every float parameter's value by its dotted module path.
-fn snapshot<M: Module<AB>>(module: &M) -> BTreeMap<String, TensorData> {
-    struct Walk {
-        stack: Vec<String>,
-        out: BTreeMap<String, TensorData>,
-    }
-    impl ModuleVisitor<AB> for Walk {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.stack.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.stack.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
-            self.out
-                .insert(self.stack.join("."), param.val().into_data());
-        }
-    }
-    let mut walk = Walk {
-        stack: Vec::new(),
-        out: BTreeMap::new(),
-    };
-    module.visit(&mut walk);
-    walk.out
-}
+type AB = Autodiff<Flex>;
 
 #[test]
 fn one_lora_step_changes_only_adapters_and_head() {

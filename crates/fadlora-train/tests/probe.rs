@@ -2,10 +2,7 @@
 //! state. (Its own process: the backend RNG is global, and seeding it here would race with the
 //! unit tests that check seeded initialisation.)
 
-use std::collections::BTreeMap;
-
 use burn::backend::{Autodiff, Flex};
-use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::{Distribution, TensorData};
@@ -13,33 +10,10 @@ use fadlora_model::Wav2Vec2Config;
 use fadlora_train::detector::{param_paths, weighted_cross_entropy, BaseSource, Detector, Head};
 use fadlora_train::DetectorConfig;
 
-type AB = Autodiff<Flex>;
+mod common;
+use common::snapshot;
 
-/// Every float parameter's value by its dotted module path.
-fn snapshot<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<String, TensorData> {
-    struct Walk {
-        stack: Vec<String>,
-        out: BTreeMap<String, TensorData>,
-    }
-    impl<B: Backend> ModuleVisitor<B> for Walk {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.stack.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.stack.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            self.out
-                .insert(self.stack.join("."), param.val().into_data());
-        }
-    }
-    let mut walk = Walk {
-        stack: Vec::new(),
-        out: BTreeMap::new(),
-    };
-    module.visit(&mut walk);
-    walk.out
-}
+type AB = Autodiff<Flex>;
 
 fn waveforms<B: Backend>(device: &B::Device) -> Tensor<B, 2> {
     let samples: Vec<f32> = (0..2 * 4000)

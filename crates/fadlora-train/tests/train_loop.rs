@@ -6,6 +6,8 @@ use fadlora_model::LoraTarget;
 use fadlora_run::EpochLog;
 use fadlora_train::{train, RunConfig, RunRecord, TrainOptions, TrainOutcome};
 
+mod common;
+
 fn mini_corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/mini")
 }
@@ -295,31 +297,11 @@ impl fadlora_train::BackendJob for TrainedAndFresh<'_> {
         device: B::Device,
         _env: fadlora_train::BackendEnv,
     ) -> Self::Output {
-        use burn::module::{Module, ModuleVisitor, Param};
-        use burn::prelude::*;
-        struct Walk {
-            stack: Vec<String>,
-            out: Params,
-        }
-        impl<B: Backend> ModuleVisitor<B> for Walk {
-            fn enter_module(&mut self, name: &str, _: &str) {
-                self.stack.push(name.to_string());
-            }
-            fn exit_module(&mut self, _: &str, _: &str) {
-                self.stack.pop();
-            }
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-                let values = param.val().into_data().convert::<f32>().to_vec().unwrap();
-                self.out.insert(self.stack.join("."), values);
-            }
-        }
-        let params = |module: &fadlora_train::Detector<B>| {
-            let mut walk = Walk {
-                stack: Vec::new(),
-                out: Params::new(),
-            };
-            module.visit(&mut walk);
-            walk.out
+        let params = |module: &fadlora_train::Detector<B>| -> Params {
+            common::snapshot(module)
+                .into_iter()
+                .map(|(path, data)| (path, data.convert::<f32>().to_vec().unwrap()))
+                .collect()
         };
         let (trained, info) =
             fadlora_train::checkpoint::load_detector::<B>(&self.0.join("best"), &device).unwrap();
@@ -406,4 +388,37 @@ fn a_probe_trains_the_head_alone_and_its_best_folder_scores_again() {
         let again = scored.scores.iter().find(|s| &s.id == id).unwrap().score;
         assert!((again - score).abs() < 1e-5, "{id}: {score} vs {again}");
     }
+}
+
+#[test]
+fn runs_from_a_checkpoint_are_reproducible() {
+    // The head and adapters of a run on a pretrained backbone come from the run seed like
+    // everything else, so two invocations of the same run agree exactly.
+    let checkpoint = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/wav2vec2/stable_layer/safetensors_parametrizations");
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str| {
+        let mut config = micro_run(
+            &dir.path().join(name),
+            2,
+            1,
+            "[lora]\nrank = 2\ntargets = [\"q\", \"v\"]\n",
+        );
+        config.model.preset = None;
+        config.model.checkpoint = Some(checkpoint.clone());
+        finished(train(&config, &TrainOptions::default()).unwrap())
+    };
+    let (first, second) = (run("first"), run("second"));
+    assert_eq!(first.epochs.len(), 1);
+    assert_eq!(
+        first.epochs[0].train_loss.to_bits(),
+        second.epochs[0].train_loss.to_bits(),
+        "{:?} vs {:?}",
+        first.epochs,
+        second.epochs
+    );
+    let scores = |name: &str| {
+        std::fs::read_to_string(dir.path().join(name).join("scores/eval.txt")).unwrap()
+    };
+    assert_eq!(scores("first"), scores("second"));
 }
