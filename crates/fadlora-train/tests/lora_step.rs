@@ -3,18 +3,15 @@
 //! tests that check seeded initialisation.)
 
 use burn::backend::{Autodiff, Flex};
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
-use burn::tensor::Distribution;
 
-use burn::prelude::*;
 use fadlora_model::Wav2Vec2Config;
 use fadlora_run::LoraTarget;
 use fadlora_train::config::LoraSection;
-use fadlora_train::detector::{param_paths, weighted_cross_entropy, BaseSource, Detector};
+use fadlora_train::detector::{param_paths, BaseSource, Detector};
 use fadlora_train::DetectorConfig;
 
 mod common;
-use common::snapshot;
+use common::around_one_adamw_step;
 
 type AB = Autodiff<Flex>;
 
@@ -48,17 +45,7 @@ fn one_lora_step_changes_only_adapters_and_head() {
         .frozen
         .contains("wav2vec2.encoder.layers.0.attention.q_proj.weight"));
 
-    let before = snapshot(&model);
-    Flex::seed(&device, 9);
-    let waves = Tensor::<AB, 2>::random([2, 8000], Distribution::Uniform(-0.5, 0.5), &device);
-    let labels = Tensor::<AB, 1, Int>::from_ints([0, 1], &device);
-    let loss = weighted_cross_entropy(model.forward(waves), labels, [0.5, 0.5]);
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(1e-2)
-        .init::<AB, Detector<AB>>();
-    let model = optim.step(1e-2, model, grads);
-    let after = snapshot(&model);
+    let (before, after) = around_one_adamw_step(model);
 
     let changed: Vec<&String> = before
         .keys()

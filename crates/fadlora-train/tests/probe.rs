@@ -3,15 +3,14 @@
 //! unit tests that check seeded initialisation.)
 
 use burn::backend::{Autodiff, Flex};
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
-use burn::tensor::{Distribution, TensorData};
+use burn::tensor::TensorData;
 use fadlora_model::Wav2Vec2Config;
-use fadlora_train::detector::{param_paths, weighted_cross_entropy, BaseSource, Detector, Head};
+use fadlora_train::detector::{param_paths, BaseSource, Detector, Head};
 use fadlora_train::DetectorConfig;
 
 mod common;
-use common::snapshot;
+use common::around_one_adamw_step;
 
 type AB = Autodiff<Flex>;
 
@@ -84,18 +83,7 @@ fn an_optimizer_step_on_a_probe_moves_the_head_and_not_a_bit_of_the_backbone() {
         .build(&BaseSource::Random { seed: 5 }, &device)
         .unwrap();
     let paths = param_paths(&model);
-    let before = snapshot(&model);
-    Flex::seed(&device, 9);
-    let waves = Tensor::<AB, 2>::random([2, 8000], Distribution::Uniform(-0.5, 0.5), &device);
-    let labels = Tensor::<AB, 1, Int>::from_ints([0, 1], &device);
-    let loss = weighted_cross_entropy(model.forward(waves), labels, [0.5, 0.5]);
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
-    // Weight decay would move a parameter even without a gradient, if the optimizer saw it.
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(1e-2)
-        .init::<AB, Detector<AB>>();
-    let model = optim.step(1e-2, model, grads);
-    let after = snapshot(&model);
+    let (before, after) = around_one_adamw_step(model);
     assert!(paths.frozen.len() > 10, "{:?}", paths.frozen);
     for path in &paths.frozen {
         assert_eq!(before[path], after[path], "frozen {path} changed");
