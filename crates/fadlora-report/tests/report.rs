@@ -316,6 +316,14 @@ fn main_fixture() -> (Vec<Spec>, Vec<Spec>) {
     (finished, unfinished)
 }
 
+/// A string column of `frame`, in row order.
+fn strings(frame: &DataFrame, column: &str) -> Vec<String> {
+    let values = frame.column(column).unwrap().str().unwrap().clone();
+    (0..frame.height())
+        .map(|i| values.get(i).unwrap().to_string())
+        .collect()
+}
+
 fn read_csv(path: &Path) -> DataFrame {
     CsvReadOptions::default()
         .with_has_header(true)
@@ -509,10 +517,7 @@ fn report_writes_tables_figures_and_markdown() {
 
     // Per group, sorted: full first, then q+v by rank, then q+k+v+o.
     let summary = read_csv(&dir.join("summary.csv"));
-    let names = summary.column("group").unwrap().str().unwrap().clone();
-    let groups: Vec<&str> = (0..summary.height())
-        .map(|i| names.get(i).unwrap())
-        .collect();
+    let groups = strings(&summary, "group");
     assert_eq!(
         groups,
         ["full", "lora-q+v-r1", "lora-q+v-r4", "lora-q+k+v+o-r4"]
@@ -749,10 +754,7 @@ fn probe_runs_are_tabled_as_probes_and_drawn_apart_from_full_and_lora() {
     );
     // Sorted after full fine-tuning and LoRA, by layer, then input length (shorter first).
     let summary = read_csv(&dir.join("summary.csv"));
-    let names = summary.column("group").unwrap().str().unwrap().clone();
-    let groups: Vec<&str> = (0..summary.height())
-        .map(|i| names.get(i).unwrap())
-        .collect();
+    let groups = strings(&summary, "group");
     assert_eq!(
         groups,
         [
@@ -766,8 +768,7 @@ fn probe_runs_are_tabled_as_probes_and_drawn_apart_from_full_and_lora() {
         ]
     );
     let l4 = row_of(&summary, "probe-L4");
-    let modes = summary.column("mode").unwrap().str().unwrap().clone();
-    assert_eq!(modes.get(l4), Some("probe"));
+    assert_eq!(strings(&summary, "mode")[l4], "probe");
     // eval 26 and 28 -> 27 ± sqrt(2); dev 24 and 26 -> 25.
     assert_close(f64_at(&summary, "eval_eer_mean", l4), 27.0, "L4 eval mean");
     assert_close(
