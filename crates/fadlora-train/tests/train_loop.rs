@@ -55,6 +55,20 @@ timing_warmup_steps = 1
     fadlora_train::parse_run_config(&text, Path::new("micro.toml")).expect("valid run TOML")
 }
 
+/// The whole eval split scored again from a finished run's folder, as `fadlora eval` does.
+fn score_eval_again(run: &Path, config: &RunConfig) -> fadlora_train::scores::ScoredSet {
+    let spec = fadlora_data::DatasetSpec::parse(&config.data.dataset).unwrap();
+    fadlora_train::infer::evaluate_checkpoint(
+        run,
+        &spec,
+        Some("eval"),
+        config.backend,
+        4,
+        [0.5, 0.5],
+    )
+    .unwrap()
+}
+
 fn finished(outcome: TrainOutcome) -> RunRecord {
     match outcome {
         TrainOutcome::Finished(record) => *record,
@@ -262,16 +276,8 @@ fn a_bf16_lora_run_trains_and_its_checkpoint_scores_again() {
     assert!(record.epochs.iter().all(|e| e.train_loss.is_finite()));
     // Inference rebuilds the detector in bf16 (every front-end weight in bf16, the head f32)
     // and scores the eval split again, as `fadlora eval` does.
+    let scored = score_eval_again(dir.path(), &config);
     let spec = fadlora_data::DatasetSpec::parse(&config.data.dataset).unwrap();
-    let scored = fadlora_train::infer::evaluate_checkpoint(
-        dir.path(),
-        &spec,
-        Some("eval"),
-        config.backend,
-        4,
-        [0.5, 0.5],
-    )
-    .unwrap();
     // `eval` scores the whole split (the run scored the first 4 of each class).
     let all_eval = fadlora_data::DatasetSpec::load(&spec)
         .unwrap()
@@ -369,16 +375,7 @@ fn a_probe_trains_the_head_alone_and_its_best_folder_scores_again() {
 
     // The eval scores of the run (its in-memory backbone) come back from best/ (the initial
     // backbone): the backbone did not move in training.
-    let spec = fadlora_data::DatasetSpec::parse(&config.data.dataset).unwrap();
-    let scored = fadlora_train::infer::evaluate_checkpoint(
-        dir.path(),
-        &spec,
-        Some("eval"),
-        config.backend,
-        4,
-        [0.5, 0.5],
-    )
-    .unwrap();
+    let scored = score_eval_again(dir.path(), &config);
     let run_scores = fadlora_train::scores::read_score_file(
         &dir.path().join(&record.eval.as_ref().unwrap().scores_file),
     )
