@@ -928,8 +928,7 @@ fn code_list(values: &[&str]) -> String {
 }
 
 /// How the wav2vec2 backbone of `run` was initialised, in one sentence part.
-fn backbone(config: &fadlora_run::RunConfig) -> String {
-    let model = &config.model;
+fn backbone(model: &fadlora_run::config::ModelSection) -> String {
     if let Some(checkpoint) = &model.checkpoint {
         match pretraining_summary(checkpoint) {
             Some(how) => format!("pretrained weights from `{}`, {how}", checkpoint.display()),
@@ -1029,9 +1028,16 @@ fn setup_section(md: &mut String, plan: &Plan, inputs: &MarkdownInputs) {
         code_list(&commits),
     ));
     let backbones: Vec<String> = {
-        let mut b: Vec<String> = Vec::new();
+        // One description per distinct model table: a pretrained one reads its record from disk.
+        let mut models: Vec<&fadlora_run::config::ModelSection> = Vec::new();
         for c in &configs {
-            let text = backbone(c);
+            if !models.contains(&&c.model) {
+                models.push(&c.model);
+            }
+        }
+        let mut b: Vec<String> = Vec::new();
+        for model in models {
+            let text = backbone(model);
             if !b.contains(&text) {
                 b.push(text);
             }
