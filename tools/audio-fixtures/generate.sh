@@ -6,15 +6,16 @@
 # independent implementation (the reference `flac` decoder, sox's resampler and mixer), so the
 # Rust tests compare fadlora's decoding against other programs rather than against itself.
 #
-# Needs: sox (14.4), flac (1.4). On Debian: apt-get install sox flac
+# Needs: sox (14.4), flac (1.4), ffmpeg (5.1, with libmp3lame, libvorbis and libopus).
+# On Debian: apt-get install sox flac ffmpeg
 set -euo pipefail
 
 out="$(cd "$(dirname "$0")/../.." && pwd)/crates/fadlora-audio/tests/fixtures"
 mkdir -p "$out"
 cd "$out"
 
-for tool in sox flac; do
-    command -v "$tool" >/dev/null || { echo "error: '$tool' not found (apt-get install sox flac)" >&2; exit 1; }
+for tool in sox flac ffmpeg; do
+    command -v "$tool" >/dev/null || { echo "error: '$tool' not found (apt-get install sox flac ffmpeg)" >&2; exit 1; }
 done
 
 # -D: no dither, so every bit depth quantises the same signal deterministically.
@@ -54,6 +55,30 @@ $SOX three_channels_16k_s16.wav -b 32 -e float three_channels_mono_reference_f32
 $SOX -n -r 44100 -c 2 -b 16 tone_1k_44k1_stereo_s16.flac \
     synth 0.3 sine 1000 sine 1000 gain -n -6 fade h 0.05 0.3 0.05
 $SOX tone_1k_44k1_stereo_s16.flac -b 32 -e float tone_1k_16k_sox_reference_f32.wav remix - rate -v -L 16000
+
+# Lossy formats: encoded by the reference encoders (LAME, libvorbis, libopus, ffmpeg's AAC)
+# and decoded by ffmpeg's decoders (libopus for Opus) into 32-bit float WAV at the stream's rate, so the Rust
+# decoders (symphonia, opus-decoder) are compared with an independent implementation.
+# A 0.5 s mono source at 16 kHz and a stereo one at 44.1 kHz with different content per channel.
+$SOX -n -r 44100 -c 2 -b 16 lossy_source_44k1_stereo.wav \
+    synth 0.5 sine 330 sine 2200 pinknoise remix 1,3 2,3 gain -n -4 fade q 0.02 0.5 0.05
+# ffmpeg INPUT OPTIONS... OUTPUT, with no encoder tag or timestamps that would change each run.
+ff() { local in="$1"; shift; ffmpeg -v error -y -i "$in" -map_metadata -1 -fflags +bitexact -flags:a +bitexact "$@"; }
+# MP3 (MPEG-1 layer III, with an ID3v2 tag and a LAME Info frame that records delay/padding).
+ff lossy_source_44k1_stereo.wav -c:a libmp3lame -b:a 128k -id3v2_version 3 \
+    -metadata title=fixture lossy_44k1_stereo.mp3
+# Ogg Vorbis, Opus and AAC from the mono speech-like signal.
+ff speechlike_16k_s16.flac -c:a libvorbis -q:a 4 lossy_16k_mono.ogg
+ff speechlike_16k_s16.flac -c:a libopus -b:a 32k lossy_16k_mono.opus
+ff speechlike_16k_s16.flac -c:a aac -b:a 48k lossy_16k_mono.m4a
+ff speechlike_16k_s16.flac -c:a aac -b:a 48k -f adts lossy_16k_mono.aac
+rm lossy_source_44k1_stereo.wav
+for f in lossy_44k1_stereo.mp3 lossy_16k_mono.ogg lossy_16k_mono.m4a lossy_16k_mono.aac; do
+    ff "$f" -c:a pcm_f32le "${f%.*}_${f##*.}_ffmpeg_reference_f32.wav"
+done
+# Opus through libopus, the reference decoder (ffmpeg's native one resamples SILK differently).
+ffmpeg -v error -y -c:a libopus -i lossy_16k_mono.opus -map_metadata -1 -fflags +bitexact \
+    -flags:a +bitexact -c:a pcm_f32le lossy_16k_mono_opus_libopus_reference_f32.wav
 
 ls -l "$out"
 du -sh "$out"

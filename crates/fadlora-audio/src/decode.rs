@@ -21,6 +21,29 @@ pub struct DecodedAudio {
 pub enum AudioFormat {
     Wav,
     Flac,
+    Mp3,
+    /// Ogg Vorbis.
+    Ogg,
+    /// Opus in Ogg (`.opus`).
+    Opus,
+    /// AAC in an MP4/M4A container.
+    Mp4,
+    /// Raw AAC in ADTS frames (`.aac`).
+    Adts,
+}
+
+impl std::fmt::Display for AudioFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AudioFormat::Wav => "WAV",
+            AudioFormat::Flac => "FLAC",
+            AudioFormat::Mp3 => "MP3",
+            AudioFormat::Ogg => "Ogg Vorbis",
+            AudioFormat::Opus => "Opus",
+            AudioFormat::Mp4 => "MP4/M4A",
+            AudioFormat::Adts => "AAC (ADTS)",
+        })
+    }
 }
 
 /// Shape of a decoded file without its samples: what a data check aggregates over a corpus
@@ -64,8 +87,9 @@ impl DecodedAudio {
     }
 }
 
-/// Decodes a WAV or FLAC file. The format is chosen from the file's first bytes, not its
-/// extension, so a FLAC file named `.wav` still decodes. Decoder panics on hostile input are
+/// Decodes a WAV, FLAC, MP3, Ogg Vorbis, Opus or AAC (MP4/M4A, ADTS) file. The format is
+/// chosen from the file's first bytes, not its extension, so a FLAC file named `.wav` still
+/// decodes. Decoder panics on hostile input are
 /// caught and reported as [`AudioError::DecoderPanic`].
 pub fn decode(path: &Path) -> Result<DecodedAudio, AudioError> {
     decode_with_format(path).map(|(audio, _)| audio)
@@ -137,7 +161,8 @@ fn decode_unguarded(path: &Path) -> Result<(DecodedAudio, AudioFormat), AudioErr
     } else if magic.starts_with(b"fLaC") {
         decode_flac(path, reader, file_len).map(|audio| (audio, AudioFormat::Flac))
     } else if magic.starts_with(b"ID3") {
-        // Some taggers put an ID3v2 block before the FLAC stream; claxon expects `fLaC` first.
+        // Taggers put an ID3v2 block before MP3 frames, and some before a FLAC stream, which
+        // claxon expects to start with `fLaC`.
         let tag_len = id3v2_len(magic).ok_or_else(|| corrupt(path, "malformed ID3v2 header"))?;
         reader
             .seek(SeekFrom::Start(tag_len))
@@ -145,16 +170,16 @@ fn decode_unguarded(path: &Path) -> Result<(DecodedAudio, AudioFormat), AudioErr
         let mut inner_magic = [0u8; 4];
         let n =
             read_up_to(&mut reader, &mut inner_magic).map_err(|source| io_error(path, source))?;
-        if &inner_magic[..n] != b"fLaC" {
-            return Err(unsupported(
-                path,
-                "an ID3-tagged file that is not FLAC (MP3 is not supported)".to_owned(),
-            ));
+        if &inner_magic[..n] == b"fLaC" {
+            reader
+                .seek(SeekFrom::Start(tag_len))
+                .map_err(|source| io_error(path, source))?;
+            decode_flac(path, reader, file_len - tag_len).map(|audio| (audio, AudioFormat::Flac))
+        } else {
+            compressed(path, reader, AudioFormat::Mp3)
         }
-        reader
-            .seek(SeekFrom::Start(tag_len))
-            .map_err(|source| io_error(path, source))?;
-        decode_flac(path, reader, file_len - tag_len).map(|audio| (audio, AudioFormat::Flac))
+    } else if let Some(format) = compressed_format(magic) {
+        compressed(path, reader, format)
     } else if magic.len() < 4 {
         Err(AudioError::Truncated {
             path: path.to_path_buf(),
@@ -165,24 +190,47 @@ fn decode_unguarded(path: &Path) -> Result<(DecodedAudio, AudioFormat), AudioErr
     }
 }
 
+/// Lossy formats recognised by their first bytes; symphonia then probes them properly.
+fn compressed_format(magic: &[u8]) -> Option<AudioFormat> {
+    if magic.starts_with(b"OggS") {
+        Some(AudioFormat::Ogg)
+    } else if magic.get(4..8) == Some(b"ftyp") {
+        Some(AudioFormat::Mp4)
+    } else if magic.len() >= 2 && magic[0] == 0xFF && magic[1] & 0xE0 == 0xE0 {
+        // An MPEG audio frame sync; layer bits 00 mark an ADTS (AAC) header instead.
+        if magic[1] & 0x06 == 0 {
+            Some(AudioFormat::Adts)
+        } else {
+            Some(AudioFormat::Mp3)
+        }
+    } else {
+        None
+    }
+}
+
+fn compressed(
+    path: &Path,
+    reader: BufReader<File>,
+    format: AudioFormat,
+) -> Result<(DecodedAudio, AudioFormat), AudioError> {
+    let mut file = reader.into_inner();
+    file.seek(SeekFrom::Start(0))
+        .map_err(|source| io_error(path, source))?;
+    crate::compressed::decode_compressed(path, file, format)
+}
+
 fn describe_unknown_magic(magic: &[u8]) -> String {
     let known = if magic.starts_with(b"RIFX") || magic.starts_with(b"RF64") {
         Some("big-endian or 64-bit WAV (RIFX/RF64)")
-    } else if magic.starts_with(b"OggS") {
-        Some("Ogg (Vorbis/Opus/FLAC-in-Ogg)")
-    } else if magic.starts_with(&[0xFF]) && magic.get(1).is_some_and(|b| b & 0xE0 == 0xE0) {
-        Some("MPEG audio (MP3)")
-    } else if magic.get(4..8) == Some(b"ftyp") {
-        Some("MP4/M4A")
     } else if magic.starts_with(b"FORM") {
         Some("AIFF")
     } else {
         None
     };
     match known {
-        Some(name) => format!("{name}; only WAV and FLAC are read"),
+        Some(name) => format!("{name}; WAV, FLAC, MP3, Ogg Vorbis, Opus and AAC are read"),
         None => format!(
-            "not a WAV or FLAC file (first bytes {})",
+            "not a known audio file (first bytes {})",
             magic
                 .iter()
                 .take(8)
@@ -458,14 +506,14 @@ pub(crate) fn io_error(path: &Path, source: io::Error) -> AudioError {
     }
 }
 
-fn corrupt(path: &Path, detail: impl Into<String>) -> AudioError {
+pub(crate) fn corrupt(path: &Path, detail: impl Into<String>) -> AudioError {
     AudioError::Corrupt {
         path: path.to_path_buf(),
         detail: detail.into(),
     }
 }
 
-fn unsupported(path: &Path, detail: String) -> AudioError {
+pub(crate) fn unsupported(path: &Path, detail: String) -> AudioError {
     AudioError::Unsupported {
         path: path.to_path_buf(),
         detail,
@@ -501,8 +549,26 @@ mod tests {
 
     #[test]
     fn unknown_magic_names_common_formats() {
-        assert!(describe_unknown_magic(b"OggS\0\0\0\0").contains("Ogg"));
-        assert!(describe_unknown_magic(b"\xff\xfb\x90\x00").contains("MP3"));
+        assert!(describe_unknown_magic(b"FORM\0\0\0\0AIFF").contains("AIFF"));
         assert!(describe_unknown_magic(b"abcdefgh").contains("61 62 63"));
+    }
+
+    #[test]
+    fn lossy_formats_are_told_apart_by_their_first_bytes() {
+        assert_eq!(compressed_format(b"OggS\0\x02"), Some(AudioFormat::Ogg));
+        assert_eq!(
+            compressed_format(b"\0\0\0\x20ftypM4A "),
+            Some(AudioFormat::Mp4)
+        );
+        // MPEG-1 layer III frame sync versus an ADTS header (layer bits 00).
+        assert_eq!(
+            compressed_format(b"\xff\xfb\x90\x00"),
+            Some(AudioFormat::Mp3)
+        );
+        assert_eq!(
+            compressed_format(b"\xff\xf1\x60\x40"),
+            Some(AudioFormat::Adts)
+        );
+        assert_eq!(compressed_format(b"RIFF"), None);
     }
 }

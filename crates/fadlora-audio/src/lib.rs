@@ -1,4 +1,5 @@
-//! Audio front door of fadlora: decode WAV and FLAC, mix to mono, resample to 16 kHz,
+//! Audio front door of fadlora: decode WAV, FLAC, MP3, Ogg Vorbis, Opus and AAC (MP4/M4A,
+//! ADTS), mix to mono, resample to 16 kHz,
 //! crop or tile to a fixed length. Knows no tensor backend.
 //!
 //! ```no_run
@@ -12,6 +13,7 @@
 //! files, lying headers) makes the decoders panic: a panic inside a decoder is caught and
 //! returned as [`AudioError::DecoderPanic`].
 
+mod compressed;
 mod decode;
 mod error;
 mod resample;

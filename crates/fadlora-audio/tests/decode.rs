@@ -237,9 +237,13 @@ fn flipped_bits_in_a_flac_frame_are_detected() {
 fn other_formats_are_unsupported_with_a_clear_reason() {
     let dir = tempfile::tempdir().unwrap();
     for (name, bytes, expected) in [
-        ("a.ogg", b"OggS\x00\x02\x00\x00\x00\x00".to_vec(), "Ogg"),
-        ("a.mp3", b"\xff\xfb\x90\x64\x00\x00\x00\x00".to_vec(), "MP3"),
-        ("a.txt", b"hello, world\n".to_vec(), "not a WAV or FLAC"),
+        ("a.aiff", b"FORM\x00\x00\x00\x2eAIFF".to_vec(), "AIFF"),
+        ("a.wav", b"RF64\xff\xff\xff\xffWAVE".to_vec(), "RF64"),
+        (
+            "a.txt",
+            b"hello, world\n".to_vec(),
+            "not a known audio file",
+        ),
     ] {
         let path = dir.path().join(name);
         fs::write(&path, bytes).unwrap();
