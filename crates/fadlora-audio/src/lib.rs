@@ -26,7 +26,10 @@ use rayon::prelude::*;
 pub use decode::{decode, summarize, AudioFormat, AudioSummary, DecodedAudio};
 pub use error::AudioError;
 pub use resample::{expected_output_len, resample};
-pub use shape::{fixed_length, normalize_peak, normalize_zero_mean_unit_variance, random_crop};
+pub use shape::{
+    fixed_length, normalize_peak, normalize_zero_mean_unit_variance, random_crop, window,
+    window_starts,
+};
 
 /// The rate wav2vec2 models are trained on.
 pub const TARGET_SAMPLE_RATE: u32 = 16_000;

@@ -23,6 +23,31 @@ pub fn random_crop<R: Rng + ?Sized>(samples: &[f32], n: usize, rng: &mut R) -> V
     fixed_length(samples, n)
 }
 
+/// Starts of windows of `window` samples every `hop` samples that together cover all `len`
+/// samples: `0, hop, 2*hop, ...` while a window still ends inside the input, then one last
+/// window aligned to the end when the regular ones stop short of it. An input no longer than
+/// one window has the single start 0 (its window is tiled, as [`fixed_length`] does).
+///
+/// # Panics
+/// If `hop` is 0.
+pub fn window_starts(len: usize, window: usize, hop: usize) -> Vec<usize> {
+    assert!(hop > 0, "a hop of 0 samples never advances");
+    if len <= window {
+        return vec![0];
+    }
+    let last = len - window;
+    let mut starts: Vec<usize> = (0..=last).step_by(hop).collect();
+    if starts.last() != Some(&last) {
+        starts.push(last);
+    }
+    starts
+}
+
+/// The `n` samples from `start` on; tiled like [`fixed_length`] when fewer remain.
+pub fn window(samples: &[f32], start: usize, n: usize) -> Vec<f32> {
+    fixed_length(&samples[start.min(samples.len())..], n)
+}
+
 fn tile(samples: &[f32], n: usize) -> Vec<f32> {
     if samples.is_empty() {
         return vec![0.0; n];
@@ -67,6 +92,54 @@ mod tests {
     use super::*;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
+
+    #[test]
+    fn windows_cover_every_sample_and_step_by_the_hop() {
+        for (len, window, hop) in [
+            (100, 10, 5),
+            (100, 10, 7),
+            (101, 10, 10),
+            (10, 10, 5),
+            (3, 10, 5),
+            (11, 10, 3),
+            (64_000, 16_000, 8_000),
+        ] {
+            let starts = window_starts(len, window, hop);
+            assert_eq!(starts[0], 0);
+            let mut covered = vec![false; len];
+            for &start in &starts {
+                for c in covered.iter_mut().skip(start).take(window) {
+                    *c = true;
+                }
+                assert!(
+                    start + window.min(len) <= len,
+                    "{len} {window} {hop}: {start}"
+                );
+            }
+            assert!(
+                covered.iter().all(|&c| c),
+                "{len} {window} {hop}: {starts:?}"
+            );
+            // Regular steps, except that the last window may be pulled back to end at `len`.
+            for pair in starts.windows(2).take(starts.len().saturating_sub(2)) {
+                assert_eq!(pair[1] - pair[0], hop);
+            }
+            if len > window {
+                assert_eq!(*starts.last().unwrap(), len - window);
+            }
+        }
+        assert_eq!(window_starts(100, 10, 30), vec![0, 30, 60, 90]);
+        assert_eq!(window_starts(100, 10, 45), vec![0, 45, 90]);
+        assert_eq!(window_starts(95, 10, 45), vec![0, 45, 85]);
+    }
+
+    #[test]
+    fn a_window_near_the_end_is_tiled() {
+        let x: Vec<f32> = (0..5).map(|i| i as f32).collect();
+        assert_eq!(window(&x, 1, 3), vec![1.0, 2.0, 3.0]);
+        assert_eq!(window(&x, 3, 4), vec![3.0, 4.0, 3.0, 4.0]);
+        assert_eq!(window(&x, 0, 7), fixed_length(&x, 7));
+    }
 
     #[test]
     fn fixed_length_takes_the_first_samples_of_a_long_input() {

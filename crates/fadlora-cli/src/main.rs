@@ -1,6 +1,7 @@
 //! `fadlora`: the command-line front end. Each subcommand lives in its own module.
 
 mod data_check;
+mod detect_cmd;
 mod model_cmds;
 mod pretrain_cmds;
 mod sweep_cmds;
@@ -47,8 +48,10 @@ enum Command {
     Pretrain(pretrain_cmds::PretrainArgs),
     /// Score a dataset with a trained detector and report its EER.
     Eval(train_cmds::EvalArgs),
-    /// Score single audio files with a trained detector.
-    Detect(train_cmds::DetectArgs),
+    /// Score audio files, folders or lists of files with a trained detector: sliding windows
+    /// over each whole file, a score per window and per file; unreadable files are listed with
+    /// their error (exit status 2) and do not stop the others.
+    Detect(detect_cmd::DetectArgs),
     /// Compute the EER (and min t-DCF) of a score file, like the ASVspoof evaluation script.
     Eer(train_cmds::EerArgs),
     /// Train every run of an experiment TOML (a grid over LoRA rank, targets, length, seeds),
@@ -75,12 +78,16 @@ enum BenchCommand {
     Forward(model_cmds::BenchForwardArgs),
     /// One training step (forward + backward + optimizer).
     Step(train_cmds::BenchStepArgs),
+    /// `detect` throughput (files/s) against `eval` of the same model on the same files.
+    Detect(detect_cmd::BenchDetectArgs),
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("FADLORA_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            // symphonia logs every stream it opens at info level.
+            EnvFilter::try_from_env("FADLORA_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,symphonia=warn")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -98,13 +105,16 @@ fn main() -> ExitCode {
         Command::Train(args) => train_cmds::train(args),
         Command::Pretrain(args) => pretrain_cmds::pretrain(args),
         Command::Eval(args) => train_cmds::eval(args),
-        Command::Detect(args) => train_cmds::detect(args),
+        Command::Detect(args) => detect_cmd::detect(args),
         Command::Eer(args) => train_cmds::eer(args),
         Command::Sweep(args) => sweep_cmds::sweep(args),
         Command::Report(args) => sweep_cmds::report(args),
         Command::Bench {
             command: BenchCommand::Step(args),
         } => train_cmds::bench_step(args),
+        Command::Bench {
+            command: BenchCommand::Detect(args),
+        } => detect_cmd::bench_detect(args),
     };
     match result {
         Ok(code) => code,

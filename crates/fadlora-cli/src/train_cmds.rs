@@ -1,4 +1,4 @@
-//! `fadlora train | eval | detect | eer | bench step`: thin wrappers over `fadlora-train`.
+//! `fadlora train | eval | eer | bench step`: thin wrappers over `fadlora-train`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +9,7 @@ use fadlora_model::Precision;
 use fadlora_run::{LoraSection, LoraTarget};
 use fadlora_train::backend::default_backend;
 use fadlora_train::bench::{bench_step as run_bench_step, BenchStepConfig};
-use fadlora_train::infer::{detect_files, evaluate_checkpoint};
+use fadlora_train::infer::evaluate_checkpoint;
 use fadlora_train::scores::{
     evaluate_scores, read_asv_scores, read_protocol, read_score_file, write_score_file,
     ProtocolFilter,
@@ -151,37 +151,6 @@ pub fn eval(args: EvalArgs) -> Result<ExitCode> {
             set.eer.threshold,
             set.utt_per_s()
         );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-#[derive(clap::Args)]
-pub struct DetectArgs {
-    /// A training output folder (or its `best/`).
-    #[arg(long)]
-    checkpoint: PathBuf,
-    /// Decision threshold on the score (bona fide logit minus spoof logit). Default: the dev
-    /// EER threshold of the selected epoch, stored with the checkpoint.
-    #[arg(long)]
-    threshold: Option<f64>,
-    #[arg(long, default_value_t = default_backend())]
-    backend: BackendKind,
-    /// Audio files (WAV or FLAC, any rate; resampled to 16 kHz mono).
-    #[arg(required = true)]
-    audio: Vec<PathBuf>,
-}
-
-pub fn detect(args: DetectArgs) -> Result<ExitCode> {
-    let (scores, info) = detect_files(&args.checkpoint, &args.audio, args.backend)?;
-    let threshold = args.threshold.or(info.dev_eer_threshold).unwrap_or(0.0);
-    eprintln!("threshold {threshold} (score > threshold = bona fide)");
-    for (file, score) in args.audio.iter().zip(scores) {
-        let decision = if score > threshold {
-            "bonafide"
-        } else {
-            "spoof"
-        };
-        println!("{}\t{score:.6}\t{decision}", file.display());
     }
     Ok(ExitCode::SUCCESS)
 }

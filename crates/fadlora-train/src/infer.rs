@@ -1,15 +1,12 @@
-//! Using a trained detector: scoring a dataset split and scoring single files.
+//! Using a trained detector on a dataset split (`fadlora eval`); whole files are scored by
+//! [`crate::detect`].
 
 use std::path::{Path, PathBuf};
 
-use burn::prelude::*;
-use fadlora_audio::{fixed_length, load_mono_16k, normalize_zero_mean_unit_variance};
 use fadlora_data::{AudioDataset, CropMode, DatasetSpec, Split};
 
 use crate::backend::{run_on, BackendEnv, BackendJob};
-use crate::checkpoint::{load_detector, DetectorFile, DETECTOR_FILE};
-use crate::config::NormalizationChoice;
-use crate::detector::bonafide_scores;
+use crate::checkpoint::{load_detector, DETECTOR_FILE};
 use crate::scores::{score_dataset, ScoredSet};
 use crate::TrainError;
 use fadlora_run::BackendKind;
@@ -87,47 +84,4 @@ pub fn evaluate_checkpoint(
             class_weights,
         },
     )?
-}
-
-/// Bona fide score of each file (same crop and normalisation as in training's evaluation).
-pub fn detect_files(
-    checkpoint: &Path,
-    files: &[PathBuf],
-    backend: BackendKind,
-) -> Result<(Vec<f64>, DetectorFile), TrainError> {
-    let dir = resolve_checkpoint(checkpoint)?;
-    struct Job<'a> {
-        dir: &'a Path,
-        files: &'a [PathBuf],
-    }
-    impl BackendJob for Job<'_> {
-        type Output = Result<(Vec<f64>, DetectorFile), TrainError>;
-        fn run<B: fadlora_model::ModelBackend>(
-            self,
-            device: B::Device,
-            _env: BackendEnv,
-        ) -> Self::Output {
-            let (model, info) = load_detector::<B>(self.dir, &device)?;
-            let model = model.merge_adapters()?;
-            let mut scores = Vec::with_capacity(self.files.len());
-            for file in self.files {
-                let audio = load_mono_16k(file).map_err(|e| TrainError::Dataset {
-                    dataset: file.display().to_string(),
-                    what: e.to_string(),
-                })?;
-                let mut wave = fixed_length(&audio, info.crop_samples);
-                if info.normalization == NormalizationChoice::ZeroMeanUnitVariance {
-                    normalize_zero_mean_unit_variance(&mut wave);
-                }
-                let input = Tensor::<B, 2>::from_data(
-                    TensorData::new(wave, [1, info.crop_samples]),
-                    &device,
-                );
-                let score: f32 = bonafide_scores(model.forward(input)).into_scalar().elem();
-                scores.push(score as f64);
-            }
-            Ok((scores, info))
-        }
-    }
-    run_on(backend, Job { dir: &dir, files })?
 }

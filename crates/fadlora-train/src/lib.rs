@@ -20,6 +20,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod detect;
 pub mod detector;
 mod error;
 pub mod infer;
