@@ -211,3 +211,35 @@ fn an_unrecognised_dataset_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cannot tell the dataset kind"), "{stderr}");
 }
+
+/// A CSV list of the lossy formats people download: each decodes and is counted.
+#[test]
+fn a_csv_list_of_lossy_files_is_checked_like_any_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("id,path,label,split\n");
+    for (file, label) in [
+        ("lossy_44k1_stereo.mp3", "bonafide"),
+        ("lossy_16k_mono.ogg", "spoof"),
+        ("lossy_16k_mono.opus", "spoof"),
+        ("lossy_16k_mono.m4a", "bonafide"),
+    ] {
+        fs::copy(audio_fixture(file), dir.path().join(file)).unwrap();
+        csv.push_str(&format!("{file},{file},{label},eval\n"));
+    }
+    let list = dir.path().join("list.csv");
+    fs::write(&list, csv).unwrap();
+    let output = data_check(&[&format!("csv:{}", list.display()), "--json"]);
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["splits"]["eval"]["files"], 4);
+    assert_eq!(
+        report["splits"]["eval"]["sample_rates"]["48000"], 1,
+        "{report}"
+    );
+    assert_eq!(report["problems"].as_array().unwrap().len(), 0);
+}
