@@ -19,6 +19,7 @@
 mod figures;
 mod glyphs;
 mod report;
+mod stats;
 mod summary;
 mod table;
 
