@@ -39,9 +39,10 @@ pub struct ReportFiles {
 }
 
 /// Writes `dir/report/` for the sweep in `dir` (= `results/<experiment>`, holding `plan.json`):
-/// `runs.{md,csv,tex}`, `summary.{md,csv,tex}`, the figures (`eer_vs_rank`, `eer_vs_params`,
-/// `memory_time`, `det`, and `eer_vs_length` when the input length varies; PNG and SVG each)
-/// and `report.md`. Tables are always written, even with no finished run; a figure that makes
+/// `runs.{md,csv,tex}`, `summary.{md,csv,tex}`, `breakdown.{md,csv,tex}` and
+/// `paired.{md,csv,tex}` when there are attacks or pairs to show, the figures (`eer_vs_rank`,
+/// `eer_vs_params`, `memory_time`, `det`, `learning_curves`, and `eer_vs_length` when the input
+/// length varies; PNG and SVG each) and `report.md`. Tables are always written, even with no finished run; a figure that makes
 /// no sense for the runs at hand is skipped with a note.
 pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
     let plan = Plan::load(dir)?;
@@ -499,65 +500,83 @@ fn with_pooled_columns(
     Ok(frame)
 }
 
+/// One line of `breakdown.csv`.
+struct BreakdownLine<'a> {
+    run: &'a RunRow,
+    split: &'a str,
+    factor: &'a str,
+    value: &'a str,
+    n_bonafide: usize,
+    n_spoof: usize,
+    eer_percent: f64,
+    eer_ci: Option<PercentInterval>,
+}
+
 /// Each run's whole split (factor and value `all`) and every attack and condition, long.
 fn breakdown_frame(rows: &[RunRow], stats: &Stats) -> polars::prelude::PolarsResult<DataFrame> {
-    let mut cols: (Vec<&str>, Vec<&str>, Vec<u64>, Vec<&str>) = Default::default();
-    let mut entries: (Vec<&str>, Vec<&str>, Vec<u64>, Vec<u64>, Vec<f64>) = Default::default();
-    let mut ci: (Vec<Option<f64>>, Vec<Option<f64>>) = Default::default();
-    for (r, s) in rows.iter().zip(&stats.runs) {
-        let all = std::iter::once((
-            "all",
-            "all",
-            s.n_bonafide,
-            s.n_spoof,
-            s.eer_percent,
-            s.eer_ci,
-        ));
-        let parts = s.breakdown.iter().map(|e| {
-            (
-                e.factor.as_str(),
-                e.value.as_str(),
-                e.n_bonafide,
-                e.n_spoof,
-                e.eer_percent,
-                e.eer_ci,
-            )
+    let mut lines = Vec::new();
+    for (run, s) in rows.iter().zip(&stats.runs) {
+        lines.push(BreakdownLine {
+            run,
+            split: &s.split,
+            factor: "all",
+            value: "all",
+            n_bonafide: s.n_bonafide,
+            n_spoof: s.n_spoof,
+            eer_percent: s.eer_percent,
+            eer_ci: s.eer_ci,
         });
-        for (factor, value, nb, ns, eer, interval) in all.chain(parts) {
-            cols.0.push(&r.id);
-            cols.1.push(&r.group);
-            cols.2.push(r.seed);
-            cols.3.push(&s.split);
-            entries.0.push(factor);
-            entries.1.push(value);
-            entries.2.push(nb as u64);
-            entries.3.push(ns as u64);
-            entries.4.push(eer);
-            ci.0.push(interval.map(|c| c.low_percent));
-            ci.1.push(interval.map(|c| c.high_percent));
-        }
+        lines.extend(s.breakdown.iter().map(|e| BreakdownLine {
+            run,
+            split: &s.split,
+            factor: &e.factor,
+            value: &e.value,
+            n_bonafide: e.n_bonafide,
+            n_spoof: e.n_spoof,
+            eer_percent: e.eer_percent,
+            eer_ci: e.eer_ci,
+        }));
     }
-    let n = cols.0.len();
+    let text = |f: for<'l> fn(&'l BreakdownLine<'l>) -> &'l str| {
+        lines.iter().map(f).collect::<Vec<&str>>()
+    };
+    let count =
+        |f: fn(&BreakdownLine) -> usize| lines.iter().map(|l| f(l) as u64).collect::<Vec<u64>>();
+    let ci = |f: fn(&PercentInterval) -> f64| {
+        lines
+            .iter()
+            .map(|l| l.eer_ci.as_ref().map(f))
+            .collect::<Vec<Option<f64>>>()
+    };
     DataFrame::new(
-        n,
+        lines.len(),
         vec![
-            Column::new("id".into(), cols.0),
-            Column::new("group".into(), cols.1),
-            Column::new("seed".into(), cols.2),
-            Column::new("split".into(), cols.3),
-            Column::new("factor".into(), entries.0),
-            Column::new("value".into(), entries.1),
-            Column::new("n_bonafide".into(), entries.2),
-            Column::new("n_spoof".into(), entries.3),
-            Column::new("eer_percent".into(), entries.4),
-            Column::new("ci_low_percent".into(), ci.0),
-            Column::new("ci_high_percent".into(), ci.1),
+            Column::new("id".into(), text(|l| &l.run.id)),
+            Column::new("group".into(), text(|l| &l.run.group)),
+            Column::new(
+                "seed".into(),
+                lines.iter().map(|l| l.run.seed).collect::<Vec<u64>>(),
+            ),
+            Column::new("split".into(), text(|l| l.split)),
+            Column::new("factor".into(), text(|l| l.factor)),
+            Column::new("value".into(), text(|l| l.value)),
+            Column::new("n_bonafide".into(), count(|l| l.n_bonafide)),
+            Column::new("n_spoof".into(), count(|l| l.n_spoof)),
+            Column::new(
+                "eer_percent".into(),
+                lines.iter().map(|l| l.eer_percent).collect::<Vec<f64>>(),
+            ),
+            Column::new("ci_low_percent".into(), ci(|c| c.low_percent)),
+            Column::new("ci_high_percent".into(), ci(|c| c.high_percent)),
         ],
     )
 }
 
+/// One seed's EER (percent) and its interval.
+type SeedEer = (f64, Option<PercentInterval>);
+
 /// Mean ± sample std over a group's seeds; one seed shows its EER with its 95 % interval.
-fn seeds_cell(values: &[(f64, Option<PercentInterval>)]) -> String {
+fn seeds_cell(values: &[SeedEer]) -> String {
     match values {
         [] => "-".into(),
         [(eer, ci)] => match ci {
@@ -600,16 +619,15 @@ fn breakdown_table(rows: &[RunRow], groups: &[GroupRow], stats: &Stats) -> Table
     headers.extend(groups.iter().map(|g| (g.group.clone(), Align::Right)));
     let header_refs: Vec<(&str, Align)> = headers.iter().map(|(h, a)| (h.as_str(), *a)).collect();
     let mut table = Table::new(&header_refs);
-    let of_group =
-        |group: &str, pick: &dyn Fn(&stats::RunStats) -> Option<(f64, Option<PercentInterval>)>| {
-            let values: Vec<(f64, Option<PercentInterval>)> = rows
-                .iter()
-                .zip(&stats.runs)
-                .filter(|(r, _)| r.group == group)
-                .filter_map(|(_, s)| pick(s))
-                .collect();
-            seeds_cell(&values)
-        };
+    let of_group = |group: &str, pick: &dyn Fn(&stats::RunStats) -> Option<SeedEer>| {
+        let values: Vec<SeedEer> = rows
+            .iter()
+            .zip(&stats.runs)
+            .filter(|(r, _)| r.group == group)
+            .filter_map(|(_, s)| pick(s))
+            .collect();
+        seeds_cell(&values)
+    };
     let (nb, ns) = stats
         .runs
         .first()
