@@ -930,6 +930,8 @@ pub(crate) struct CurveLine {
     pub color: RGBColor,
     /// `(epoch, value)`.
     pub points: Vec<(f64, f64)>,
+    /// The epoch whose checkpoint the run kept, ringed.
+    pub selected: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -1018,6 +1020,10 @@ impl CurvesFigure {
                 let at = chart.backend_coord(p);
                 root.draw(&Circle::new(at, 3, line.color.filled()))
                     .map_err(err)?;
+                if line.selected == Some(p.0) {
+                    root.draw(&Circle::new(at, 8, line.color.stroke_width(2)))
+                        .map_err(err)?;
+                }
             }
         }
         Ok(())
@@ -1036,6 +1042,14 @@ impl Figure for CurvesFigure {
             })
             .collect();
         let plot = with_legend(root, &entries)?;
+        let (plot, footer) = plot.split_vertically(plot.dim_in_pixel().1 - 36);
+        footer
+            .draw(&Text::new(
+                "Rings: the epoch each run kept (best by its selection metric)".to_string(),
+                (120, 4),
+                font(LEGEND_SIZE - 3).pos(Pos::new(HPos::Left, VPos::Top)),
+            ))
+            .map_err(err)?;
         let areas = plot.split_evenly((1, self.panels.len().max(1)));
         for (area, panel) in areas.iter().zip(&self.panels) {
             self.draw_panel(root, area, panel)?;

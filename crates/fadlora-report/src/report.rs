@@ -1112,6 +1112,7 @@ fn learning_curves(
                     .iter()
                     .map(|e| (e.epoch as f64, value(e)))
                     .collect(),
+                selected: Some(record.best_epoch as f64),
             })
             .collect()
     };
