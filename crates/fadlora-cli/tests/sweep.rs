@@ -303,6 +303,12 @@ fn a_killed_sweep_resumes_without_redoing_or_losing_runs_and_reports() {
         "memory_time.svg",
         "det.png",
         "det.svg",
+        "learning_curves.png",
+        "learning_curves.svg",
+        "breakdown.md",
+        "breakdown.csv",
+        "paired.md",
+        "paired.csv",
     ] {
         let len = std::fs::metadata(report.join(name))
             .unwrap_or_else(|_| panic!("report/{name} missing"))
@@ -312,6 +318,11 @@ fn a_killed_sweep_resumes_without_redoing_or_losing_runs_and_reports() {
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
     assert!(md.contains("randomly initialised"), "{md}");
     assert!(md.contains("Eval min t-DCF"), "{md}");
+    // The trainer recorded every interval and per-attack EER: the report made none itself.
+    assert!(md.contains("## Per-attack and per-condition EER"), "{md}");
+    assert!(!md.contains("computed here from"), "{md}");
+    assert!(record_2["eval"]["eer_ci"]["low_percent"].is_number());
+    assert!(!record_2["eval"]["breakdown"].as_array().unwrap().is_empty());
 }
 
 #[test]

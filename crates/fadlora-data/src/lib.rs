@@ -15,7 +15,7 @@
 //! | `asvspoof2021-la:/data/2021` | ASVspoof 2021 LA key `keys/LA/CM/trial_metadata.txt` (or `LA-keys-full/keys/...`), audio `ASVspoof2021_LA_eval/flac/` |
 //! | `asvspoof2021-df:/data/2021` | the same for DF (`keys/DF/...`, `ASVspoof2021_DF_eval/flac/`) |
 //! | `itw:/data/release_in_the_wild` | In-the-Wild `meta.csv` (`file,speaker,label`) and the WAVs beside it |
-//! | `csv:/data/list.csv` | a CSV with header `path,label[,speaker,system,split,id]`, paths relative to the CSV's folder |
+//! | `csv:/data/list.csv` | a CSV with header `path,label[,speaker,system,split,id]` (`attack` may name the `system` column), paths relative to the CSV's folder |
 //!
 //! A bare path is recognised too: a folder containing `ASVspoof2019_LA_cm_protocols/` is ASVspoof
 //! 2019 LA, one containing `meta.csv` is In-the-Wild, one containing exactly one of the 2021 LA/DF

@@ -261,7 +261,8 @@ pub fn read_in_the_wild(root: &Path) -> Result<Vec<Utterance>, DataError> {
 }
 
 /// Reads a plain CSV list with a header naming at least `path` and `label`, and optionally
-/// `speaker`, `system`, `split` and `id` (other columns are ignored, so a list may carry notes).
+/// `speaker`, `system` (or `attack`: the spoofing system, which per-attack EERs group by),
+/// `split` and `id` (other columns are ignored, so a list may carry notes).
 /// Relative paths are relative to the CSV's folder. Without an `id` column the id is the path
 /// without its extension (`spk1/a001.wav` -> `spk1/a001`), which stays unique where bare file
 /// names might not.
@@ -282,7 +283,9 @@ pub fn read_csv_list(csv_file: &Path) -> Result<Vec<Utterance>, DataError> {
             path: base.join(path),
             label,
             speaker: table.optional(row, "speaker"),
-            system: table.optional(row, "system"),
+            system: table
+                .optional(row, "system")
+                .or_else(|| table.optional(row, "attack")),
             split: table
                 .optional(row, "split")
                 .map_or(Split::Unspecified, |s| Split::parse(&s)),

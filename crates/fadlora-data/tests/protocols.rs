@@ -329,6 +329,22 @@ fn csv_list_resolves_paths_and_optional_columns() {
 }
 
 #[test]
+fn csv_list_takes_the_attack_from_an_attack_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("l.csv");
+    write(
+        &list,
+        "path,label,attack
+a.wav,spoof,A07
+b.wav,bonafide,-
+",
+    );
+    let utterances = read_csv_list(&list).unwrap();
+    assert_eq!(utterances[0].system.as_deref(), Some("A07"));
+    assert_eq!(utterances[1].system, None);
+}
+
+#[test]
 fn csv_list_with_only_the_required_columns_and_an_id_column() {
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("l.csv");

@@ -5,9 +5,14 @@
 //! package (and SSL_Anti-spoofing) step for step, including its tie handling: all scores are
 //! sorted with a stable sort, bona fide before spoof, so equal scores resolve the same way.
 //! The minimum tandem detection cost function follows the 2019 package's `compute_tDCF`
-//! with its cost model, given the organisers' ASV scores.
+//! with its cost model, given the organisers' ASV scores. [`bootstrap`] adds confidence
+//! intervals of the EER and the paired bootstrap of two systems' EER difference.
 
 use serde::{Deserialize, Serialize};
+
+pub mod bootstrap;
+
+pub use bootstrap::{BootstrapOptions, Interval, PairedDifference, Resample, Resampler};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum MetricError {
@@ -24,6 +29,16 @@ pub enum MetricError {
          chance under this cost model"
     )]
     NegativeCostWeights { c1: f64, c2: f64 },
+    #[error("bootstrap resample does not fit the trials: {0}")]
+    BadResample(String),
+    #[error(
+        "a paired comparison needs the same trials: {} bona fide / {} spoof against {} / {}",
+        a.0, a.1, b.0, b.1
+    )]
+    UnpairedTrials {
+        a: (usize, usize),
+        b: (usize, usize),
+    },
 }
 
 /// The detection error trade-off over every threshold, as ASVspoof's `compute_det_curve`.

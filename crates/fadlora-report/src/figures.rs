@@ -921,3 +921,139 @@ mod tests {
         assert_eq!(trim_number(4.0375, 2), "4.04");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Per-epoch curves: panels sharing the epoch axis, one line per run
+
+#[derive(Debug, Clone)]
+pub(crate) struct CurveLine {
+    pub color: RGBColor,
+    /// `(epoch, value)`.
+    pub points: Vec<(f64, f64)>,
+    /// The epoch whose checkpoint the run kept, ringed.
+    pub selected: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CurvePanel {
+    pub title: String,
+    pub y_desc: String,
+    pub lines: Vec<CurveLine>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CurvesFigure {
+    pub x_desc: String,
+    pub panels: Vec<CurvePanel>,
+    /// One entry per colour: runs of a group share it.
+    pub legend: Vec<(String, RGBColor)>,
+}
+
+impl CurvesFigure {
+    /// Epoch ticks: every epoch up to ten, else about ten evenly spaced.
+    fn x_range_and_keys(&self) -> (f64, f64, Vec<f64>) {
+        let last = self
+            .panels
+            .iter()
+            .flat_map(|p| p.lines.iter().flat_map(|l| l.points.iter().map(|q| q.0)))
+            .fold(1.0, f64::max);
+        let step = (last / 10.0).ceil().max(1.0);
+        let keys = (0..)
+            .map(|i| 1.0 + i as f64 * step)
+            .take_while(|k| *k <= last + 1e-9)
+            .collect();
+        let pad = (0.04 * (last - 1.0)).max(0.25);
+        (1.0 - pad, last + pad, keys)
+    }
+
+    fn draw_panel<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        area: &DrawingArea<DB, Shift>,
+        panel: &CurvePanel,
+    ) -> Result<(), String> {
+        let (lo, hi, keys) = self.x_range_and_keys();
+        let top = panel
+            .lines
+            .iter()
+            .flat_map(|l| l.points.iter().map(|p| p.1))
+            .filter(|v| v.is_finite())
+            .fold(0.0, f64::max);
+        let top = if top > 0.0 { top * 1.1 } else { 1.0 };
+        let mut chart = ChartBuilder::on(area)
+            .caption(&panel.title, font(CAPTION_SIZE - 4))
+            .margin(20)
+            .x_label_area_size(80)
+            .y_label_area_size(100)
+            .build_cartesian_2d(KeyAxis::new(lo, hi, keys), 0f64..top)
+            .map_err(err)?;
+        let x_fmt = |v: &f64| trim_number(*v, 0);
+        let y_fmt = |v: &f64| trim_number(*v, 2);
+        chart
+            .configure_mesh()
+            .x_desc(&self.x_desc)
+            .y_desc(&panel.y_desc)
+            .axis_desc_style(font(AXIS_SIZE))
+            .label_style(font(TICK_SIZE))
+            .x_label_formatter(&x_fmt)
+            .y_label_formatter(&y_fmt)
+            .bold_line_style(RGBColor(215, 215, 215))
+            .light_line_style(RGBColor(242, 242, 242))
+            .max_light_lines(1)
+            .draw()
+            .map_err(err)?;
+        for line in &panel.lines {
+            let points: Vec<(f64, f64)> = line
+                .points
+                .iter()
+                .copied()
+                .filter(|p| p.1.is_finite())
+                .collect();
+            // Seeds of a group overlap: a lighter line keeps each one visible.
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    line.color.mix(0.75).stroke_width(2),
+                ))
+                .map_err(err)?;
+            for p in &points {
+                let at = chart.backend_coord(p);
+                root.draw(&Circle::new(at, 3, line.color.filled()))
+                    .map_err(err)?;
+                if line.selected == Some(p.0) {
+                    root.draw(&Circle::new(at, 8, line.color.stroke_width(2)))
+                        .map_err(err)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Figure for CurvesFigure {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let entries: Vec<LegendEntry> = self
+            .legend
+            .iter()
+            .map(|(label, color)| LegendEntry {
+                label: label.clone(),
+                color: *color,
+                glyph: Glyph::Line,
+            })
+            .collect();
+        let plot = with_legend(root, &entries)?;
+        let (plot, footer) = plot.split_vertically(plot.dim_in_pixel().1 - 36);
+        footer
+            .draw(&Text::new(
+                "Rings: the epoch each run kept (best by its selection metric)".to_string(),
+                (120, 4),
+                font(LEGEND_SIZE - 3).pos(Pos::new(HPos::Left, VPos::Top)),
+            ))
+            .map_err(err)?;
+        let areas = plot.split_evenly((1, self.panels.len().max(1)));
+        for (area, panel) in areas.iter().zip(&self.panels) {
+            self.draw_panel(root, area, panel)?;
+        }
+        Ok(())
+    }
+}

@@ -8,17 +8,22 @@
 //!   ([`summary_frame`], [`write_summary`]). The sweep rewrites it after every finished run,
 //!   atomically.
 //! - `report/`, written by [`write_report`]: per-run and per-group tables (`runs.*`,
-//!   `summary.*` as Markdown, CSV and LaTeX), the figures (`eer_vs_rank`, `eer_vs_params`,
-//!   `memory_time`, `det` and, when the input length varies, `eer_vs_length`, each as PNG and
-//!   SVG) and `report.md`, which ties them together and says how the runs were made.
+//!   `summary.*` as Markdown, CSV and LaTeX; `breakdown.*` per attack and condition and
+//!   `paired.*` against full fine-tuning where there is something to show), the figures
+//!   (`eer_vs_rank`, `eer_vs_params`, `memory_time`, `det`, `learning_curves` and, when the
+//!   input length varies, `eer_vs_length`, each as PNG and SVG) and `report.md`, which ties
+//!   them together and says how the runs were made.
 //!
 //! Runs of one `group` are repetitions over seeds: the report aggregates them with polars
-//! (mean, sample standard deviation with ddof 1, count). Every figure is drawn with plotters
-//! and an embedded DejaVu Sans (`assets/`), so PNGs render text without any system font.
+//! (mean, sample standard deviation with ddof 1, count) and pools their scores into one EER.
+//! Each run's EER on the tabled split, and each attack's, comes with its 95 % bootstrap
+//! interval over trials (see `README.md`). Every figure is drawn with plotters and an embedded
+//! DejaVu Sans (`assets/`), so PNGs render text without any system font.
 
 mod figures;
 mod glyphs;
 mod report;
+mod stats;
 mod summary;
 mod table;
 

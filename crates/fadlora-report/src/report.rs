@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use fadlora_data::{Label, Split};
 use fadlora_run::layout::PRETRAINING_RECORD_FILE;
+use fadlora_run::PercentInterval;
 use fadlora_run::RunRecord;
 use fadlora_run::SplitResult;
 use fadlora_run::{write_atomic, RunState};
@@ -12,14 +13,16 @@ use fadlora_run::{Mode, Plan, PlannedRun};
 use plotters::style::RGBColor;
 
 use crate::figures::{
-    save_figure, BarPanel, BarsFigure, DetData, DetFigure, HLine, Marker, Point, Series, XScale,
-    XyFigure, FULL_COLORS, PALETTE, PROBE_COLORS,
+    save_figure, BarPanel, BarsFigure, CurveLine, CurvePanel, CurvesFigure, DetData, DetFigure,
+    HLine, Marker, Point, Series, XScale, XyFigure, FULL_COLORS, PALETTE, PROBE_COLORS,
 };
+use crate::stats::{self, Stats};
 use crate::summary::{
     csv_bytes, frame_of_groups, frame_of_runs, group_rows, GroupRow, RunRow, MIB, SAMPLE_RATE,
 };
 use crate::table::{mean_std, opt, thousands, Align, Table};
 use crate::ReportError;
+use polars::prelude::{Column, DataFrame};
 
 /// The report's folder inside `results/<experiment>/`.
 pub use fadlora_run::layout::REPORT_DIR;
@@ -36,9 +39,10 @@ pub struct ReportFiles {
 }
 
 /// Writes `dir/report/` for the sweep in `dir` (= `results/<experiment>`, holding `plan.json`):
-/// `runs.{md,csv,tex}`, `summary.{md,csv,tex}`, the figures (`eer_vs_rank`, `eer_vs_params`,
-/// `memory_time`, `det`, and `eer_vs_length` when the input length varies; PNG and SVG each)
-/// and `report.md`. Tables are always written, even with no finished run; a figure that makes
+/// `runs.{md,csv,tex}`, `summary.{md,csv,tex}`, `breakdown.{md,csv,tex}` and
+/// `paired.{md,csv,tex}` when there are attacks or pairs to show, the figures (`eer_vs_rank`,
+/// `eer_vs_params`, `memory_time`, `det`, `learning_curves`, and `eer_vs_length` when the input
+/// length varies; PNG and SVG each) and `report.md`. Tables are always written, even with no finished run; a figure that makes
 /// no sense for the runs at hand is skipped with a note.
 pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
     let plan = Plan::load(dir)?;
@@ -56,8 +60,15 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
     let mut files = Vec::new();
     let mut notes = Vec::new();
 
-    let summary = write_tables(&out, &rows, &groups, &mut files)?;
     let metric = Metric::choose(&rows);
+    let mut stats = stats::compute(&plan, &finished, metric == Metric::Eval);
+    // The paired table in the summary's group order, seeds within a group.
+    let group_order = |g: &str| groups.iter().position(|x| x.group == g);
+    stats
+        .paired
+        .sort_by_key(|p| (group_order(&p.group), p.seed));
+    notes.extend(stats.notes.iter().cloned());
+    let tables = write_tables(&out, &rows, &groups, &stats, metric, &mut files)?;
     let figures = draw_figures(
         &out, &plan, &finished, &rows, &groups, metric, &mut files, &mut notes,
     )?;
@@ -83,7 +94,8 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
             rows: &rows,
             groups: &groups,
             metric,
-            summary: &summary,
+            tables: &tables,
+            stats: &stats,
             figures: &figures,
             notes: &notes,
         },
@@ -96,23 +108,37 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
     })
 }
 
-/// `runs.{csv,md,tex}` and `summary.{csv,md,tex}`; returns the summary table for `report.md`.
+/// The tables `report.md` shows.
+struct Tables {
+    summary: Table,
+    /// Absent when no run's protocol names an attack or condition.
+    breakdown: Option<Table>,
+    /// Absent without a LoRA or probe run paired with full fine-tuning of its seed.
+    paired: Option<Table>,
+}
+
+/// `runs.{csv,md,tex}`, `summary.{csv,md,tex}`, and where there is something to show
+/// `breakdown.{csv,md,tex}` and `paired.{csv,md,tex}`.
 fn write_tables(
     out: &Path,
     rows: &[RunRow],
     groups: &[GroupRow],
+    stats: &Stats,
+    metric: Metric,
     files: &mut Vec<PathBuf>,
-) -> Result<Table, ReportError> {
+) -> Result<Tables, ReportError> {
     let runs_csv = out.join("runs.csv");
     let mut frame = frame_of_runs(rows).map_err(|e| ReportError::table(&runs_csv, e))?;
     write(&runs_csv, &csv_bytes(&mut frame, &runs_csv)?, files)?;
-    let runs = runs_table(rows, groups);
+    let runs = runs_table(rows, groups, stats, metric);
     write(&out.join("runs.md"), runs.markdown().as_bytes(), files)?;
     write(&out.join("runs.tex"), runs.latex().as_bytes(), files)?;
     let summary_csv = out.join("summary.csv");
-    let mut frame = frame_of_groups(groups).map_err(|e| ReportError::table(&summary_csv, e))?;
+    let mut frame = frame_of_groups(groups)
+        .and_then(|f| with_pooled_columns(f, groups, stats))
+        .map_err(|e| ReportError::table(&summary_csv, e))?;
     write(&summary_csv, &csv_bytes(&mut frame, &summary_csv)?, files)?;
-    let summary = summary_table(groups);
+    let summary = summary_table(groups, stats, metric);
     write(
         &out.join("summary.md"),
         summary.markdown().as_bytes(),
@@ -120,7 +146,37 @@ fn write_tables(
     )?;
     write(&out.join("summary.tex"), summary.latex().as_bytes(), files)?;
 
-    Ok(summary)
+    let breakdown = if stats.runs.iter().any(|r| !r.breakdown.is_empty()) {
+        let csv = out.join("breakdown.csv");
+        let mut frame = breakdown_frame(rows, stats).map_err(|e| ReportError::table(&csv, e))?;
+        write(&csv, &csv_bytes(&mut frame, &csv)?, files)?;
+        let table = breakdown_table(rows, groups, stats);
+        write(
+            &out.join("breakdown.md"),
+            table.markdown().as_bytes(),
+            files,
+        )?;
+        write(&out.join("breakdown.tex"), table.latex().as_bytes(), files)?;
+        Some(table)
+    } else {
+        None
+    };
+    let paired = if stats.paired.is_empty() {
+        None
+    } else {
+        let csv = out.join("paired.csv");
+        let mut frame = paired_frame(stats).map_err(|e| ReportError::table(&csv, e))?;
+        write(&csv, &csv_bytes(&mut frame, &csv)?, files)?;
+        let table = paired_table(stats);
+        write(&out.join("paired.md"), table.markdown().as_bytes(), files)?;
+        write(&out.join("paired.tex"), table.latex().as_bytes(), files)?;
+        Some(table)
+    };
+    Ok(Tables {
+        summary,
+        breakdown,
+        paired,
+    })
 }
 
 /// Draws every figure that makes sense for the finished runs (PNG and SVG) and says why each
@@ -194,6 +250,12 @@ fn draw_figures(
         Err(why) => Err(why),
     };
     figure("det", "DET curves", made, files, notes);
+
+    let made = learning_curves(finished, groups, &style)
+        .map(|fig| save_figure(&fig, out, "learning_curves"))
+        .transpose()?
+        .ok_or_else(|| "no finished run logged an epoch".to_string());
+    figure("learning_curves", "Learning curves", made, files, notes);
 
     let crops: BTreeSet<usize> = groups.iter().map(|g| g.crop_samples).collect();
     if crops.len() > 1 {
@@ -285,13 +347,17 @@ const RESOURCE_HEADERS: [(&str, Align); 6] = [
     ("Eval utt/s", Align::Right),
 ];
 
-fn summary_table(groups: &[GroupRow]) -> Table {
+fn summary_table(groups: &[GroupRow], stats: &Stats, metric: Metric) -> Table {
+    let pooled_header = format!("{} EER % pooled seeds", cap(metric.name()));
+    let trials_header = format!("{} bona fide / spoof", cap(metric.name()));
     let mut headers = vec![("Group", Align::Left)];
     headers.extend(CONFIG_HEADERS);
     headers.extend([
         ("Seeds", Align::Right),
         ("Dev EER %", Align::Right),
         ("Eval EER %", Align::Right),
+        (pooled_header.as_str(), Align::Right),
+        (trials_header.as_str(), Align::Right),
     ]);
     // Only runs given the organisers' ASV scores have a min t-DCF.
     let tdcf = groups.iter().any(|g| g.tdcf_mean.is_some());
@@ -314,6 +380,8 @@ fn summary_table(groups: &[GroupRow]) -> Table {
             g.n.to_string(),
             mean_std(Some(g.dev_mean), g.dev_std, 2),
             mean_std(g.eval_mean, g.eval_std, 2),
+            opt(stats.pooled.get(&g.group).copied(), 2),
+            trials_cell(stats.group_trials.get(&g.group).copied()),
         ]);
         if tdcf {
             cells.push(mean_std(g.tdcf_mean, g.tdcf_std, 4));
@@ -331,7 +399,9 @@ fn summary_table(groups: &[GroupRow]) -> Table {
     table
 }
 
-fn runs_table(rows: &[RunRow], groups: &[GroupRow]) -> Table {
+fn runs_table(rows: &[RunRow], groups: &[GroupRow], stats: &Stats, metric: Metric) -> Table {
+    let ci_header = format!("{} EER 95 % CI", cap(metric.name()));
+    let trials_header = format!("{} bona fide / spoof", cap(metric.name()));
     let full = groups
         .iter()
         .find(|g| g.is_full())
@@ -343,6 +413,8 @@ fn runs_table(rows: &[RunRow], groups: &[GroupRow]) -> Table {
         ("Seed", Align::Right),
         ("Dev EER %", Align::Right),
         ("Eval EER %", Align::Right),
+        (ci_header.as_str(), Align::Right),
+        (trials_header.as_str(), Align::Right),
     ]);
     let tdcf = rows.iter().any(|r| r.eval_min_tdcf.is_some());
     if tdcf {
@@ -351,7 +423,7 @@ fn runs_table(rows: &[RunRow], groups: &[GroupRow]) -> Table {
     headers.push(("Best epoch", Align::Right));
     headers.extend(RESOURCE_HEADERS);
     let mut table = Table::new(&headers);
-    for r in rows {
+    for (r, s) in rows.iter().zip(&stats.runs) {
         let reduction = full
             .filter(|_| r.trainable > 0)
             .map(|f| f / r.trainable as f64);
@@ -368,6 +440,8 @@ fn runs_table(rows: &[RunRow], groups: &[GroupRow]) -> Table {
             r.seed.to_string(),
             format!("{:.2}", r.dev_eer),
             opt(r.eval_eer, 2),
+            ci_cell(s.eer_ci),
+            trials_cell(Some((s.n_bonafide, s.n_spoof))),
         ]);
         if tdcf {
             cells.push(opt(r.eval_min_tdcf, 4));
@@ -382,6 +456,271 @@ fn runs_table(rows: &[RunRow], groups: &[GroupRow]) -> Table {
             opt(Some(r.eval_utt_per_s), 1),
         ]);
         table.push(cells);
+    }
+    table
+}
+
+/// `[9.50, 15.25]`; `-` when there is none.
+fn ci_cell(ci: Option<PercentInterval>) -> String {
+    match ci {
+        Some(c) => format!("[{:.2}, {:.2}]", c.low_percent, c.high_percent),
+        None => "-".into(),
+    }
+}
+
+/// `100 / 160`.
+fn trials_cell(trials: Option<(usize, usize)>) -> String {
+    match trials {
+        Some((b, s)) => format!("{b} / {s}"),
+        None => "-".into(),
+    }
+}
+
+/// `summary.csv` plus the pooled-seed EER and the trial counts of each group.
+fn with_pooled_columns(
+    mut frame: DataFrame,
+    groups: &[GroupRow],
+    stats: &Stats,
+) -> polars::prelude::PolarsResult<DataFrame> {
+    let pooled: Vec<Option<f64>> = groups
+        .iter()
+        .map(|g| stats.pooled.get(&g.group).copied())
+        .collect();
+    let trials = |pick: fn((usize, usize)) -> usize| -> Vec<Option<u64>> {
+        groups
+            .iter()
+            .map(|g| stats.group_trials.get(&g.group).map(|t| pick(*t) as u64))
+            .collect()
+    };
+    frame.hstack_mut(&[
+        Column::new("pooled_eer_percent".into(), pooled),
+        Column::new("n_bonafide".into(), trials(|t| t.0)),
+        Column::new("n_spoof".into(), trials(|t| t.1)),
+    ])?;
+    Ok(frame)
+}
+
+/// One line of `breakdown.csv`.
+struct BreakdownLine<'a> {
+    run: &'a RunRow,
+    split: &'a str,
+    factor: &'a str,
+    value: &'a str,
+    n_bonafide: usize,
+    n_spoof: usize,
+    eer_percent: f64,
+    eer_ci: Option<PercentInterval>,
+}
+
+/// Each run's whole split (factor and value `all`) and every attack and condition, long.
+fn breakdown_frame(rows: &[RunRow], stats: &Stats) -> polars::prelude::PolarsResult<DataFrame> {
+    let mut lines = Vec::new();
+    for (run, s) in rows.iter().zip(&stats.runs) {
+        lines.push(BreakdownLine {
+            run,
+            split: &s.split,
+            factor: "all",
+            value: "all",
+            n_bonafide: s.n_bonafide,
+            n_spoof: s.n_spoof,
+            eer_percent: s.eer_percent,
+            eer_ci: s.eer_ci,
+        });
+        lines.extend(s.breakdown.iter().map(|e| BreakdownLine {
+            run,
+            split: &s.split,
+            factor: &e.factor,
+            value: &e.value,
+            n_bonafide: e.n_bonafide,
+            n_spoof: e.n_spoof,
+            eer_percent: e.eer_percent,
+            eer_ci: e.eer_ci,
+        }));
+    }
+    let text = |f: for<'l> fn(&'l BreakdownLine<'l>) -> &'l str| {
+        lines.iter().map(f).collect::<Vec<&str>>()
+    };
+    let count =
+        |f: fn(&BreakdownLine) -> usize| lines.iter().map(|l| f(l) as u64).collect::<Vec<u64>>();
+    let ci = |f: fn(&PercentInterval) -> f64| {
+        lines
+            .iter()
+            .map(|l| l.eer_ci.as_ref().map(f))
+            .collect::<Vec<Option<f64>>>()
+    };
+    DataFrame::new(
+        lines.len(),
+        vec![
+            Column::new("id".into(), text(|l| &l.run.id)),
+            Column::new("group".into(), text(|l| &l.run.group)),
+            Column::new(
+                "seed".into(),
+                lines.iter().map(|l| l.run.seed).collect::<Vec<u64>>(),
+            ),
+            Column::new("split".into(), text(|l| l.split)),
+            Column::new("factor".into(), text(|l| l.factor)),
+            Column::new("value".into(), text(|l| l.value)),
+            Column::new("n_bonafide".into(), count(|l| l.n_bonafide)),
+            Column::new("n_spoof".into(), count(|l| l.n_spoof)),
+            Column::new(
+                "eer_percent".into(),
+                lines.iter().map(|l| l.eer_percent).collect::<Vec<f64>>(),
+            ),
+            Column::new("ci_low_percent".into(), ci(|c| c.low_percent)),
+            Column::new("ci_high_percent".into(), ci(|c| c.high_percent)),
+        ],
+    )
+}
+
+/// One seed's EER (percent) and its interval.
+type SeedEer = (f64, Option<PercentInterval>);
+
+/// Mean ± sample std over a group's seeds; one seed shows its EER with its 95 % interval.
+fn seeds_cell(values: &[SeedEer]) -> String {
+    match values {
+        [] => "-".into(),
+        [(eer, ci)] => match ci {
+            Some(_) => format!("{eer:.2} {}", ci_cell(*ci)),
+            None => format!("{eer:.2}"),
+        },
+        _ => {
+            let n = values.len() as f64;
+            let mean = values.iter().map(|v| v.0).sum::<f64>() / n;
+            let var = values.iter().map(|v| (v.0 - mean).powi(2)).sum::<f64>() / (n - 1.0);
+            mean_std(Some(mean), Some(var.sqrt()), 2)
+        }
+    }
+}
+
+/// One row per attack and condition (and one for the whole split), one column per group.
+fn breakdown_table(rows: &[RunRow], groups: &[GroupRow], stats: &Stats) -> Table {
+    // (factor order, value) -> (factor, bona fide, spoof) of the first run that has it.
+    let mut keys: BTreeMap<(usize, String), (String, usize, usize)> = BTreeMap::new();
+    for s in &stats.runs {
+        for e in &s.breakdown {
+            let order = fadlora_run::stats::FACTORS
+                .iter()
+                .position(|f| *f == e.factor)
+                .unwrap_or(usize::MAX);
+            keys.entry((order, e.value.clone())).or_insert((
+                e.factor.clone(),
+                e.n_bonafide,
+                e.n_spoof,
+            ));
+        }
+    }
+    let split = stats.runs.first().map_or("eval", |s| s.split.as_str());
+    let mut headers: Vec<(String, Align)> = vec![
+        ("Factor".into(), Align::Left),
+        ("Value".into(), Align::Left),
+        ("Bona fide".into(), Align::Right),
+        ("Spoof".into(), Align::Right),
+    ];
+    headers.extend(groups.iter().map(|g| (g.group.clone(), Align::Right)));
+    let header_refs: Vec<(&str, Align)> = headers.iter().map(|(h, a)| (h.as_str(), *a)).collect();
+    let mut table = Table::new(&header_refs);
+    let of_group = |group: &str, pick: &dyn Fn(&stats::RunStats) -> Option<SeedEer>| {
+        let values: Vec<SeedEer> = rows
+            .iter()
+            .zip(&stats.runs)
+            .filter(|(r, _)| r.group == group)
+            .filter_map(|(_, s)| pick(s))
+            .collect();
+        seeds_cell(&values)
+    };
+    let (nb, ns) = stats
+        .runs
+        .first()
+        .map_or((0, 0), |s| (s.n_bonafide, s.n_spoof));
+    let mut cells = vec![
+        "all".to_string(),
+        format!("all {split} trials"),
+        nb.to_string(),
+        ns.to_string(),
+    ];
+    for g in groups {
+        cells.push(of_group(&g.group, &|s| Some((s.eer_percent, s.eer_ci))));
+    }
+    table.push(cells);
+    for ((_, value), (factor, nb, ns)) in &keys {
+        let mut cells = vec![
+            factor.clone(),
+            value.clone(),
+            nb.to_string(),
+            ns.to_string(),
+        ];
+        for g in groups {
+            cells.push(of_group(&g.group, &|s| {
+                s.breakdown
+                    .iter()
+                    .find(|e| &e.factor == factor && &e.value == value)
+                    .map(|e| (e.eer_percent, e.eer_ci))
+            }));
+        }
+        table.push(cells);
+    }
+    table
+}
+
+fn paired_frame(stats: &Stats) -> polars::prelude::PolarsResult<DataFrame> {
+    let p = &stats.paired;
+    let s = |f: fn(&stats::Paired) -> &str| p.iter().map(f).collect::<Vec<&str>>();
+    let f = |f: fn(&stats::Paired) -> f64| p.iter().map(f).collect::<Vec<f64>>();
+    let u = |f: fn(&stats::Paired) -> u64| p.iter().map(f).collect::<Vec<u64>>();
+    DataFrame::new(
+        p.len(),
+        vec![
+            Column::new("group".into(), s(|x| &x.group)),
+            Column::new("full_group".into(), s(|x| &x.full_group)),
+            Column::new("seed".into(), u(|x| x.seed)),
+            Column::new("split".into(), s(|x| &x.split)),
+            Column::new("n_bonafide".into(), u(|x| x.n_bonafide as u64)),
+            Column::new("n_spoof".into(), u(|x| x.n_spoof as u64)),
+            Column::new("eer_percent".into(), f(|x| x.eer_percent)),
+            Column::new("full_eer_percent".into(), f(|x| x.full_eer_percent)),
+            Column::new(
+                "difference_pp".into(),
+                f(|x| x.difference.difference * 100.0),
+            ),
+            Column::new("ci_low_pp".into(), f(|x| x.difference.interval.low * 100.0)),
+            Column::new(
+                "ci_high_pp".into(),
+                f(|x| x.difference.interval.high * 100.0),
+            ),
+            Column::new("share_better".into(), f(|x| x.difference.a_better)),
+        ],
+    )
+}
+
+fn paired_table(stats: &Stats) -> Table {
+    let mut table = Table::new(&[
+        ("Group", Align::Left),
+        ("Seed", Align::Right),
+        ("Against", Align::Left),
+        ("Bona fide / spoof", Align::Right),
+        ("EER %", Align::Right),
+        ("Full EER %", Align::Right),
+        ("Difference (pp)", Align::Right),
+        ("95 % CI (pp)", Align::Right),
+        ("Resamples better", Align::Right),
+    ]);
+    for p in &stats.paired {
+        let d = &p.difference;
+        table.push(vec![
+            p.group.clone(),
+            p.seed.to_string(),
+            p.full_group.clone(),
+            trials_cell(Some((p.n_bonafide, p.n_spoof))),
+            format!("{:.2}", p.eer_percent),
+            format!("{:.2}", p.full_eer_percent),
+            format!("{:+.2}", d.difference * 100.0),
+            format!(
+                "[{:+.2}, {:+.2}]",
+                d.interval.low * 100.0,
+                d.interval.high * 100.0
+            ),
+            format!("{:.1} %", d.a_better * 100.0),
+        ]);
     }
     table
 }
@@ -731,6 +1070,82 @@ fn eer_vs_length(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> Xy
     }
 }
 
+/// Train loss and dev EER per epoch, one line per run in its group's colour.
+fn learning_curves(
+    finished: &[(&PlannedRun, RunRecord)],
+    groups: &[GroupRow],
+    style: &SeriesStyle,
+) -> Option<CurvesFigure> {
+    if finished.iter().all(|(_, r)| r.epochs.is_empty()) {
+        return None;
+    }
+    // Every group its own colour: ranks of one LoRA line share a colour elsewhere, but here
+    // they are separate lines.
+    let (mut full_seen, mut lora_seen) = (0, 0);
+    let colors: Vec<RGBColor> = groups
+        .iter()
+        .map(|g| {
+            if g.is_full() {
+                full_seen += 1;
+                FULL_COLORS[(full_seen - 1).min(FULL_COLORS.len() - 1)]
+            } else if g.is_probe() {
+                style.probe_color(g)
+            } else {
+                lora_seen += 1;
+                PALETTE[(lora_seen - 1) % PALETTE.len()]
+            }
+        })
+        .collect();
+    let color_of = |group: &str| {
+        groups
+            .iter()
+            .position(|g| g.group == group)
+            .map_or(PALETTE[0], |i| colors[i])
+    };
+    let lines = |value: fn(&fadlora_run::EpochLog) -> f64| -> Vec<CurveLine> {
+        finished
+            .iter()
+            .map(|(run, record)| CurveLine {
+                color: color_of(&run.group),
+                points: record
+                    .epochs
+                    .iter()
+                    .map(|e| (e.epoch as f64, value(e)))
+                    .collect(),
+                selected: Some(record.best_epoch as f64),
+            })
+            .collect()
+    };
+    let legend = groups
+        .iter()
+        .zip(&colors)
+        .map(|(g, c)| {
+            let seeds = if g.n == 1 {
+                "1 seed".to_string()
+            } else {
+                format!("{} seeds", g.n)
+            };
+            (format!("{} ({seeds})", g.group), *c)
+        })
+        .collect();
+    Some(CurvesFigure {
+        x_desc: "Epoch".into(),
+        panels: vec![
+            CurvePanel {
+                title: "Training loss (mean over the epoch)".into(),
+                y_desc: "Class-weighted cross-entropy".into(),
+                lines: lines(|e| e.train_loss),
+            },
+            CurvePanel {
+                title: "Dev EER after each epoch".into(),
+                y_desc: "Dev EER (%)".into(),
+                lines: lines(|e| e.dev_eer_percent),
+            },
+        ],
+        legend,
+    })
+}
+
 fn memory_time(groups: &[GroupRow], style: &SeriesStyle) -> Option<BarsFigure> {
     let memory: Vec<Option<f64>> = groups
         .iter()
@@ -985,7 +1400,8 @@ struct MarkdownInputs<'a> {
     rows: &'a [RunRow],
     groups: &'a [GroupRow],
     metric: Metric,
-    summary: &'a Table,
+    tables: &'a Tables,
+    stats: &'a Stats,
     figures: &'a [(&'a str, &'a str)],
     notes: &'a [String],
 }
@@ -998,7 +1414,9 @@ fn report_markdown(plan: &Plan, inputs: &MarkdownInputs) -> String {
         md.push_str("\n\n");
     }
     setup_section(&mut md, plan, inputs);
-    summary_section(&mut md, inputs.groups, inputs.summary);
+    summary_section(&mut md, inputs.groups, &inputs.tables.summary);
+    breakdown_section(&mut md, inputs.tables.breakdown.as_ref());
+    paired_section(&mut md, inputs.tables.paired.as_ref(), inputs.stats);
     figures_section(&mut md, inputs.figures);
     notes_section(&mut md, inputs.notes);
     unfinished_section(&mut md, plan);
@@ -1053,6 +1471,7 @@ fn setup_section(md: &mut String, plan: &Plan, inputs: &MarkdownInputs) {
         md.push_str(&format!("{text}.\n\n"));
     }
     let memory_kinds = distinct(rows.iter().map(|r| r.memory_kind.as_str()));
+    md.push_str(&uncertainty_sentence(inputs.stats, metric));
     md.push_str(&format!(
         "EER is the equal error rate in percent, given as mean ± sample standard deviation \
          (ddof 1) over seeds (the mean alone for a single seed). The figures plot the {} EER{}. \
@@ -1067,6 +1486,40 @@ fn setup_section(md: &mut String, plan: &Plan, inputs: &MarkdownInputs) {
         },
         code_list(&memory_kinds),
     ));
+}
+
+/// How the intervals and the pooled EER are made, and where they came from.
+fn uncertainty_sentence(stats: &Stats, metric: Metric) -> String {
+    let b = &stats.bootstrap;
+    let mut text = format!(
+        "Intervals are 95 % percentile bootstrap intervals over trials of the {} split: {} \
+         resamples (fixed seed {}), bona fide and spoof trials drawn separately with \
+         replacement; they show how much the EER depends on which trials were drawn, not on the \
+         seed. The pooled-seed EER puts every seed's scores of a group into one set; seeds \
+         score on their own scales, so it is no single model's operating point, but it is the \
+         figure most papers quote beside the mean over seeds.",
+        metric.name(),
+        b.resamples,
+        b.seed
+    );
+    if stats.recomputed > 0 {
+        text.push_str(&format!(
+            " {} written before records carried intervals and per-attack EERs: those were \
+             computed here from {} score files and protocol.",
+            if stats.recomputed == 1 {
+                "1 run's record was".to_string()
+            } else {
+                format!("{} runs' records were", stats.recomputed)
+            },
+            if stats.recomputed == 1 {
+                "its"
+            } else {
+                "their"
+            }
+        ));
+    }
+    text.push_str("\n\n");
+    text
 }
 
 /// What trains in the LoRA, the full fine-tuning and the probe runs, as one sentence.
@@ -1147,6 +1600,37 @@ fn summary_section(md: &mut String, groups: &[GroupRow], summary: &Table) {
         "This table as [CSV](summary.csv) and [LaTeX](summary.tex); every run: \
          [runs.md](runs.md), [runs.csv](runs.csv), [runs.tex](runs.tex).\n\n",
     );
+}
+
+fn breakdown_section(md: &mut String, table: Option<&Table>) {
+    let Some(table) = table else { return };
+    md.push_str("## Per-attack and per-condition EER\n\n");
+    md.push_str(
+        "Each attack's EER compares every bona fide trial with that attack's spoofs; a \
+         condition that both classes carry (an ASVspoof 2021 codec, channel or source corpus) \
+         compares the bona fide and spoof trials of that condition. Cells: mean ± sample std \
+         over seeds, or one seed's EER with its 95 % bootstrap interval. Every run with every \
+         interval: [breakdown.csv](breakdown.csv); this table as [LaTeX](breakdown.tex).\n\n",
+    );
+    md.push_str(&table.markdown());
+    md.push('\n');
+}
+
+fn paired_section(md: &mut String, table: Option<&Table>, stats: &Stats) {
+    let Some(table) = table else { return };
+    md.push_str("## Paired comparison with full fine-tuning\n\n");
+    md.push_str(&format!(
+        "Each row compares a run with full fine-tuning of the same seed and input length on the \
+         same trials (matched by utterance id). Difference = EER of the row's run minus EER of \
+         full fine-tuning, in percentage points (negative: the run is better); the 95 % \
+         interval comes from a paired bootstrap ({} resamples, seed {}): each resample draws \
+         bona fide and spoof trials with replacement and scores both systems on the same \
+         draw. Resamples better: share of resamples in which the run has the lower EER (ties \
+         count half). As [CSV](paired.csv) and [LaTeX](paired.tex).\n\n",
+        stats.bootstrap.resamples, stats.bootstrap.seed
+    ));
+    md.push_str(&table.markdown());
+    md.push('\n');
 }
 
 fn figures_section(md: &mut String, figures: &[(&str, &str)]) {

@@ -241,6 +241,10 @@ fn record(spec: &Spec, config: RunConfig, n_bona: usize, n_spoof: usize) -> RunR
             loss: 0.6,
             min_tdcf: None,
             scores_file: "scores/dev.txt".into(),
+            // As records written before intervals and breakdowns: the report makes them.
+            eer_ci: None,
+            bootstrap: None,
+            breakdown: Vec::new(),
         },
         eval: Some(SplitResult {
             split: "eval".into(),
@@ -251,6 +255,9 @@ fn record(spec: &Spec, config: RunConfig, n_bona: usize, n_spoof: usize) -> RunR
             loss: 0.6,
             min_tdcf: spec.eval_min_tdcf,
             scores_file: "scores/eval.txt".into(),
+            eer_ci: None,
+            bootstrap: None,
+            breakdown: Vec::new(),
         }),
         wall_seconds: 60.0,
     }
@@ -809,4 +816,216 @@ fn probe_runs_are_tabled_as_probes_and_drawn_apart_from_full_and_lora() {
     let md = read(&dir.join("report.md"));
     assert!(md.contains("probes freeze the whole wav2vec2"), "{md}");
     assert!(md.contains("hidden state 4 / 2"), "{md}");
+}
+
+/// A run's eval scores as the report joins them: labelled from the mini protocol.
+fn eval_scores(plan: &Plan, index: usize) -> Vec<fadlora_run::scores::Scored> {
+    let protocol = fadlora_run::scores::read_protocol(&mini_spec()).unwrap();
+    let labels: std::collections::HashMap<&str, Label> = protocol
+        .iter()
+        .filter(|u| u.split == Split::Eval)
+        .map(|u| (u.id.as_str(), u.label))
+        .collect();
+    let path = plan.run_dir(&plan.runs[index]).join("scores/eval.txt");
+    fadlora_run::scores::read_score_file(&path)
+        .unwrap()
+        .into_iter()
+        .map(|(id, score)| fadlora_run::scores::Scored {
+            label: labels[id.as_str()],
+            id,
+            score,
+        })
+        .collect()
+}
+
+/// The markdown table row whose first cells are `first`.
+fn table_row<'a>(md: &'a str, first: &str) -> Vec<&'a str> {
+    let line = md
+        .lines()
+        .find(|l| l.starts_with(&format!("| {first} |")))
+        .unwrap_or_else(|| panic!("no row `{first}` in:\n{md}"));
+    line.trim_matches('|').split(" | ").map(str::trim).collect()
+}
+
+#[test]
+fn report_tables_intervals_attacks_pooled_seeds_and_paired_differences() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (finished, unfinished) = main_fixture();
+    let plan = build(tmp.path(), &mini_spec(), &finished, &unfinished);
+    let report = write_report(&plan.dir).unwrap();
+    let dir = &report.dir;
+    let md = read(&dir.join("report.md"));
+
+    // Every attack of the mini eval split, each against all 100 bona fide trials.
+    let breakdown = read(&dir.join("breakdown.md"));
+    for attack in [
+        "codec2-700c",
+        "espeak",
+        "festival-diphone",
+        "festival-hts",
+        "flite",
+        "piper-vits",
+        "world",
+    ] {
+        let row = table_row(&breakdown, &format!("attack | {attack}"));
+        assert_eq!(row[2], "100", "{attack}: {row:?}");
+        let n_spoof = if matches!(attack, "flite" | "piper-vits") {
+            "40"
+        } else {
+            "16"
+        };
+        assert_eq!(row[3], n_spoof, "{attack}");
+    }
+    assert!(md.contains("## Per-attack and per-condition EER"));
+    assert!(md.contains(breakdown.trim()));
+    // The single-seed group shows its EER with an interval; a two-seed group mean ± std.
+    let flite = table_row(&breakdown, "attack | flite");
+    assert!(flite[4].contains(" ± "), "{flite:?}");
+    assert!(flite[7].contains(" ["), "{flite:?}");
+
+    // The per-run breakdown CSV: the interval brackets each attack's EER, which is the
+    // EER of all bona fide scores against that attack's spoofs.
+    let csv = read_csv(&dir.join("breakdown.csv"));
+    let scores = eval_scores(&plan, 0);
+    let protocol = fadlora_run::scores::read_protocol(&mini_spec()).unwrap();
+    let system: std::collections::HashMap<&str, Option<&str>> = protocol
+        .iter()
+        .map(|u| (u.id.as_str(), u.system.as_deref()))
+        .collect();
+    let bona: Vec<f64> = scores
+        .iter()
+        .filter(|s| s.label == Label::Bonafide)
+        .map(|s| s.score)
+        .collect();
+    let espeak: Vec<f64> = scores
+        .iter()
+        .filter(|s| system[s.id.as_str()] == Some("espeak"))
+        .map(|s| s.score)
+        .collect();
+    let want = fadlora_metrics::eer(&bona, &espeak).unwrap().eer * 100.0;
+    let ids = strings(&csv, "id");
+    let values = strings(&csv, "value");
+    let row = (0..csv.height())
+        .find(|&i| ids[i] == finished[0].id() && values[i] == "espeak")
+        .expect("a row for espeak of the first run");
+    assert_close(f64_at(&csv, "eer_percent", row), want, "espeak EER");
+    let (low, high) = (
+        f64_at(&csv, "ci_low_percent", row).unwrap(),
+        f64_at(&csv, "ci_high_percent", row).unwrap(),
+    );
+    assert!(low <= want && want <= high, "{low} {want} {high}");
+
+    // Runs: interval and trial counts of the eval split.
+    let runs = read(&dir.join("runs.md"));
+    assert!(runs.contains("Eval EER 95 % CI") && runs.contains("Eval bona fide / spoof"));
+    assert!(table_row(&runs, &finished[0].id()).contains(&"100 / 160"));
+
+    // Summary: the pooled-seed EER is the EER of both full seeds' scores together.
+    let pooled = fadlora_run::stats::pooled_eer(&[&eval_scores(&plan, 0), &eval_scores(&plan, 1)])
+        .unwrap()
+        .0;
+    let summary = read_csv(&dir.join("summary.csv"));
+    let full = row_of(&summary, "full");
+    assert_close(
+        f64_at(&summary, "pooled_eer_percent", full),
+        pooled,
+        "pooled",
+    );
+    assert_close(f64_at(&summary, "n_spoof", full), 160.0, "n spoof");
+    assert!(read(&dir.join("summary.md")).contains(&format!("| {pooled:.2} | 100 / 160 |")));
+    assert!(md.contains("seeds score on their own scales"));
+
+    // Paired: every LoRA run with a full run of its seed (q+k+v+o r4 s0 too), in group order.
+    let paired = read_csv(&dir.join("paired.csv"));
+    assert_eq!(
+        strings(&paired, "group"),
+        [
+            "lora-q+v-r1",
+            "lora-q+v-r1",
+            "lora-q+v-r4",
+            "lora-q+v-r4",
+            "lora-q+k+v+o-r4"
+        ]
+    );
+    let lora = eval_scores(&plan, 4); // lora q+v r4 seed 0
+    let full0 = eval_scores(&plan, 0);
+    let want = fadlora_run::stats::paired_by_id(&lora, &full0, &Default::default()).unwrap();
+    assert_close(
+        f64_at(&paired, "difference_pp", 2),
+        want.difference * 100.0,
+        "difference",
+    );
+    assert_close(
+        f64_at(&paired, "ci_low_pp", 2),
+        want.interval.low * 100.0,
+        "low",
+    );
+    assert!(md.contains("## Paired comparison with full fine-tuning"));
+
+    // The learning curves.
+    assert_png(&dir.join("learning_curves.png"));
+    assert_svg(
+        &dir.join("learning_curves.svg"),
+        &[
+            "Dev EER (%)",
+            "Epoch",
+            "lora-q+v-r4 (2 seeds)",
+            "full (2 seeds)",
+        ],
+    );
+    assert!(md.contains("![Learning curves](learning_curves.png)"));
+}
+
+#[test]
+fn a_record_with_intervals_and_attacks_is_reported_as_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let finished = vec![Spec::full(0, 10.0, 12.0)];
+    let plan = build(tmp.path(), &mini_spec(), &finished, &[]);
+    let path = plan.run_dir(&plan.runs[0]).join(RECORD_FILE);
+    let mut record: RunRecord = serde_json::from_str(&read(&path)).unwrap();
+    let eval = record.eval.as_mut().unwrap();
+    eval.eer_ci = Some(fadlora_run::PercentInterval {
+        low_percent: 1.25,
+        high_percent: 33.5,
+    });
+    eval.bootstrap = Some(Default::default());
+    eval.breakdown = vec![fadlora_run::SubsetEer {
+        factor: "attack".into(),
+        value: "A99".into(),
+        n_bonafide: 7,
+        n_spoof: 3,
+        eer_percent: 42.0,
+        eer_ci: None,
+    }];
+    std::fs::write(&path, serde_json::to_string(&record).unwrap()).unwrap();
+    let report = write_report(&plan.dir).unwrap();
+    let runs = read(&report.dir.join("runs.md"));
+    assert!(runs.contains("| [1.25, 33.50] |"), "{runs}");
+    let breakdown = read(&report.dir.join("breakdown.md"));
+    assert_eq!(table_row(&breakdown, "attack | A99")[4], "42.00");
+    assert!(!breakdown.contains("espeak"), "{breakdown}");
+    assert!(!read(&report.dir.join("report.md")).contains("computed here from"));
+    // No LoRA run: nothing to pair.
+    assert!(!report.dir.join("paired.md").exists());
+}
+
+#[test]
+fn runs_on_different_trials_are_not_paired_and_the_report_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let finished = vec![
+        Spec::full(0, 10.0, 12.0),
+        Spec::lora(&[Q, V], 4, 0, 14.0, 15.0),
+    ];
+    let plan = build(tmp.path(), &mini_spec(), &finished, &[]);
+    // The full run lost one trial's score.
+    let path = plan.run_dir(&plan.runs[0]).join("scores/eval.txt");
+    let text = read(&path);
+    let (first, rest) = text.split_once('\n').unwrap();
+    std::fs::write(&path, rest).unwrap();
+    let missing = first.split_whitespace().next().unwrap();
+    let report = write_report(&plan.dir).unwrap();
+    let notes = report.notes.join("\n");
+    assert!(notes.contains("is not compared with"), "{notes}");
+    assert!(notes.contains(&format!("`{missing}`")), "{notes}");
+    assert!(!report.dir.join("paired.md").exists());
 }

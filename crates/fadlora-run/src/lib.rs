@@ -7,6 +7,9 @@
 //! on burn. The names the files use (precisions, LoRA targets, backends, heads, full vs LoRA vs
 //! probe) are defined once in [`vocab`] and used by the model and the trainer too.
 //!
+//! [`stats`] adds what a record says about uncertainty: bootstrap intervals, per-attack and
+//! per-condition EERs, paired comparisons and pooled seeds.
+//!
 //! [`layout`] shows the folders.
 
 pub mod config;
@@ -17,6 +20,7 @@ pub mod lock;
 pub mod plan;
 pub mod record;
 pub mod scores;
+pub mod stats;
 pub mod vocab;
 
 pub use config::{ExtraRules, Invalid, LoraSection, ProbeSection, RunConfig, RunRules};
@@ -24,7 +28,10 @@ pub use error::RunError;
 pub use fs::write_atomic;
 pub use lock::{inspect_lock, LockOwner, LockState, LockTiming, RunLock};
 pub use plan::{read_record, Plan, PlannedRun, RunAxes, RunState};
-pub use record::{EpochLog, ParamCounts, PeakMemory, RunRecord, SplitResult, TimeStats};
+pub use record::{
+    EpochLog, ParamCounts, PeakMemory, PercentInterval, RunRecord, SplitResult, SubsetEer,
+    TimeStats,
+};
 pub use vocab::{
     parse_targets, targets_label, BackendKind, HeadKind, LoraTarget, Mode, Precision,
     UnknownLoraTarget,

@@ -1,6 +1,7 @@
 //! The run record (`record.json`): the one machine-readable result of a run, which the sweep
 //! and the report read without loading a network.
 
+use fadlora_metrics::BootstrapOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
@@ -71,6 +72,38 @@ pub struct SplitResult {
     pub min_tdcf: Option<f64>,
     /// Relative to the output folder.
     pub scores_file: String,
+    /// Bootstrap interval of `eer_percent` over trials (records before it have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eer_ci: Option<PercentInterval>,
+    /// How every interval of this split was drawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<BootstrapOptions>,
+    /// EER per attack and per recording condition (`crate::stats::breakdown`); empty when the
+    /// protocol names none, and in records written before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breakdown: Vec<SubsetEer>,
+}
+
+/// A confidence interval of an EER, in percent.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PercentInterval {
+    pub low_percent: f64,
+    pub high_percent: f64,
+}
+
+/// The EER of one attack or condition: which trials it compares is said in
+/// `crate::stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubsetEer {
+    /// One of `crate::stats::FACTORS`: `attack`, `codec`, `transmission`, `source`, `vocoder`.
+    pub factor: String,
+    /// The attack id (`A07`) or condition (`alaw`) as the protocol writes it.
+    pub value: String,
+    pub n_bonafide: usize,
+    pub n_spoof: usize,
+    pub eer_percent: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eer_ci: Option<PercentInterval>,
 }
 
 /// Trainable and total parameters, in Hugging Face / PEFT accounting.
@@ -152,5 +185,41 @@ mod tests {
         assert_eq!(s.min_ms, 1.0);
         assert_eq!(TimeStats::of(&[2.0]).unwrap().p90_ms, 2.0);
         assert!(TimeStats::of(&[]).is_none());
+    }
+
+    #[test]
+    fn a_split_result_written_before_intervals_and_breakdowns_still_reads() {
+        let old = r#"{"split":"eval","n_bonafide":100,"n_spoof":160,"eer_percent":12.5,
+            "threshold":0.25,"loss":0.5,"scores_file":"scores/eval.txt"}"#;
+        let split: SplitResult = serde_json::from_str(old).unwrap();
+        assert_eq!(split.eer_ci, None);
+        assert_eq!(split.bootstrap, None);
+        assert!(split.breakdown.is_empty());
+        // And none of the new keys is written when absent: old readers see the old shape.
+        let written = serde_json::to_string(&split).unwrap();
+        assert!(
+            !written.contains("eer_ci") && !written.contains("breakdown"),
+            "{written}"
+        );
+
+        let new = SplitResult {
+            eer_ci: Some(PercentInterval {
+                low_percent: 9.0,
+                high_percent: 16.0,
+            }),
+            bootstrap: Some(BootstrapOptions::default()),
+            breakdown: vec![SubsetEer {
+                factor: "attack".into(),
+                value: "A07".into(),
+                n_bonafide: 100,
+                n_spoof: 16,
+                eer_percent: 3.0,
+                eer_ci: None,
+            }],
+            ..split
+        };
+        let back: SplitResult =
+            serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+        assert_eq!(back, new);
     }
 }

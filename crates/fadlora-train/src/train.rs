@@ -983,11 +983,17 @@ where
     };
     let d = &config.data;
     let dev = score(&data.dev)?;
-    let dev_result = finish_split(&folder.out, &d.dev_split, &dev, None)?;
+    let dev_result = finish_split(&folder.out, &d.dev_split, &dev, data.dev.utterances(), None)?;
     let eval_result = match (&data.eval, &d.eval_split) {
         (Some(ds), Some(split)) => {
             let eval = score(ds)?;
-            Some(finish_split(&folder.out, split, &eval, data.asv.as_ref())?)
+            Some(finish_split(
+                &folder.out,
+                split,
+                &eval,
+                ds.utterances(),
+                data.asv.as_ref(),
+            )?)
         }
         _ => None,
     };
@@ -1018,12 +1024,14 @@ where
     Ok(record)
 }
 
-/// Writes the split's score file and summarises it; with the organisers' ASV scores, also the
-/// min t-DCF (ASVspoof 2019 cost model).
+/// Writes the split's score file and summarises it: EER with its bootstrap interval, the EER
+/// per attack and condition the protocol names (`utterances`), and with the organisers' ASV
+/// scores the min t-DCF (ASVspoof 2019 cost model).
 fn finish_split(
     out: &Path,
     split: &str,
     set: &ScoredSet,
+    utterances: &[fadlora_data::Utterance],
     asv: Option<&fadlora_metrics::AsvScores>,
 ) -> Result<SplitResult, TrainError> {
     let rel = format!("{SCORES_DIR}/{split}.txt");
@@ -1041,6 +1049,7 @@ fn finish_split(
         .iter()
         .filter(|s| s.label == fadlora_data::Label::Bonafide)
         .count();
+    let bootstrap = fadlora_metrics::BootstrapOptions::default();
     Ok(SplitResult {
         split: split.to_string(),
         n_bonafide,
@@ -1050,6 +1059,13 @@ fn finish_split(
         loss: set.loss,
         min_tdcf,
         scores_file: rel,
+        eer_ci: Some(fadlora_run::stats::eer_ci_of(&set.scores, &bootstrap)?),
+        bootstrap: Some(bootstrap),
+        breakdown: fadlora_run::stats::breakdown(
+            &set.scores,
+            &fadlora_run::stats::factor_map(utterances),
+            Some(&bootstrap),
+        )?,
     })
 }
 

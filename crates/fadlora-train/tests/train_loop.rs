@@ -171,6 +171,22 @@ fn micro_model_overfits_a_handful_of_utterances() {
         .collect();
     let report = fadlora_train::scores::evaluate_scores(&scores, &subset, &filter, None).unwrap();
     assert_eq!(report.eer_percent, eval.eer_percent);
+    // The record carries the EER's bootstrap interval and one EER per attack of the protocol,
+    // each against every bona fide trial of the split.
+    let ci = eval.eer_ci.expect("an EER interval");
+    assert!(ci.low_percent <= eval.eer_percent && eval.eer_percent <= ci.high_percent);
+    let attacks: std::collections::BTreeSet<&str> =
+        subset.iter().filter_map(|u| u.system.as_deref()).collect();
+    let recorded: std::collections::BTreeSet<&str> =
+        eval.breakdown.iter().map(|e| e.value.as_str()).collect();
+    assert_eq!(recorded, attacks);
+    for e in &eval.breakdown {
+        assert_eq!(
+            (e.factor.as_str(), e.n_bonafide),
+            ("attack", eval.n_bonafide)
+        );
+        assert!(e.eer_ci.is_some());
+    }
     // The record on disk is the one returned.
     let on_disk: RunRecord =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("record.json")).unwrap())
