@@ -104,6 +104,16 @@ enum BenchTask {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// `fadlora detect` throughput against `eval` of the same model on the same files;
+    /// arguments go to `fadlora bench detect` (`--checkpoint RUN --dataset SPEC [--split S]`).
+    Detect {
+        /// Backend to benchmark (default flex); selects the cargo feature the binary is built
+        /// with.
+        #[arg(long)]
+        backend: Option<String>,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn workspace_root() -> PathBuf {
@@ -171,6 +181,9 @@ fn bench(
     let torch = take_option(&mut args, "--torch")?
         .map(PathBuf::from)
         .or(torch);
+    if torch.is_some() && !root.join(format!("tools/bench/torch_{which}.py")).is_file() {
+        bail!("`bench {which}` has no PyTorch twin (--torch)");
+    }
     let (backend, torch, args) = (backend.as_str(), torch.as_deref(), &args[..]);
     let feature = feature_for_backend(backend)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -382,6 +395,9 @@ fn main() -> Result<()> {
                     args,
                 },
         } => bench(&root, "step", backend, torch, args),
+        Task::Bench {
+            command: BenchTask::Detect { backend, args },
+        } => bench(&root, "detect", backend, None, args),
     }
 }
 
