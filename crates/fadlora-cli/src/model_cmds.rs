@@ -111,6 +111,9 @@ pub struct ParamsArgs {
     /// Comma-separated encoder layer indices to adapt (default: all).
     #[arg(long, value_delimiter = ',')]
     layers: Option<Vec<usize>>,
+    /// Weight-decomposed LoRA (DoRA): adds a magnitude per output of each adapted projection.
+    #[arg(long)]
+    dora: bool,
 }
 
 /// Arguments of `fadlora bench forward`.
@@ -386,8 +389,8 @@ pub fn params(args: ParamsArgs) -> Result<ExitCode> {
         (None, Some(ranks)) => ranks.clone(),
         (None, None) => {
             ensure!(
-                args.lora.is_none() && args.alpha.is_none() && args.layers.is_none(),
-                "--lora, --alpha and --layers describe LoRA adapters: give their --rank (or --ranks)"
+                args.lora.is_none() && args.alpha.is_none() && args.layers.is_none() && !args.dora,
+                "--lora, --alpha, --layers and --dora describe LoRA adapters: give their --rank (or --ranks)"
             );
             Vec::new()
         }
@@ -404,6 +407,7 @@ pub fn params(args: ParamsArgs) -> Result<ExitCode> {
                 targets: targets.clone(),
                 layers: args.layers.clone(),
                 use_rslora: false,
+                use_dora: args.dora,
             };
             lora.check(config.num_hidden_layers)?;
             Ok(lora)

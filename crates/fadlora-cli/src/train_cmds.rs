@@ -269,6 +269,7 @@ pub fn bench_step(args: BenchStepArgs) -> Result<ExitCode> {
                 .map_err(anyhow::Error::msg)?,
             layers: None,
             use_rslora: false,
+            use_dora: false,
         }),
     };
     let result = run_bench_step(&BenchStepConfig {

@@ -169,6 +169,9 @@ fn parse_adapter_config(json: &Value) -> Result<(LoraConfig, AdapterInfo), Confi
         use_rslora: get(json, "use_rslora")
             .and_then(Value::as_bool)
             .unwrap_or(false),
+        use_dora: get(json, "use_dora")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     };
     Ok((config, adapter_info(json)))
 }
@@ -275,13 +278,7 @@ fn reject_unsupported_options(json: &Value) -> Result<(), ConfigIssue> {
             format!("is `{bias}`; only \"none\" (frozen biases) is supported"),
         ));
     }
-    for flag in [
-        "use_dora",
-        "fan_in_fan_out",
-        "lora_bias",
-        "use_qalora",
-        "use_bdlora",
-    ] {
+    for flag in ["fan_in_fan_out", "lora_bias", "use_qalora", "use_bdlora"] {
         if get(json, flag).and_then(Value::as_bool).unwrap_or(false) {
             return Err(field(flag, "is true, which is not supported".into()));
         }
@@ -341,7 +338,7 @@ pub fn adapter_config_json(config: &LoraConfig, info: &AdapterInfo) -> Value {
         "revision": null,
         "target_modules": config.targets.iter().map(|t| t.hf_name()).collect::<Vec<_>>(),
         "task_type": info.task_type,
-        "use_dora": false,
+        "use_dora": config.use_dora,
         "use_rslora": config.use_rslora,
     })
 }
@@ -349,6 +346,14 @@ pub fn adapter_config_json(config: &LoraConfig, info: &AdapterInfo) -> Value {
 fn adapter_key(prefix: &str, layer: usize, target: LoraTarget, matrix: &str) -> String {
     format!(
         "{prefix}encoder.layers.{layer}.{}.lora_{matrix}.weight",
+        target.hf_path()
+    )
+}
+
+/// DoRA's magnitude `[out]`, which PEFT saves without a `.weight` suffix.
+fn magnitude_key(prefix: &str, layer: usize, target: LoraTarget) -> String {
+    format!(
+        "{prefix}encoder.layers.{layer}.{}.lora_magnitude_vector",
         target.hf_path()
     )
 }
@@ -400,8 +405,8 @@ impl<B: Backend> Wav2Vec2Model<B> {
         };
         let rank = config.rank;
         let arch = model.config.clone();
-        let mut take = |name: String, shape: [usize; 2]| -> Result<Vec<f32>, AdapterError> {
-            src.take(&name, &shape).map_err(|e| match e {
+        let mut take = |name: String, shape: &[usize]| -> Result<Vec<f32>, AdapterError> {
+            src.take(&name, shape).map_err(|e| match e {
                 LoadError::ShapeMismatch {
                     name,
                     expected,
@@ -422,8 +427,13 @@ impl<B: Backend> Wav2Vec2Model<B> {
             }
             for &target in &config.targets {
                 let (d_in, d_out) = arch.projection_dims(target);
-                let a = take(adapter_key(prefix, index, target, "A"), [rank, d_in])?;
-                let b = take(adapter_key(prefix, index, target, "B"), [d_out, rank])?;
+                let a = take(adapter_key(prefix, index, target, "A"), &[rank, d_in])?;
+                let b = take(adapter_key(prefix, index, target, "B"), &[d_out, rank])?;
+                let magnitude = if config.use_dora {
+                    Some(take(magnitude_key(prefix, index, target), &[d_out])?)
+                } else {
+                    None
+                };
                 let lora = layer
                     .projection_mut(target)
                     .lora
@@ -433,6 +443,12 @@ impl<B: Backend> Wav2Vec2Model<B> {
                 let b = permute(&b, &[d_out, rank], &[1, 0]);
                 lora.a = trainable(lora.a.id, TensorData::new(a, [d_in, rank]), device);
                 lora.b = trainable(lora.b.id, TensorData::new(b, [rank, d_out]), device);
+                if let (Some(values), Some(param)) = (magnitude, lora.magnitude.as_mut()) {
+                    *param = Param::initialized(
+                        param.id,
+                        Tensor::from_data(TensorData::new(values, [d_out]), device).require_grad(),
+                    );
+                }
             }
         }
         let extra_keys: Vec<String> = src
@@ -479,6 +495,19 @@ impl<B: Backend> Wav2Vec2Model<B> {
                 vec![d_out, rank],
                 b,
             ));
+            if let Some(magnitude) = &lora.magnitude {
+                let values = magnitude
+                    .val()
+                    .into_data()
+                    .convert::<f32>()
+                    .into_vec::<f32>()
+                    .expect("converted to f32");
+                tensors.push((
+                    magnitude_key(PEFT_PREFIX, index, target),
+                    vec![d_out],
+                    values,
+                ));
+            }
         }
         for (name, extra) in &options.extras {
             tensors.push((
@@ -595,7 +624,7 @@ mod tests {
             json[key] = value;
             issue(json)
         };
-        assert!(with("use_dora", json!(true)).starts_with("use_dora"));
+        assert!(with("fan_in_fan_out", json!(true)).starts_with("fan_in_fan_out"));
         assert!(with("bias", json!("all")).starts_with("bias"));
         assert!(with("rank_pattern", json!({"q_proj": 8})).starts_with("rank_pattern"));
         assert!(with("modules_to_save", json!(["classifier"])).starts_with("modules_to_save"));

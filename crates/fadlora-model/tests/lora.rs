@@ -122,6 +122,8 @@ fn at_init_the_adapted_model_equals_the_base_exactly() {
         LoraConfig::new(2, 1.0)
             .with_targets(vec![K, FfnOut])
             .with_layers(Some(vec![1])),
+        // DoRA: the magnitude starts at the base weight's column norms, so its factor is 1.
+        all_targets(4).with_use_dora(true),
     ] {
         let adapted = base_model.clone().with_lora(&config, &Default::default());
         for (got, want) in outputs(&adapted, input.clone()).iter().zip(&want) {
@@ -142,16 +144,20 @@ fn at_init_the_adapted_model_equals_the_base_exactly() {
     let plain =
         Wav2Vec2Model::<AB>::from_file(arch, &dir.join("model.safetensors"), &Default::default())
             .unwrap();
-    let adapted = plain
-        .clone()
-        .with_lora(&all_targets(4), &Default::default());
-    assert_eq!(
-        adapted
-            .forward(input_ad.clone(), false)
-            .last_hidden_state
-            .into_data(),
-        plain.forward(input_ad, false).last_hidden_state.into_data()
-    );
+    for config in [all_targets(4), all_targets(4).with_use_dora(true)] {
+        let adapted = plain.clone().with_lora(&config, &Default::default());
+        assert_eq!(
+            adapted
+                .forward(input_ad.clone(), false)
+                .last_hidden_state
+                .into_data(),
+            plain
+                .forward(input_ad.clone(), false)
+                .last_hidden_state
+                .into_data(),
+            "{config:?}"
+        );
+    }
 }
 
 #[test]
@@ -243,7 +249,7 @@ fn xls_r_300m_trainable_counts_equal_peft() {
 fn peft_fixtures_reproduce_peft_hidden_states() {
     let device = Default::default();
     let input = reference_input();
-    for name in ["qv_r4", "all_r2", "qv_r4_rslora"] {
+    for name in ["qv_r4", "all_r2", "qv_r4_rslora", "dora_r4"] {
         let dir = peft_dir(name);
         let reference = read_reference(&dir.join("reference.safetensors"));
         let model = base::<TB>()
@@ -290,9 +296,17 @@ fn peft_fixtures_reproduce_peft_hidden_states() {
 
 #[test]
 fn merged_equals_unmerged_and_unmerge_restores_the_weights() {
+    merged_equals_unmerged(all_targets(4).with_layers(Some(vec![0, 1])));
+}
+
+#[test]
+fn dora_merged_equals_unmerged_and_unmerge_restores_the_weights() {
+    merged_equals_unmerged(all_targets(4).with_use_dora(true));
+}
+
+fn merged_equals_unmerged(config: LoraConfig) {
     let device = Default::default();
     let input = reference_input();
-    let config = all_targets(4).with_layers(Some(vec![0, 1]));
     let model = randomise_b(base::<TB>().with_lora(&config, &device));
     let unmerged = outputs(&model, input.clone());
     let merged_model = model.clone().merge_lora().unwrap();
@@ -415,12 +429,26 @@ fn invalid_lora_configs_are_rejected() {
 
 #[test]
 fn saved_adapters_load_back_to_the_same_outputs() {
-    let device = Default::default();
-    let input = reference_input();
     let config = LoraConfig::new(3, 5.0)
         .with_targets(vec![Q, O, FfnIn, FfnOut])
         .with_layers(Some(vec![1]))
         .with_use_rslora(true);
+    saved_adapters_load_back(config);
+}
+
+#[test]
+fn saved_dora_adapters_load_back_to_the_same_outputs() {
+    saved_adapters_load_back(
+        LoraConfig::new(3, 5.0)
+            .with_targets(vec![Q, O, FfnIn, FfnOut])
+            .with_layers(Some(vec![1]))
+            .with_use_dora(true),
+    );
+}
+
+fn saved_adapters_load_back(config: LoraConfig) {
+    let device = Default::default();
+    let input = reference_input();
     let model = randomise_b(base::<TB>().with_lora(&config, &device));
     let dir = tempfile::tempdir().unwrap();
     let head = ExtraTensor {

@@ -238,6 +238,15 @@ pub struct LoraSection {
     pub layers: Option<Vec<usize>>,
     #[serde(default)]
     pub use_rslora: bool,
+    /// Weight-decomposed LoRA (DoRA): a trainable magnitude per output of each adapted
+    /// projection. Left out of the written configuration when false, so the IDs of runs
+    /// planned before it existed stay the same.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub use_dora: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 fn default_targets() -> Vec<LoraTarget> {

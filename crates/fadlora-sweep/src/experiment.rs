@@ -528,6 +528,7 @@ impl Experiment {
                     targets: axes.targets.clone().expect("LoRA runs have targets"),
                     layers: axes.layers.clone(),
                     use_rslora: base.is_some_and(|l| l.use_rslora),
+                    use_dora: base.is_some_and(|l| l.use_dora),
                 })
             }
         };
@@ -570,7 +571,12 @@ impl Experiment {
             let mut group = match axes.mode {
                 Mode::Full => "full".to_string(),
                 Mode::Lora => format!(
-                    "lora-{}-r{}",
+                    "{}-{}-r{}",
+                    if config.lora.as_ref().is_some_and(|l| l.use_dora) {
+                        "dora"
+                    } else {
+                        "lora"
+                    },
                     targets_label(axes.targets.as_deref().unwrap_or_default()),
                     axes.rank.unwrap_or_default()
                 ),

@@ -192,6 +192,7 @@ pub fn lora_config(lora: &LoraSection) -> fadlora_model::LoraConfig {
         targets: lora.targets.clone(),
         layers: lora.layers.clone(),
         use_rslora: lora.use_rslora,
+        use_dora: lora.use_dora,
     }
 }
 

@@ -25,6 +25,7 @@ fn one_lora_step_changes_only_adapters_and_head() {
         targets: vec![LoraTarget::Q, LoraTarget::V],
         layers: None,
         use_rslora: false,
+        use_dora: false,
     };
     let config = DetectorConfig::new(Wav2Vec2Config::micro()).with_lora(Some(lora));
     let model: Detector<AB> = config
@@ -67,4 +68,40 @@ fn one_lora_step_changes_only_adapters_and_head() {
         changed.len(),
         paths.frozen.len()
     );
+}
+
+#[test]
+fn one_dora_step_changes_only_adapters_magnitudes_and_head() {
+    let device = Default::default();
+    let lora = LoraSection {
+        rank: 4,
+        alpha: Some(8.0),
+        dropout: 0.0,
+        targets: vec![LoraTarget::Q, LoraTarget::FfnIn],
+        layers: None,
+        use_rslora: false,
+        use_dora: true,
+    };
+    let config = DetectorConfig::new(Wav2Vec2Config::micro()).with_lora(Some(lora));
+    let model: Detector<AB> = config
+        .build(&BaseSource::Random { seed: 5 }, &device)
+        .unwrap();
+
+    let paths = param_paths(&model);
+    // micro: width 32, FFN 64. Per layer: q is A 32x4 + B 4x32 + m 32, ffn_in is A 32x4 +
+    // B 4x64 + m 64; two layers; plus the head's Linear(32, 2).
+    let per_layer = (4 * 32 + 4 * 32 + 32) + (4 * 32 + 4 * 64 + 64);
+    assert_eq!(paths.counts.trainable, 2 * per_layer + 32 * 2 + 2);
+    assert_eq!(paths.trainable.len(), 2 * 2 * 3 + 2);
+    assert!(paths
+        .trainable
+        .contains("wav2vec2.encoder.layers.1.feed_forward.intermediate_dense.lora.magnitude"));
+
+    let (before, after) = around_one_adamw_step(model);
+    for path in &paths.frozen {
+        assert_eq!(before[path], after[path], "frozen {path} changed");
+    }
+    for path in &paths.trainable {
+        assert_ne!(before[path], after[path], "{path} did not change");
+    }
 }

@@ -286,6 +286,7 @@ fn a_bf16_lora_run_trains_and_its_checkpoint_scores_again() {
         targets: vec![LoraTarget::Q, LoraTarget::V],
         layers: None,
         use_rslora: false,
+        use_dora: false,
     });
     let record = finished(train(&config, &TrainOptions::default()).unwrap());
     assert_eq!(record.config.precision, fadlora_model::Precision::Bf16);
@@ -434,4 +435,32 @@ fn runs_from_a_checkpoint_are_reproducible() {
         std::fs::read_to_string(dir.path().join(name).join("scores/eval.txt")).unwrap()
     };
     assert_eq!(scores("first"), scores("second"));
+}
+
+/// DoRA end to end: the magnitudes train, are saved with the adapters, and `best/` (rebuilt,
+/// merged for inference) gives back the run's eval scores.
+#[test]
+fn a_dora_run_trains_and_its_best_folder_scores_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = micro_run(
+        dir.path(),
+        4,
+        2,
+        "[lora]\nrank = 2\ntargets = [\"q\", \"v\", \"ffn_out\"]\nuse_dora = true\n",
+    );
+    assert!(config.lora.as_ref().unwrap().use_dora);
+    let record = finished(train(&config, &TrainOptions::default()).unwrap());
+    // micro: width 32, FFN 64; q and v: A 32x2 + B 2x32 + m 32; ffn_out: A 64x2 + B 2x32 + m 32.
+    let per_layer = 2 * (64 + 64 + 32) + (128 + 64 + 32);
+    assert_eq!(record.params.trainable, 2 * per_layer + 32 * 2 + 2);
+    let scored = score_eval_again(dir.path(), &config);
+    let run_scores = fadlora_train::scores::read_score_file(
+        &dir.path().join(&record.eval.as_ref().unwrap().scores_file),
+    )
+    .unwrap();
+    assert_eq!(run_scores.len(), 8);
+    for (id, score) in &run_scores {
+        let again = scored.scores.iter().find(|s| &s.id == id).unwrap().score;
+        assert!((again - score).abs() < 1e-4, "{id}: {score} vs {again}");
+    }
 }

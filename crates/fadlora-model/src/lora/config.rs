@@ -55,6 +55,10 @@ pub struct LoraConfig {
     /// Rank-stabilised scaling `alpha / sqrt(r)` (Kalajdzievski 2023; PEFT's `use_rslora`).
     #[config(default = false)]
     pub use_rslora: bool,
+    /// Weight-decomposed adapters (DoRA; PEFT's `use_dora`): each adapted projection also
+    /// learns a magnitude per output, `d_out` parameters more.
+    #[config(default = false)]
+    pub use_dora: bool,
 }
 
 impl LoraConfig {
@@ -105,5 +109,6 @@ impl LoraConfig {
         LoraLinearConfig::new(d_input, d_output, self.rank, self.alpha)
             .with_dropout(self.dropout)
             .with_use_rslora(self.use_rslora)
+            .with_use_dora(self.use_dora)
     }
 }

@@ -1,4 +1,5 @@
-//! One adapted linear layer: `x W + b` plus the low-rank update `s * B(A(dropout(x)))`.
+//! One adapted linear layer: `x W + b` plus the low-rank update `s * B(A(dropout(x)))`, or
+//! its weight-decomposed form (DoRA, Liu et al. 2024) with a learned magnitude per output.
 
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
@@ -34,6 +35,9 @@ pub struct LoraLinearConfig {
     pub dropout: f64,
     #[config(default = false)]
     pub use_rslora: bool,
+    /// Weight-decomposed LoRA: a trainable magnitude per output column (PEFT's `use_dora`).
+    #[config(default = false)]
+    pub use_dora: bool,
 }
 
 impl LoraLinearConfig {
@@ -72,6 +76,8 @@ impl LoraLinearConfig {
             dropout: DropoutConfig::new(self.dropout).init(),
             scaling: self.scaling(),
             merged: false,
+            magnitude: None,
+            merged_norm: None,
         }
     }
 
@@ -86,8 +92,43 @@ impl LoraLinearConfig {
             dropout: DropoutConfig::new(self.dropout).init(),
             scaling: self.scaling(),
             merged: false,
+            magnitude: None,
+            merged_norm: None,
         }
     }
+
+    /// A fresh adapter for the base weight `weight` `[d_input, d_output]`; with DoRA its
+    /// magnitude starts at the norm of each output column of `weight`, so that at init the
+    /// layer still computes `x W + b` (B is zero). The magnitude is lazy: counting the
+    /// parameters of a big model does not read or allocate its weights.
+    pub fn init_for<B: Backend>(
+        &self,
+        weight: &Param<Tensor<B, 2>>,
+        device: &B::Device,
+    ) -> Lora<B> {
+        let mut lora = self.init(device);
+        if self.use_dora {
+            let weight = weight.clone();
+            lora.magnitude = Some(Param::uninitialized(
+                burn::module::ParamId::new(),
+                move |_, require_grad| {
+                    column_norms(weight.val().detach()).set_require_grad(require_grad)
+                },
+                device.clone(),
+                true,
+                [self.d_output].into(),
+            ));
+        }
+        lora
+    }
+}
+
+/// The L2 norm of each column of `w` `[d_in, d_out]` (each output's weight vector: PyTorch's
+/// `linalg.norm(W, dim=1)` on its `[out, in]` layout), computed in f32.
+pub(crate) fn column_norms<B: Backend>(w: Tensor<B, 2>) -> Tensor<B, 1> {
+    let [_, d_out] = w.dims();
+    let w = w.cast(burn::tensor::FloatDType::F32);
+    (w.clone() * w).sum_dim(0).sqrt().reshape([d_out])
 }
 
 /// The low-rank update `s * B(A(dropout(x)))` of one linear layer.
@@ -102,6 +143,12 @@ pub struct Lora<B: Backend> {
     /// Whether `s * A B` is currently folded into the base weight (then the adapter is skipped
     /// in `forward`).
     pub merged: bool,
+    /// DoRA's magnitude `m` `[d_output]` (PEFT's `lora_magnitude_vector`): the adapted weight
+    /// is `m * (W + s A B) / ||W + s A B||` per output column. `None` = plain LoRA.
+    pub magnitude: Option<Param<Tensor<B, 1>>>,
+    /// `||W + s A B||` per output column at the moment a DoRA adapter was merged, which the
+    /// merged weight no longer determines; needed to unmerge. Frozen.
+    pub merged_norm: Option<Param<Tensor<B, 1>>>,
 }
 
 impl<B: Backend> Lora<B> {
@@ -125,6 +172,14 @@ impl<B: Backend> Lora<B> {
     /// outside the autodiff graph (PEFT's `get_delta_weight`, in burn's `[in, out]` layout).
     pub fn delta_weight(&self) -> Tensor<B, 2> {
         (self.a.val().matmul(self.b.val()) * self.scaling).detach()
+    }
+
+    /// DoRA's factor `m / ||W + s A B||` `[d_output]` for base weight `weight`. As in PEFT
+    /// (and the DoRA paper, section 4.3), the norm is treated as a constant: the gradient
+    /// reaches `m` through the factor and `A`, `B` through the low-rank path only.
+    fn dora_factor(&self, magnitude: &Param<Tensor<B, 1>>, weight: Tensor<B, 2>) -> Tensor<B, 1> {
+        let adapted = weight.detach().cast(burn::tensor::FloatDType::F32) + self.delta_weight();
+        magnitude.val() / column_norms(adapted)
     }
 }
 
@@ -158,10 +213,12 @@ impl LoraLinearConfig {
             (self.d_input, self.d_output),
             "LoRA shape does not match the wrapped linear layer"
         );
+        let weight = base.weight.set_require_grad(false);
+        let lora = self.init_for(&weight, device);
         LoraLinear {
-            weight: base.weight.set_require_grad(false),
+            weight,
             bias: base.bias.map(|b| b.set_require_grad(false)),
-            lora: Some(self.init(device)),
+            lora: Some(lora),
         }
     }
 }
@@ -181,10 +238,45 @@ impl<B: Backend> LoraLinear<B> {
             self.bias.as_ref().map(|b| b.val()),
         );
         let y = match &self.lora {
-            Some(lora) if !lora.merged => base + lora.forward(x),
+            Some(lora) if !lora.merged => match &lora.magnitude {
+                None => base + lora.forward(x),
+                Some(magnitude) => self.dora_forward(lora, magnitude, x, base),
+            },
             _ => base,
         };
         unflatten_tokens(y, dims)
+    }
+
+    /// PEFT's DoRA forward: `base + (f - 1) * dropout(x) W + f * s * dropout(x) A B` with
+    /// `f = m / ||W + s A B||`; without dropout, `dropout(x) W` is the base output less its bias.
+    fn dora_forward(
+        &self,
+        lora: &Lora<B>,
+        magnitude: &Param<Tensor<B, 1>>,
+        x: Tensor<B, 2>,
+        base: Tensor<B, 2>,
+    ) -> Tensor<B, 2>
+    where
+        B: ModelBackend,
+    {
+        let dtype = x.dtype();
+        let factor = lora
+            .dora_factor(magnitude, self.weight.val())
+            .cast(dtype)
+            .unsqueeze::<2>();
+        let dropped = dropout(&lora.dropout, x.clone());
+        let without_bias = if lora.dropout.prob == 0.0 || !B::ad_enabled(&x.device()) {
+            match &self.bias {
+                Some(bias) => base.clone() - bias.val().cast(dtype).unsqueeze(),
+                None => base.clone(),
+            }
+        } else {
+            linear_2d(dropped.clone(), self.weight.val(), None)
+        };
+        let low_rank = dropped
+            .matmul(lora.a.val().cast(dtype))
+            .matmul((lora.b.val() * lora.scaling).cast(dtype));
+        base + without_bias * (factor.clone() - 1.0) + low_rank * factor
     }
 
     /// Folds the adapter into `W` (`W + s A B`) so inference costs one matmul; the adapter is
@@ -196,7 +288,15 @@ impl<B: Backend> LoraLinear<B> {
             return Ok(());
         };
         let weight = self.weight.val();
-        let merged = weight.clone() + lora.delta_weight().cast(weight.dtype());
+        let adapted = weight.clone() + lora.delta_weight().cast(weight.dtype());
+        let (merged, norm) = match &lora.magnitude {
+            None => (adapted, None),
+            Some(magnitude) => {
+                let norm = column_norms(adapted.clone());
+                let factor = (magnitude.val().detach() / norm.clone()).cast(weight.dtype());
+                (adapted * factor.unsqueeze(), Some(norm))
+            }
+        };
         let non_finite = merged
             .clone()
             .is_nan()
@@ -211,6 +311,7 @@ impl<B: Backend> LoraLinear<B> {
             let require_grad = w.is_require_grad();
             merged.set_require_grad(require_grad)
         });
+        lora.merged_norm = norm.map(|n| Param::from_tensor(n).set_require_grad(false));
         lora.merged = true;
         Ok(())
     }
@@ -219,9 +320,18 @@ impl<B: Backend> LoraLinear<B> {
     pub fn unmerge(mut self) -> Self {
         if let Some(lora) = self.lora.as_mut().filter(|l| l.merged) {
             let delta = lora.delta_weight();
+            // DoRA merged `f * (W + s A B)`: divide the factor back out first.
+            let factor = match (&lora.magnitude, lora.merged_norm.take()) {
+                (Some(magnitude), Some(norm)) => Some(magnitude.val().detach() / norm.val()),
+                _ => None,
+            };
             self.weight = self.weight.map(|w| {
                 let require_grad = w.is_require_grad();
                 let delta = delta.cast(w.dtype());
+                let w = match &factor {
+                    Some(f) => w / f.clone().cast(delta.dtype()).unsqueeze(),
+                    None => w,
+                };
                 (w - delta).set_require_grad(require_grad)
             });
             lora.merged = false;

@@ -53,7 +53,7 @@ impl<B: Backend> Wav2Vec2Model<B> {
                     }
                     let (d_in, d_out) = arch.projection_dims(target);
                     LoraLinear {
-                        lora: Some(config.linear(d_in, d_out).init(device)),
+                        lora: Some(config.linear(d_in, d_out).init_for(&proj.weight, device)),
                         ..proj
                     }
                 })
