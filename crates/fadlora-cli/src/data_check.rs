@@ -14,8 +14,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(clap::Args)]
 pub struct DataCheckArgs {
-    /// The dataset: asvspoof2019:DIR, asvspoof2021-la:DIR, asvspoof2021-df:DIR, itw:DIR,
-    /// csv:FILE, or a bare DIR/FILE whose kind is detected from its contents.
+    /// The dataset: asvspoof2019:DIR, asvspoof2021-la:DIR, asvspoof2021-df:DIR, asvspoof5:DIR,
+    /// itw:DIR, csv:FILE, or a bare DIR/FILE whose kind is detected from its contents.
     #[arg(value_name = "DATASET_SPEC")]
     pub dataset: String,
 
@@ -48,7 +48,8 @@ struct SplitReport {
     bonafide: usize,
     spoof: usize,
     by_system: BTreeMap<String, SystemCounts>,
-    /// ASVspoof 2021 `subset` column (`eval`, `progress`, `hidden_track`).
+    /// ASVspoof 2021 `subset` column (`eval`, `progress`, `hidden_track`); the partition for
+    /// ASVspoof 5.
     by_subset: BTreeMap<String, usize>,
     decoded: usize,
     seconds: f64,
