@@ -74,6 +74,12 @@ fn check_scores(bonafide: &[f64], spoof: &[f64]) -> Result<(), MetricError> {
     }
 }
 
+/// The order scores are ranked in: numeric, so `-0.0` ties with `0.0` as it does in numpy's
+/// `argsort` (`total_cmp` would rank it lower and split a tie the reference keeps).
+pub(crate) fn score_order(a: f64, b: f64) -> std::cmp::Ordering {
+    a.partial_cmp(&b).unwrap_or_else(|| a.total_cmp(&b))
+}
+
 /// DET curve of bona fide (target) against spoof (non-target) scores.
 pub fn det_curve(bonafide: &[f64], spoof: &[f64]) -> Result<DetCurve, MetricError> {
     check_scores(bonafide, spoof)?;
@@ -87,7 +93,7 @@ pub fn det_curve(bonafide: &[f64], spoof: &[f64]) -> Result<DetCurve, MetricErro
         .map(|&s| (s, true))
         .chain(spoof.iter().map(|&s| (s, false)))
         .collect();
-    trials.sort_by(|a, b| a.0.total_cmp(&b.0));
+    trials.sort_by(|a, b| score_order(a.0, b.0));
 
     let mut frr = Vec::with_capacity(n_scores + 1);
     let mut far = Vec::with_capacity(n_scores + 1);
@@ -286,6 +292,13 @@ mod tests {
         let result = eer_from_curve(&curve);
         assert_eq!(result.eer, two_thirds);
         assert_eq!(result.threshold, 0.5);
+    }
+
+    #[test]
+    fn negative_zero_ties_with_zero() {
+        // A tie separates nothing: bona fide is ranked first, as numpy's stable argsort does.
+        assert_eq!(eer(&[0.0], &[-0.0]).unwrap().eer, 1.0);
+        assert_eq!(eer(&[-0.0], &[0.0]).unwrap().eer, 1.0);
     }
 
     #[test]
