@@ -5,14 +5,17 @@
 //! package (and SSL_Anti-spoofing) step for step, including its tie handling: all scores are
 //! sorted with a stable sort, bona fide before spoof, so equal scores resolve the same way.
 //! The minimum tandem detection cost function follows the 2019 package's `compute_tDCF`
-//! with its cost model, given the organisers' ASV scores. [`bootstrap`] adds confidence
-//! intervals of the EER and the paired bootstrap of two systems' EER difference.
+//! with its cost model, given the organisers' ASV scores. [`dcf`] has the ASVspoof 5 Track 1
+//! metrics (minDCF, actDCF, Cllr, minCllr). [`bootstrap`] adds confidence intervals of the EER
+//! and the paired bootstrap of two systems' EER difference.
 
 use serde::{Deserialize, Serialize};
 
 pub mod bootstrap;
+pub mod dcf;
 
 pub use bootstrap::{BootstrapOptions, Interval, PairedDifference, Resample, Resampler};
+pub use dcf::{act_dcf, cllr, min_cllr, min_dcf, track1_metrics, Dcf, DcfCostModel, Track1Metrics};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum MetricError {
@@ -61,7 +64,7 @@ pub struct Eer {
     pub threshold: f64,
 }
 
-fn check_scores(bonafide: &[f64], spoof: &[f64]) -> Result<(), MetricError> {
+pub(crate) fn check_scores(bonafide: &[f64], spoof: &[f64]) -> Result<(), MetricError> {
     if bonafide.is_empty() {
         return Err(MetricError::NoBonafide);
     }
