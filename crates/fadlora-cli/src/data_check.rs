@@ -48,9 +48,10 @@ struct SplitReport {
     bonafide: usize,
     spoof: usize,
     by_system: BTreeMap<String, SystemCounts>,
-    /// ASVspoof 2021 `subset` column (`eval`, `progress`, `hidden_track`); the partition for
-    /// ASVspoof 5.
+    /// ASVspoof 2021 `subset` column (`eval`, `progress`, `hidden_track`).
     by_subset: BTreeMap<String, usize>,
+    /// Codec condition (ASVspoof 2021 and 5), bona fide and spoof together.
+    by_codec: BTreeMap<String, usize>,
     decoded: usize,
     seconds: f64,
     shortest_seconds: Option<f64>,
@@ -125,10 +126,14 @@ pub fn run(args: DataCheckArgs) -> anyhow::Result<ExitCode> {
             }
         }
         if let Some(conditions) = &utterance.conditions {
-            *report
-                .by_subset
-                .entry(conditions.subset.clone())
-                .or_default() += 1;
+            // ASVspoof 5 has no subset column and stores the partition there: not news.
+            if conditions.subset != utterance.split.to_string() {
+                *report
+                    .by_subset
+                    .entry(conditions.subset.clone())
+                    .or_default() += 1;
+            }
+            *report.by_codec.entry(conditions.codec.clone()).or_default() += 1;
         }
         match shape {
             Ok(shape) => {
@@ -246,6 +251,9 @@ fn text_report(
         if !report.by_subset.is_empty() {
             let _ = writeln!(out, "  subsets:      {}", histogram(&report.by_subset, ""));
         }
+        if !report.by_codec.is_empty() {
+            let _ = writeln!(out, "  codecs:       {}", histogram(&report.by_codec, ""));
+        }
         let _ = writeln!(
             out,
             "  sample rates: {}",
@@ -320,6 +328,7 @@ fn json_report(
                 "spoof": r.spoof,
                 "systems": systems,
                 "subsets": r.by_subset,
+                "codecs": r.by_codec,
                 "decoded": r.decoded,
                 "seconds": r.seconds,
                 "shortest_seconds": r.shortest_seconds,

@@ -244,6 +244,14 @@ fn a_csv_list_of_lossy_files_is_checked_like_any_other() {
     assert_eq!(report["problems"].as_array().unwrap().len(), 0);
 }
 
+/// (protocol file, audio folder, lines as (file name, `CODEC CODEC_Q CODEC_SEED`,
+/// `ATTACK_TAG ATTACK_LABEL`, key)).
+type Asvspoof5Split = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str, &'static str, &'static str)],
+);
+
 /// An ASVspoof 5 layout: protocols in `ASVspoof5_protocols/`, the evaluation audio in a
 /// `flac_E_*` folder other than `flac_E_eval`, and a codec condition on the eval trials.
 #[test]
@@ -252,7 +260,7 @@ fn an_asvspoof5_corpus_is_read_and_checked() {
     let root = dir.path();
     let protocols = root.join("ASVspoof5_protocols");
     fs::create_dir_all(&protocols).unwrap();
-    let corpus: [(&str, &str, &[(&str, &str, &str, &str)]); 3] = [
+    let corpus: [Asvspoof5Split; 3] = [
         (
             "ASVspoof5.train.tsv",
             "flac_T",
@@ -315,6 +323,8 @@ fn an_asvspoof5_corpus_is_read_and_checked() {
         .map(|l| l.split_whitespace().collect())
         .collect();
     assert!(rows.contains(&vec!["A32", "0", "1"]), "{text}");
+    assert!(text.contains("codecs:       C05: 2, none: 1"), "{text}");
+    assert!(!text.contains("subsets:"), "{text}");
     assert!(text.contains("OK: every file decodes."), "{text}");
 
     // The bare folder is recognised, and a missing eval file is reported.
@@ -323,4 +333,5 @@ fn an_asvspoof5_corpus_is_read_and_checked() {
     assert!(!output.status.success());
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["problems"][0]["id"], "E_0000000003", "{report}");
+    assert_eq!(report["splits"]["eval"]["codecs"]["C05"], 2, "{report}");
 }
