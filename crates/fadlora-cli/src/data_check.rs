@@ -14,8 +14,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(clap::Args)]
 pub struct DataCheckArgs {
-    /// The dataset: asvspoof2019:DIR, asvspoof2021-la:DIR, asvspoof2021-df:DIR, itw:DIR,
-    /// csv:FILE, or a bare DIR/FILE whose kind is detected from its contents.
+    /// The dataset: asvspoof2019:DIR, asvspoof2021-la:DIR, asvspoof2021-df:DIR, asvspoof5:DIR,
+    /// itw:DIR, csv:FILE, or a bare DIR/FILE whose kind is detected from its contents.
     #[arg(value_name = "DATASET_SPEC")]
     pub dataset: String,
 
@@ -50,6 +50,8 @@ struct SplitReport {
     by_system: BTreeMap<String, SystemCounts>,
     /// ASVspoof 2021 `subset` column (`eval`, `progress`, `hidden_track`).
     by_subset: BTreeMap<String, usize>,
+    /// Codec condition (ASVspoof 2021 and 5), bona fide and spoof together.
+    by_codec: BTreeMap<String, usize>,
     decoded: usize,
     seconds: f64,
     shortest_seconds: Option<f64>,
@@ -124,10 +126,14 @@ pub fn run(args: DataCheckArgs) -> anyhow::Result<ExitCode> {
             }
         }
         if let Some(conditions) = &utterance.conditions {
-            *report
-                .by_subset
-                .entry(conditions.subset.clone())
-                .or_default() += 1;
+            // ASVspoof 5 has no subset column and stores the partition there: not news.
+            if conditions.subset != utterance.split.to_string() {
+                *report
+                    .by_subset
+                    .entry(conditions.subset.clone())
+                    .or_default() += 1;
+            }
+            *report.by_codec.entry(conditions.codec.clone()).or_default() += 1;
         }
         match shape {
             Ok(shape) => {
@@ -245,6 +251,9 @@ fn text_report(
         if !report.by_subset.is_empty() {
             let _ = writeln!(out, "  subsets:      {}", histogram(&report.by_subset, ""));
         }
+        if !report.by_codec.is_empty() {
+            let _ = writeln!(out, "  codecs:       {}", histogram(&report.by_codec, ""));
+        }
         let _ = writeln!(
             out,
             "  sample rates: {}",
@@ -319,6 +328,7 @@ fn json_report(
                 "spoof": r.spoof,
                 "systems": systems,
                 "subsets": r.by_subset,
+                "codecs": r.by_codec,
                 "decoded": r.decoded,
                 "seconds": r.seconds,
                 "shortest_seconds": r.shortest_seconds,

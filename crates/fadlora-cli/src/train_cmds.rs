@@ -160,8 +160,8 @@ pub struct EerArgs {
     /// Score file: `utt_id score` per line, higher = more bona fide.
     #[arg(long)]
     scores: PathBuf,
-    /// Ground truth: a protocol/key file (ASVspoof 2019, 2021 LA/DF), a CSV list, or a
-    /// dataset (`asvspoof2019:DIR`, `itw:DIR`, ...).
+    /// Ground truth: a protocol/key file (ASVspoof 2019, 2021 LA/DF, 5), a CSV list, or a
+    /// dataset (`asvspoof2019:DIR`, `asvspoof5:DIR`, `itw:DIR`, ...).
     #[arg(long)]
     protocol: String,
     /// ASV scores (`[id] target|nontarget|spoof score`) for the 2019 min t-DCF.
@@ -173,7 +173,8 @@ pub struct EerArgs {
     /// ASVspoof 2021 keys: keep only this subset (the challenge reports `eval`).
     #[arg(long)]
     subset: Option<String>,
-    /// Print `{"eer_percent", "threshold", "min_tdcf"}`.
+    /// Print `{"eer_percent", "threshold", "min_tdcf", "min_dcf", "act_dcf", "cllr",
+    /// "min_cllr", "n_bonafide", "n_spoof"}`.
     #[arg(long)]
     json: bool,
 }
@@ -203,6 +204,12 @@ pub fn eer(args: EerArgs) -> Result<ExitCode> {
                 "eer_percent": report.eer_percent,
                 "threshold": report.threshold,
                 "min_tdcf": report.min_tdcf,
+                "min_dcf": report.min_dcf,
+                "act_dcf": report.act_dcf,
+                "cllr": report.cllr,
+                "min_cllr": report.min_cllr,
+                "n_bonafide": report.n_bonafide,
+                "n_spoof": report.n_spoof,
             })
         );
     } else {
@@ -213,6 +220,16 @@ pub fn eer(args: EerArgs) -> Result<ExitCode> {
         if let Some(t) = report.min_tdcf {
             println!("min t-DCF: {t:.9}");
         }
+        // actDCF and Cllr take scores as natural-log likelihood ratios; say so, since most
+        // detectors' raw scores are not calibrated.
+        println!(
+            "ASVspoof 5 Track 1 (Pspoof 0.05, Cmiss 1, Cfa 10): minDCF {:.9}, actDCF {:.9}",
+            report.min_dcf, report.act_dcf
+        );
+        println!(
+            "Cllr {:.9} bits, minCllr {:.9} bits (actDCF and Cllr read scores as natural-log LLRs)",
+            report.cllr, report.min_cllr
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

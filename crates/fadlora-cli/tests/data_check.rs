@@ -243,3 +243,95 @@ fn a_csv_list_of_lossy_files_is_checked_like_any_other() {
     );
     assert_eq!(report["problems"].as_array().unwrap().len(), 0);
 }
+
+/// (protocol file, audio folder, lines as (file name, `CODEC CODEC_Q CODEC_SEED`,
+/// `ATTACK_TAG ATTACK_LABEL`, key)).
+type Asvspoof5Split = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str, &'static str, &'static str)],
+);
+
+/// An ASVspoof 5 layout: protocols in `ASVspoof5_protocols/`, the evaluation audio in a
+/// `flac_E_*` folder other than `flac_E_eval`, and a codec condition on the eval trials.
+#[test]
+fn an_asvspoof5_corpus_is_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let protocols = root.join("ASVspoof5_protocols");
+    fs::create_dir_all(&protocols).unwrap();
+    let corpus: [Asvspoof5Split; 3] = [
+        (
+            "ASVspoof5.train.tsv",
+            "flac_T",
+            &[
+                ("T_0000000001", "- - -", "- bonafide", "bonafide"),
+                ("T_0000000002", "- - -", "AC1 A01", "spoof"),
+            ],
+        ),
+        (
+            "ASVspoof5.dev.track_1.tsv",
+            "flac_D",
+            &[
+                ("D_0000000001", "- - -", "- bonafide", "bonafide"),
+                ("D_0000000002", "- - -", "AC2 A13", "spoof"),
+            ],
+        ),
+        (
+            "ASVspoof5.eval.track_1.tsv",
+            "flac_E_aa",
+            &[
+                (
+                    "E_0000000001",
+                    "C05 2 E_0000000009",
+                    "- bonafide",
+                    "bonafide",
+                ),
+                ("E_0000000002", "C05 2 E_0000000008", "AC3 A18", "spoof"),
+                ("E_0000000003", "- - -", "AC3 A32", "spoof"),
+            ],
+        ),
+    ];
+    for (protocol, folder, lines) in corpus {
+        fs::create_dir_all(root.join(folder)).unwrap();
+        let mut text = String::new();
+        for (id, codec, attack, key) in lines {
+            text.push_str(&format!("X_0001 {id} F {codec} {attack} {key} -\n"));
+            fs::copy(
+                audio_fixture("speechlike_16k_s16.flac"),
+                root.join(folder).join(format!("{id}.flac")),
+            )
+            .unwrap();
+        }
+        fs::write(protocols.join(protocol), text).unwrap();
+    }
+
+    let output = data_check(&[&format!("asvspoof5:{}", root.display())]);
+    let text = stdout(&output);
+    assert!(
+        output.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("ASVspoof 5"), "{text}");
+    assert!(
+        text.contains("[eval] 3 files: 1 bonafide, 2 spoof"),
+        "{text}"
+    );
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(rows.contains(&vec!["A32", "0", "1"]), "{text}");
+    assert!(text.contains("codecs:       C05: 2, none: 1"), "{text}");
+    assert!(!text.contains("subsets:"), "{text}");
+    assert!(text.contains("OK: every file decodes."), "{text}");
+
+    // The bare folder is recognised, and a missing eval file is reported.
+    fs::remove_file(root.join("flac_E_aa/E_0000000003.flac")).unwrap();
+    let output = data_check(&[root.to_str().unwrap(), "--json"]);
+    assert!(!output.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["problems"][0]["id"], "E_0000000003", "{report}");
+    assert_eq!(report["splits"]["eval"]["codecs"]["C05"], 2, "{report}");
+}

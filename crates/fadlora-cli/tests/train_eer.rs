@@ -106,3 +106,71 @@ fn scores_outside_the_protocol_are_an_error() {
     assert!(!ok);
     assert!(stderr.contains("LA_X_9"), "{stderr}");
 }
+
+/// An ASVspoof 5 Track 1 protocol file with scores of the organisers' fixture sets
+/// (`fixtures/dcf/`, made by their evaluation code): the JSON carries minDCF, actDCF, Cllr and
+/// minCllr, and the plain output prints them.
+#[test]
+fn asvspoof5_metrics_match_the_organisers_code() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/dcf/reference.json");
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["ties", "shifted"] {
+        let set = &reference["sets"][name];
+        let mut protocol = String::new();
+        let mut scores = String::new();
+        let mut n = 0;
+        for (key, class) in [("bonafide", "bonafide"), ("spoof", "spoof")] {
+            for score in set[key].as_array().unwrap() {
+                n += 1;
+                let attack = if class == "spoof" { "A17" } else { "bonafide" };
+                protocol.push_str(&format!(
+                    "E_{n:04} E_{n:010} F C03 2 - AC1 {attack} {class} -\n"
+                ));
+                // Scores in another order than the protocol, joined by id.
+                scores.insert_str(0, &format!("E_{n:010} {score}\n"));
+            }
+        }
+        let protocol_file = dir.path().join(format!("ASVspoof5.{name}.tsv"));
+        let score_file = dir.path().join(format!("{name}.scores"));
+        std::fs::write(&protocol_file, protocol).unwrap();
+        std::fs::write(&score_file, scores).unwrap();
+        let (ok, stdout, stderr) = fadlora(&[
+            "eer",
+            "--scores",
+            score_file.to_str().unwrap(),
+            "--protocol",
+            protocol_file.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(ok, "{name}: {stderr}");
+        let got: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        for (ours, theirs, scale) in [
+            ("eer_percent", "eer", 100.0),
+            ("min_dcf", "min_dcf", 1.0),
+            ("act_dcf", "act_dcf", 1.0),
+            ("cllr", "cllr", 1.0),
+            ("min_cllr", "min_cllr", 1.0),
+        ] {
+            let v = got[ours].as_f64().unwrap();
+            let want = set[theirs].as_f64().unwrap() * scale;
+            assert!(
+                (v - want).abs() <= 1e-9 * want.abs().max(1.0),
+                "{name} {ours}: {v} vs {want}"
+            );
+        }
+
+        let (ok, stdout, stderr) = fadlora(&[
+            "eer",
+            "--scores",
+            score_file.to_str().unwrap(),
+            "--protocol",
+            protocol_file.to_str().unwrap(),
+        ]);
+        assert!(ok, "{stderr}");
+        let min_dcf = set["min_dcf"].as_f64().unwrap();
+        assert!(stdout.contains(&format!("minDCF {min_dcf:.9}")), "{stdout}");
+        assert!(stdout.contains("Cllr "), "{stdout}");
+    }
+}

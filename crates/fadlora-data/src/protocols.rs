@@ -310,12 +310,12 @@ fn path_without_extension(path: &str) -> String {
     }
 }
 
-fn parse_label(file: &Path, line: u64, key: &str) -> Result<Label, DataError> {
+pub(crate) fn parse_label(file: &Path, line: u64, key: &str) -> Result<Label, DataError> {
     key.parse()
         .map_err(|reason: String| malformed(file, line, reason))
 }
 
-fn malformed(file: &Path, line: u64, reason: String) -> DataError {
+pub(crate) fn malformed(file: &Path, line: u64, reason: String) -> DataError {
     DataError::Malformed {
         path: file.to_path_buf(),
         line,
@@ -340,7 +340,7 @@ fn read_list_file(path: &Path) -> Result<Vec<u8>, DataError> {
 }
 
 /// Calls `handle` with each non-blank line (1-based number, text without the line ending).
-fn for_each_line(
+pub(crate) fn for_each_line(
     path: &Path,
     mut handle: impl FnMut(u64, &str) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
@@ -360,12 +360,12 @@ fn for_each_line(
 
 /// Detects an utterance id listed twice, which would silently double-count a trial in EER.
 #[derive(Default)]
-struct IdRegistry {
+pub(crate) struct IdRegistry {
     first_seen: HashMap<String, String>,
 }
 
 impl IdRegistry {
-    fn register(&mut self, id: &str, file: &Path, line: u64) -> Result<(), DataError> {
+    pub(crate) fn register(&mut self, id: &str, file: &Path, line: u64) -> Result<(), DataError> {
         if let Some(first_seen) = self.first_seen.get(id) {
             return Err(DataError::DuplicateId {
                 path: file.to_path_buf(),

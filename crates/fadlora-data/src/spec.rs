@@ -2,6 +2,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use crate::asvspoof5::{asvspoof5_protocol_candidates, read_asvspoof5, ASVSPOOF5_PROTOCOL_DIR};
 use crate::protocols::{
     read_asvspoof2019_la, read_asvspoof2021, read_csv_list, read_in_the_wild, Asvspoof2021Track,
     ASVSPOOF2019_LA_PROTOCOL_DIR,
@@ -16,13 +17,16 @@ pub enum DatasetSpec {
     Asvspoof2019La(PathBuf),
     /// ASVspoof 2021 LA or DF root (holding `keys/` and `ASVspoof2021_{LA,DF}_eval/`).
     Asvspoof2021(Asvspoof2021Track, PathBuf),
+    /// ASVspoof 5 root (holding `ASVspoof5_protocols/` or the Track 1 `.tsv` protocols, and
+    /// `flac_T/`, `flac_D/`, `flac_E_eval/`).
+    Asvspoof5(PathBuf),
     /// In-the-Wild release folder (holding `meta.csv` and the WAV files).
     InTheWild(PathBuf),
     /// A plain CSV list.
     Csv(PathBuf),
 }
 
-const PREFIXES: &str = "asvspoof2019:, asvspoof2021-la:, asvspoof2021-df:, itw:, csv:";
+const PREFIXES: &str = "asvspoof2019:, asvspoof2021-la:, asvspoof2021-df:, asvspoof5:, itw:, csv:";
 
 impl DatasetSpec {
     /// Parses `kind:path`, or detects the kind of a bare path from what it contains (this
@@ -38,6 +42,7 @@ impl DatasetSpec {
                 "asvspoof2019" | "asvspoof2019-la" => Some(DatasetSpec::Asvspoof2019La(path)),
                 "asvspoof2021-la" => Some(DatasetSpec::Asvspoof2021(Asvspoof2021Track::La, path)),
                 "asvspoof2021-df" => Some(DatasetSpec::Asvspoof2021(Asvspoof2021Track::Df, path)),
+                "asvspoof5" => Some(DatasetSpec::Asvspoof5(path)),
                 "itw" | "in-the-wild" => Some(DatasetSpec::InTheWild(path)),
                 "csv" => Some(DatasetSpec::Csv(path)),
                 _ => None,
@@ -71,6 +76,13 @@ impl DatasetSpec {
         if path.join(ASVSPOOF2019_LA_PROTOCOL_DIR).is_dir() {
             return Ok(DatasetSpec::Asvspoof2019La(path.to_path_buf()));
         }
+        if path.join(ASVSPOOF5_PROTOCOL_DIR).is_dir()
+            || asvspoof5_protocol_candidates(path)
+                .iter()
+                .any(|p| p.is_file())
+        {
+            return Ok(DatasetSpec::Asvspoof5(path.to_path_buf()));
+        }
         if path.join("meta.csv").is_file() {
             return Ok(DatasetSpec::InTheWild(path.to_path_buf()));
         }
@@ -85,8 +97,9 @@ impl DatasetSpec {
                     .to_owned(),
             ),
             _ => Err(format!(
-                "cannot tell the dataset kind (no {ASVSPOOF2019_LA_PROTOCOL_DIR}/, meta.csv or \
-                 keys/{{LA,DF}}/CM/trial_metadata.txt inside); prefix it with one of {PREFIXES}"
+                "cannot tell the dataset kind (no {ASVSPOOF2019_LA_PROTOCOL_DIR}/, \
+                 {ASVSPOOF5_PROTOCOL_DIR}/, meta.csv or keys/{{LA,DF}}/CM/trial_metadata.txt \
+                 inside); prefix it with one of {PREFIXES}"
             )),
         }
     }
@@ -95,6 +108,7 @@ impl DatasetSpec {
         match self {
             DatasetSpec::Asvspoof2019La(p)
             | DatasetSpec::Asvspoof2021(_, p)
+            | DatasetSpec::Asvspoof5(p)
             | DatasetSpec::InTheWild(p)
             | DatasetSpec::Csv(p) => p,
         }
@@ -106,6 +120,7 @@ impl DatasetSpec {
             DatasetSpec::Asvspoof2019La(_) => "ASVspoof 2019 LA",
             DatasetSpec::Asvspoof2021(Asvspoof2021Track::La, _) => "ASVspoof 2021 LA",
             DatasetSpec::Asvspoof2021(Asvspoof2021Track::Df, _) => "ASVspoof 2021 DF",
+            DatasetSpec::Asvspoof5(_) => "ASVspoof 5",
             DatasetSpec::InTheWild(_) => "In-the-Wild",
             DatasetSpec::Csv(_) => "CSV list",
         }
@@ -116,6 +131,7 @@ impl DatasetSpec {
         match self {
             DatasetSpec::Asvspoof2019La(root) => read_asvspoof2019_la(root),
             DatasetSpec::Asvspoof2021(track, root) => read_asvspoof2021(root, *track),
+            DatasetSpec::Asvspoof5(root) => read_asvspoof5(root),
             DatasetSpec::InTheWild(root) => read_in_the_wild(root),
             DatasetSpec::Csv(file) => read_csv_list(file),
         }
@@ -137,6 +153,7 @@ impl fmt::Display for DatasetSpec {
             DatasetSpec::Asvspoof2019La(_) => "asvspoof2019",
             DatasetSpec::Asvspoof2021(Asvspoof2021Track::La, _) => "asvspoof2021-la",
             DatasetSpec::Asvspoof2021(Asvspoof2021Track::Df, _) => "asvspoof2021-df",
+            DatasetSpec::Asvspoof5(_) => "asvspoof5",
             DatasetSpec::InTheWild(_) => "itw",
             DatasetSpec::Csv(_) => "csv",
         };

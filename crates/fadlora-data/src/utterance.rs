@@ -89,7 +89,8 @@ impl fmt::Display for Split {
     }
 }
 
-/// The conditions ASVspoof 2021 keys attach to each trial (docs/reference.md §4).
+/// The conditions ASVspoof 2021 keys attach to each trial (docs/reference.md §4). The
+/// ASVspoof 5 reader fills the codec, writes `-` for `trim` and the partition for `subset`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TrialConditions {
     /// Codec the trial went through (`alaw`, `mp3m4a`, `nocodec`, ...).
@@ -117,7 +118,7 @@ pub struct Utterance {
     /// The attack / spoofing system id (`A07`); `None` for bona fide trials.
     pub system: Option<String>,
     pub split: Split,
-    /// ASVspoof 2021 only.
+    /// ASVspoof 2021 and ASVspoof 5 only.
     pub conditions: Option<TrialConditions>,
 }
 

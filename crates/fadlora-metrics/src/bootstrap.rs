@@ -117,7 +117,7 @@ impl Ranked {
             .map(|(i, &s)| (s, true, i))
             .chain(spoof.iter().enumerate().map(|(i, &s)| (s, false, i)))
             .collect();
-        trials.sort_by(|a, b| a.0.total_cmp(&b.0));
+        trials.sort_by(|a, b| crate::score_order(a.0, b.0));
         Ranked {
             order: trials.into_iter().map(|(_, b, i)| (b, i)).collect(),
         }

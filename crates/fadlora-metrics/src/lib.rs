@@ -5,14 +5,17 @@
 //! package (and SSL_Anti-spoofing) step for step, including its tie handling: all scores are
 //! sorted with a stable sort, bona fide before spoof, so equal scores resolve the same way.
 //! The minimum tandem detection cost function follows the 2019 package's `compute_tDCF`
-//! with its cost model, given the organisers' ASV scores. [`bootstrap`] adds confidence
-//! intervals of the EER and the paired bootstrap of two systems' EER difference.
+//! with its cost model, given the organisers' ASV scores. [`dcf`] has the ASVspoof 5 Track 1
+//! metrics (minDCF, actDCF, Cllr, minCllr). [`bootstrap`] adds confidence intervals of the EER
+//! and the paired bootstrap of two systems' EER difference.
 
 use serde::{Deserialize, Serialize};
 
 pub mod bootstrap;
+pub mod dcf;
 
 pub use bootstrap::{BootstrapOptions, Interval, PairedDifference, Resample, Resampler};
+pub use dcf::{act_dcf, cllr, min_cllr, min_dcf, track1_metrics, Dcf, DcfCostModel, Track1Metrics};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum MetricError {
@@ -61,7 +64,7 @@ pub struct Eer {
     pub threshold: f64,
 }
 
-fn check_scores(bonafide: &[f64], spoof: &[f64]) -> Result<(), MetricError> {
+pub(crate) fn check_scores(bonafide: &[f64], spoof: &[f64]) -> Result<(), MetricError> {
     if bonafide.is_empty() {
         return Err(MetricError::NoBonafide);
     }
@@ -72,6 +75,12 @@ fn check_scores(bonafide: &[f64], spoof: &[f64]) -> Result<(), MetricError> {
         Some(&bad) => Err(MetricError::NonFiniteScore(bad)),
         None => Ok(()),
     }
+}
+
+/// The order scores are ranked in: numeric, so `-0.0` ties with `0.0` as it does in numpy's
+/// `argsort` (`total_cmp` would rank it lower and split a tie the reference keeps).
+pub(crate) fn score_order(a: f64, b: f64) -> std::cmp::Ordering {
+    a.partial_cmp(&b).unwrap_or_else(|| a.total_cmp(&b))
 }
 
 /// DET curve of bona fide (target) against spoof (non-target) scores.
@@ -87,7 +96,7 @@ pub fn det_curve(bonafide: &[f64], spoof: &[f64]) -> Result<DetCurve, MetricErro
         .map(|&s| (s, true))
         .chain(spoof.iter().map(|&s| (s, false)))
         .collect();
-    trials.sort_by(|a, b| a.0.total_cmp(&b.0));
+    trials.sort_by(|a, b| score_order(a.0, b.0));
 
     let mut frr = Vec::with_capacity(n_scores + 1);
     let mut far = Vec::with_capacity(n_scores + 1);
@@ -286,6 +295,13 @@ mod tests {
         let result = eer_from_curve(&curve);
         assert_eq!(result.eer, two_thirds);
         assert_eq!(result.threshold, 0.5);
+    }
+
+    #[test]
+    fn negative_zero_ties_with_zero() {
+        // A tie separates nothing: bona fide is ranked first, as numpy's stable argsort does.
+        assert_eq!(eer(&[0.0], &[-0.0]).unwrap().eer, 1.0);
+        assert_eq!(eer(&[-0.0], &[0.0]).unwrap().eer, 1.0);
     }
 
     #[test]

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use fadlora_data::{
-    read_asvspoof2019_protocol, read_asvspoof2021_key, read_csv_list, Asvspoof2021Track,
-    DatasetSpec, Label, Split, Utterance,
+    read_asvspoof2019_protocol, read_asvspoof2021_key, read_asvspoof5_protocol, read_csv_list,
+    Asvspoof2021Track, DatasetSpec, Label, Split, Utterance, ASVSPOOF5_PROTOCOL_DIR,
 };
-use fadlora_metrics::{AsvScores, Eer, MinTdcf, TdcfCostModel};
+use fadlora_metrics::{AsvScores, Eer, MinTdcf, TdcfCostModel, Track1Metrics};
 use serde::{Deserialize, Serialize};
 
 use crate::fs::write_atomic;
@@ -96,8 +96,8 @@ pub fn read_score_file(path: &Path) -> Result<Vec<(String, f64)>, RunError> {
 }
 
 /// Reads ground truth from any format the data crate reads: a dataset spec or folder
-/// (`asvspoof2019:DIR`, `itw:DIR`, ...), a CSV list, an ASVspoof 2019 protocol file or an
-/// ASVspoof 2021 LA/DF key file.
+/// (`asvspoof2019:DIR`, `asvspoof5:DIR`, `itw:DIR`, ...), a CSV list, an ASVspoof 2019
+/// protocol file, an ASVspoof 5 Track 1 protocol file or an ASVspoof 2021 LA/DF key file.
 pub fn read_protocol(protocol: &str) -> Result<Vec<Utterance>, RunError> {
     let path = Path::new(protocol);
     if !path.is_file() {
@@ -114,6 +114,24 @@ pub fn read_protocol(protocol: &str) -> Result<Vec<Utterance>, RunError> {
         Ok(utts) => return Ok(utts),
         Err(e) => e,
     };
+    // Before the 2021 DF key, which also takes ten or more columns.
+    let corpus_root = match audio_dir.file_name() {
+        Some(name) if name == ASVSPOOF5_PROTOCOL_DIR => audio_dir.parent().unwrap_or(audio_dir),
+        _ => audio_dir,
+    };
+    match read_asvspoof5_protocol(path, corpus_root) {
+        Ok(utts) => return Ok(utts),
+        // A `.tsv` is an ASVspoof 5 protocol: its own error says what is wrong, the 2019
+        // reader's would not.
+        Err(e)
+            if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("tsv")) =>
+        {
+            return Err(e.into())
+        }
+        Err(_) => {}
+    }
     for track in [Asvspoof2021Track::La, Asvspoof2021Track::Df] {
         if let Ok(utts) = read_asvspoof2021_key(path, audio_dir, track) {
             return Ok(utts);
@@ -128,6 +146,14 @@ pub struct EerReport {
     pub eer_percent: f64,
     pub threshold: f64,
     pub min_tdcf: Option<f64>,
+    /// ASVspoof 5 Track 1 normalised minimum DCF (Pspoof 0.05, Cmiss 1, Cfa 10).
+    pub min_dcf: f64,
+    /// The same DCF at the Bayes threshold, reading scores as natural-log LLRs.
+    pub act_dcf: f64,
+    /// Log-likelihood-ratio cost in bits.
+    pub cllr: f64,
+    /// Cllr after the best monotonic (PAV) recalibration, in bits.
+    pub min_cllr: f64,
     pub n_bonafide: usize,
     pub n_spoof: usize,
 }
@@ -141,8 +167,9 @@ pub struct ProtocolFilter {
     pub subset: Option<String>,
 }
 
-/// Joins scores with the protocol by utterance id and computes EER (and min t-DCF when ASV
-/// scores are given). Every score must belong to the protocol and every selected protocol
+/// Joins scores with the protocol by utterance id and computes EER, the ASVspoof 5 Track 1
+/// metrics (minDCF, actDCF, Cllr, minCllr; cheap, and meaningful for any protocol) and min
+/// t-DCF when ASV scores are given. Every score must belong to the protocol and every selected protocol
 /// trial must have a score.
 pub fn evaluate_scores(
     scores: &[(String, f64)],
@@ -196,10 +223,20 @@ pub fn evaluate_scores(
         }
         None => None,
     };
+    let Track1Metrics {
+        min_dcf,
+        act_dcf,
+        cllr,
+        min_cllr,
+    } = fadlora_metrics::track1_metrics(&bona, &spoof)?;
     Ok(EerReport {
         eer_percent: eer.eer * 100.0,
         threshold: eer.threshold,
         min_tdcf,
+        min_dcf,
+        act_dcf,
+        cllr,
+        min_cllr,
         n_bonafide: bona.len(),
         n_spoof: spoof.len(),
     })
