@@ -33,6 +33,6 @@ pub use record::{
     TimeStats,
 };
 pub use vocab::{
-    parse_targets, targets_label, BackendKind, HeadKind, LoraTarget, Mode, Precision,
+    parse_targets, targets_label, BackendKind, HeadKind, LoraTarget, Mode, Precision, ScoreKind,
     UnknownLoraTarget,
 };
