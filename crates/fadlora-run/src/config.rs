@@ -785,6 +785,29 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
+/// The 1-based line where `field` of entry `index` (0-based) of the array of tables (or array
+/// of inline tables) at the dotted `array` key is written; the entry's own line when `field`
+/// is not written in it. `None` when there is no such entry.
+pub fn entry_line(text: &str, array: &str, index: usize, field: &str) -> Option<usize> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut parts = array.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let (_, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == part)?;
+        if parts.peek().is_none() {
+            let entry = v.get_ref().as_array()?.get(index)?;
+            let at = entry
+                .get_ref()
+                .as_table()
+                .and_then(|t| t.iter().find(|(k, _)| k.get_ref().as_ref() == field))
+                .map_or(entry.span().start, |(k, _)| k.span().start);
+            return Some(line_of(text, at));
+        }
+        table = v.get_ref().as_table()?;
+    }
+    None
+}
+
 /// The line where the dotted `key` is written, walking toml's spanned document (so dotted
 /// keys, inline tables and `[table]` headers are all found). `None` when it is not written
 /// at all (a default value, or a missing table).
