@@ -677,3 +677,60 @@ fn a_bad_published_figure_names_its_field_and_line() {
     );
     assert_eq!(line, Some(base_lines + 23));
 }
+
+/// Every shipped experiment says its LayerDrop, and those on the paper's setting (XLS-R 300M on
+/// ASVspoof 2019 LA) run three seeds or more with the reference recipe where the paper is
+/// silent, and attribute no table to it.
+#[test]
+fn shipped_paper_experiments_use_the_reference_recipe_and_three_seeds() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+    let mut paper = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let e = Experiment::load(&path, MODEL_RULES).unwrap();
+        let name = path.display();
+        assert!(
+            e.base.model.overrides.layerdrop.is_some(),
+            "{name}: set `layerdrop` in [base.model]"
+        );
+        let xlsr = e
+            .base
+            .model
+            .checkpoint
+            .as_ref()
+            .is_some_and(|c| c.to_string_lossy().contains("xls-r-300m"));
+        if !(xlsr && e.base.data.dataset.starts_with("asvspoof2019:")) {
+            continue;
+        }
+        paper.push(e.name.clone());
+        let plan = e.plan(Path::new("/r")).unwrap();
+        let seeds: std::collections::BTreeSet<u64> =
+            plan.runs.iter().map(|r| r.axes.seed).collect();
+        assert!(seeds.len() >= 3, "{name}: seeds {seeds:?}");
+        for run in &plan.runs {
+            let c = &run.config;
+            assert_eq!(
+                c.data.train_crop,
+                fadlora_run::config::TrainCrop::First,
+                "{name}"
+            );
+            assert_eq!(c.model.overrides.layerdrop, Some(0.0), "{name}");
+            assert_eq!(
+                c.head.score,
+                fadlora_run::ScoreKind::BonafideLogit,
+                "{name}"
+            );
+            assert_eq!(c.optim.kind, fadlora_run::config::OptimKind::Adam, "{name}");
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("Table"), "{name} cites a table of the paper");
+    }
+    paper.sort();
+    assert_eq!(
+        paper,
+        ["length_ablation", "rank_ablation", "target_ablation"]
+    );
+}
