@@ -413,6 +413,18 @@ fn print_plan(plan: &Plan) {
         totals.push_str(&format!(", {} probe run(s)", count(Mode::Probe)));
     }
     println!("{totals}");
+    if !plan.published.is_empty() {
+        println!("published figures the report sets beside the measured ones:");
+        for f in &plan.published {
+            println!(
+                "  {} {} = {} ({})",
+                f.group,
+                f.metric.as_str(),
+                f.value,
+                f.source
+            );
+        }
+    }
 }
 
 #[derive(Args)]

@@ -47,6 +47,11 @@ timing_warmup_steps = 1
 [sweep]
 ranks = [2, 4]
 full_finetune = true
+[[reference.figures]]
+group = "lora-q+v-r4"
+metric = "eval_eer_percent"
+value = 1.30
+source = "a published table"
 "#,
         mini_corpus().display(),
         asv_scores().display()
@@ -119,6 +124,10 @@ fn a_killed_sweep_resumes_without_redoing_or_losing_runs_and_reports() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert_eq!(stdout.matches("pending").count(), 3, "{stdout}");
+    assert!(
+        stdout.contains("lora-q+v-r4 eval_eer_percent = 1.3 (a published table)"),
+        "{stdout}"
+    );
     assert!(!results.join("micro").exists(), "--plan writes nothing");
 
     // First sweep: killed once run 1 has finished and run 2 has checkpointed an epoch.
@@ -321,6 +330,12 @@ fn a_killed_sweep_resumes_without_redoing_or_losing_runs_and_reports() {
     // The trainer recorded every interval and per-attack EER: the report made none itself.
     assert!(md.contains("## Per-attack and per-condition EER"), "{md}");
     assert!(!md.contains("computed here from"), "{md}");
+    // The experiment's published figure went through plan.json into the report.
+    assert!(md.contains("## Published figures"), "{md}");
+    assert!(
+        md.contains("| lora-q+v-r4 | eval_eer_percent | 1.30 |"),
+        "{md}"
+    );
     assert!(record_2["eval"]["eer_ci"]["low_percent"].is_number());
     assert!(!record_2["eval"]["breakdown"].as_array().unwrap().is_empty());
 }

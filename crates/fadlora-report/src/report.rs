@@ -9,7 +9,7 @@ use fadlora_run::PercentInterval;
 use fadlora_run::RunRecord;
 use fadlora_run::SplitResult;
 use fadlora_run::{write_atomic, RunState};
-use fadlora_run::{Mode, Plan, PlannedRun};
+use fadlora_run::{Mode, Plan, PlannedRun, PublishedFigure, PublishedMetric};
 use plotters::style::RGBColor;
 
 use crate::figures::{
@@ -68,7 +68,21 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
         .paired
         .sort_by_key(|p| (group_order(&p.group), p.seed));
     notes.extend(stats.notes.iter().cloned());
-    let tables = write_tables(&out, &rows, &groups, &stats, metric, &mut files)?;
+    let mut tables = write_tables(&out, &rows, &groups, &stats, metric, &mut files)?;
+    if !plan.published.is_empty() {
+        let table = published_table(&plan.published, &groups);
+        write(
+            &out.join("published.md"),
+            table.markdown().as_bytes(),
+            &mut files,
+        )?;
+        write(
+            &out.join("published.tex"),
+            table.latex().as_bytes(),
+            &mut files,
+        )?;
+        tables.published = Some(table);
+    }
     let figures = draw_figures(
         &out, &plan, &finished, &rows, &groups, metric, &mut files, &mut notes,
     )?;
@@ -111,6 +125,8 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
 /// The tables `report.md` shows.
 struct Tables {
     summary: Table,
+    /// Absent when the experiment lists no published figure.
+    published: Option<Table>,
     /// Absent when no run's protocol names an attack or condition.
     breakdown: Option<Table>,
     /// Absent without a LoRA or probe run paired with full fine-tuning of its seed.
@@ -174,9 +190,58 @@ fn write_tables(
     };
     Ok(Tables {
         summary,
+        published: None,
         breakdown,
         paired,
     })
+}
+
+/// The measured value of `metric` for a group, as the summary table gives it: mean ± sample
+/// std over seeds, with the number of seeds.
+fn measured_cell(metric: PublishedMetric, group: Option<&GroupRow>) -> String {
+    let Some(g) = group else {
+        return "no finished run".into();
+    };
+    let cell = match metric {
+        PublishedMetric::EvalEerPercent => mean_std(g.eval_mean, g.eval_std, 2),
+        PublishedMetric::DevEerPercent => mean_std(Some(g.dev_mean), g.dev_std, 2),
+        PublishedMetric::EvalMinTdcf => mean_std(g.tdcf_mean, g.tdcf_std, 4),
+        // Every seed of a group trains the same parameters.
+        PublishedMetric::TrainableParams => return thousands(g.trainable.round() as u64),
+    };
+    format!("{cell} (n = {})", g.n)
+}
+
+fn published_cell(metric: PublishedMetric, value: f64) -> String {
+    match metric {
+        PublishedMetric::EvalEerPercent | PublishedMetric::DevEerPercent => format!("{value:.2}"),
+        PublishedMetric::EvalMinTdcf => format!("{value:.4}"),
+        PublishedMetric::TrainableParams => thousands(value.round() as u64),
+    }
+}
+
+/// Each published figure beside what this sweep measured for its group.
+fn published_table(figures: &[PublishedFigure], groups: &[GroupRow]) -> Table {
+    let mut table = Table::new(&[
+        ("Group", Align::Left),
+        ("Metric", Align::Left),
+        ("Published", Align::Right),
+        ("Measured here", Align::Right),
+        ("Source", Align::Left),
+        ("Note", Align::Left),
+    ]);
+    for f in figures {
+        let group = groups.iter().find(|g| g.group == f.group);
+        table.push(vec![
+            f.group.clone(),
+            f.metric.as_str().into(),
+            published_cell(f.metric, f.value),
+            measured_cell(f.metric, group),
+            f.source.clone(),
+            f.note.clone().unwrap_or_default(),
+        ]);
+    }
+    table
 }
 
 /// Draws every figure that makes sense for the finished runs (PNG and SVG) and says why each
@@ -1415,6 +1480,7 @@ fn report_markdown(plan: &Plan, inputs: &MarkdownInputs) -> String {
     }
     setup_section(&mut md, plan, inputs);
     summary_section(&mut md, inputs.groups, &inputs.tables.summary);
+    published_section(&mut md, inputs.tables.published.as_ref());
     breakdown_section(&mut md, inputs.tables.breakdown.as_ref());
     paired_section(&mut md, inputs.tables.paired.as_ref(), inputs.stats);
     figures_section(&mut md, inputs.figures);
@@ -1643,6 +1709,20 @@ fn figures_section(md: &mut String, figures: &[(&str, &str)]) {
             "### {title}\n\n![{title}]({stem}.png)\n\n[SVG]({stem}.svg)\n\n"
         ));
     }
+}
+
+fn published_section(md: &mut String, table: Option<&Table>) {
+    let Some(table) = table else { return };
+    md.push_str("## Published figures\n\n");
+    md.push_str(
+        "Figures published elsewhere for groups of this experiment (the experiment TOML's \
+         `[reference]` table, with their sources), beside what this sweep measured: mean ± \
+         sample std over the n seeds that finished. A published figure comes from its authors' \
+         recipe, which may differ from this one where the note or the TOML says so. As \
+         [Markdown](published.md) and [LaTeX](published.tex).\n\n",
+    );
+    md.push_str(&table.markdown());
+    md.push('\n');
 }
 
 fn notes_section(md: &mut String, notes: &[String]) {

@@ -291,6 +291,7 @@ fn build(root: &Path, dataset: &str, finished: &[Spec], unfinished: &[Spec]) -> 
         source: root.join("fixture.toml"),
         dir: dir.clone(),
         runs,
+        published: Vec::new(),
     };
     std::fs::create_dir_all(&dir).unwrap();
     plan.save().unwrap();
@@ -1028,4 +1029,84 @@ fn runs_on_different_trials_are_not_paired_and_the_report_says_why() {
     assert!(notes.contains("is not compared with"), "{notes}");
     assert!(notes.contains(&format!("`{missing}`")), "{notes}");
     assert!(!report.dir.join("paired.md").exists());
+}
+
+#[test]
+fn published_figures_are_tabled_beside_the_measured_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let qv = [LoraTarget::Q, LoraTarget::V];
+    let finished = vec![
+        Spec::full(0, 10.0, 12.0),
+        Spec::full(1, 12.0, 14.0),
+        Spec::lora(&qv, 4, 0, 9.0, 11.0),
+    ];
+    let mut plan = build(tmp.path(), &mini_spec(), &finished, &[]);
+    let figure = |group: &str, metric, value, source: &str| fadlora_run::PublishedFigure {
+        group: group.into(),
+        metric,
+        value,
+        source: source.into(),
+        note: None,
+    };
+    plan.published = vec![
+        figure(
+            "lora-q+v-r4",
+            fadlora_run::PublishedMetric::EvalEerPercent,
+            1.30,
+            "secondary source: S",
+        ),
+        fadlora_run::PublishedFigure {
+            note: Some("AASIST back end".into()),
+            ..figure(
+                "full",
+                fadlora_run::PublishedMetric::EvalEerPercent,
+                1.13,
+                "secondary source: S",
+            )
+        },
+        figure(
+            "full",
+            fadlora_run::PublishedMetric::TrainableParams,
+            317e6,
+            "abstract",
+        ),
+    ];
+    plan.save().unwrap();
+    let report = write_report(&plan.dir).unwrap();
+    let md = read(&report.dir.join("report.md"));
+    assert!(md.contains("## Published figures"), "{md}");
+    assert_eq!(
+        table_row(&md, "lora-q+v-r4 | eval_eer_percent"),
+        [
+            "lora-q+v-r4",
+            "eval_eer_percent",
+            "1.30",
+            "11.00 (n = 1)",
+            "secondary source: S",
+            ""
+        ]
+    );
+    assert_eq!(
+        table_row(&md, "full | eval_eer_percent"),
+        [
+            "full",
+            "eval_eer_percent",
+            "1.13",
+            "13.00 ± 1.41 (n = 2)",
+            "secondary source: S",
+            "AASIST back end"
+        ]
+    );
+    assert_eq!(
+        table_row(&md, "full | trainable_params")[2..4],
+        ["317,000,000", "1,000,000"]
+    );
+    let tex = read(&report.dir.join("published.tex"));
+    assert!(tex.contains("317,000,000"), "{tex}");
+    // Without published figures there is no such section or file.
+    let plain = tempfile::tempdir().unwrap();
+    let plan = build(plain.path(), &mini_spec(), &finished, &[]);
+    let report = write_report(&plan.dir).unwrap();
+    assert!(!read(&report.dir.join("report.md")).contains("Published"));
+    assert!(!report.dir.join("published.md").exists());
 }

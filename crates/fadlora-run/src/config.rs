@@ -18,6 +18,7 @@
 //! dev_split = "dev"
 //! eval_split = "eval"                      # optional
 //! crop_samples = 64600
+//! train_crop = "random"                    # random (default) | first (SSL_Anti-spoofing)
 //! normalization = "none"                   # none | zero-mean-unit-variance
 //! max_per_class = 8                        # optional: first N of each class per split
 //!
@@ -37,6 +38,7 @@
 //!
 //! [head]
 //! kind = "mean-linear"
+//! score = "logit-difference"               # or "bonafide-logit" (SSL_Anti-spoofing's score)
 //!
 //! [optim]
 //! kind = "adamw"
@@ -60,7 +62,7 @@ use std::path::{Path, PathBuf};
 use fadlora_data::{DatasetSpec, Normalization, SSL_ANTI_SPOOFING_SAMPLES};
 use serde::{Deserialize, Serialize};
 
-use crate::vocab::{BackendKind, HeadKind, LoraTarget, Mode, Precision};
+use crate::vocab::{BackendKind, HeadKind, LoraTarget, Mode, Precision, ScoreKind};
 use crate::RunError;
 
 /// One training run.
@@ -118,12 +120,13 @@ pub struct DataSection {
     /// Scored with the selected checkpoint at the end; never used for selection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_split: Option<String>,
-    /// Training crops are random windows of this length, evaluation takes the first samples;
-    /// short files are tiled (SSL_Anti-spoofing).
+    /// Training crops are windows of this length (see `train_crop`), evaluation takes the
+    /// first samples; short files are tiled (SSL_Anti-spoofing).
     #[serde(default = "default_crop")]
     pub crop_samples: usize,
     /// How training examples are cut: `random` windows (a new one every epoch, the default) or
-    /// the `first` samples as in evaluation (fixed inputs: memorisation checks, debugging).
+    /// the `first` samples as in evaluation, which is what SSL_Anti-spoofing trains on (and
+    /// gives fixed inputs for memorisation checks).
     #[serde(default)]
     pub train_crop: TrainCrop,
     #[serde(default)]
@@ -276,6 +279,11 @@ pub struct ProbeSection {
 pub struct HeadSection {
     #[serde(default)]
     pub kind: HeadKind,
+    /// How the logits become the score of score files, EERs and `fadlora detect`; saved in
+    /// `detector.json`. Left out of the serialised TOML at its default: sweep run IDs hash
+    /// it, and runs that predate the key must keep their IDs.
+    #[serde(default, skip_serializing_if = "ScoreKind::is_default")]
+    pub score: ScoreKind,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -786,6 +794,29 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
+/// The 1-based line where `field` of entry `index` (0-based) of the array of tables (or array
+/// of inline tables) at the dotted `array` key is written; the entry's own line when `field`
+/// is not written in it. `None` when there is no such entry.
+pub fn entry_line(text: &str, array: &str, index: usize, field: &str) -> Option<usize> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut parts = array.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let (_, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == part)?;
+        if parts.peek().is_none() {
+            let entry = v.get_ref().as_array()?.get(index)?;
+            let at = entry
+                .get_ref()
+                .as_table()
+                .and_then(|t| t.iter().find(|(k, _)| k.get_ref().as_ref() == field))
+                .map_or(entry.span().start, |(k, _)| k.span().start);
+            return Some(line_of(text, at));
+        }
+        table = v.get_ref().as_table()?;
+    }
+    None
+}
+
 /// The line where the dotted `key` is written, walking toml's spanned document (so dotted
 /// keys, inline tables and `[table]` headers are all found). `None` when it is not written
 /// at all (a default value, or a missing table).
@@ -918,6 +949,49 @@ epochs = 1
         assert!(!plain.to_toml().contains("probe"), "{}", plain.to_toml());
         let json = serde_json::to_string(&plain).unwrap();
         assert!(!json.contains("probe"), "{json}");
+    }
+
+    #[test]
+    fn score_kind_reads_back_and_its_default_is_not_serialised() {
+        let c = parse(&format!("{MINIMAL}\n[head]\nscore = \"bonafide-logit\"\n")).unwrap();
+        assert_eq!(c.head.score, ScoreKind::BonafideLogit);
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        assert!(c.to_toml().contains("score = \"bonafide-logit\""));
+        // Sweep run IDs hash the serialised configuration: a run that leaves the score at its
+        // default must serialise exactly as before the key existed.
+        let plain = parse(MINIMAL).unwrap();
+        assert_eq!(plain.head.score, ScoreKind::LogitDifference);
+        let explicit = parse(&format!(
+            "{MINIMAL}\n[head]\nscore = \"logit-difference\"\n"
+        ))
+        .unwrap();
+        assert_eq!(explicit, plain);
+        assert!(!plain.to_toml().contains("score ="), "{}", plain.to_toml());
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(!json.contains("\"score\""), "{json}");
+    }
+
+    #[test]
+    fn a_wrong_score_or_train_crop_names_the_value_and_line() {
+        let text = format!("{MINIMAL}\n[head]\nscore = \"bonafide\"\n");
+        let (line, _, message) = config_error(&text);
+        assert_eq!(line, Some(11));
+        assert!(message.contains("bonafide-logit"), "{message}");
+        let text = MINIMAL.replace(
+            "dataset = \"csv:list.csv\"",
+            "dataset = \"csv:list.csv\"\ntrain_crop = \"start\"",
+        );
+        let (line, _, message) = config_error(&text);
+        assert_eq!(line, Some(5));
+        assert!(
+            message.contains("start") && message.contains("first"),
+            "{message}"
+        );
+        let first = MINIMAL.replace(
+            "dataset = \"csv:list.csv\"",
+            "dataset = \"csv:list.csv\"\ntrain_crop = \"first\"",
+        );
+        assert_eq!(parse(&first).unwrap().data.train_crop, TrainCrop::First);
     }
 
     #[test]

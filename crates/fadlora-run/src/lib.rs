@@ -27,12 +27,14 @@ pub use config::{ExtraRules, Invalid, LoraSection, ProbeSection, RunConfig, RunR
 pub use error::RunError;
 pub use fs::write_atomic;
 pub use lock::{inspect_lock, LockOwner, LockState, LockTiming, RunLock};
-pub use plan::{read_record, Plan, PlannedRun, RunAxes, RunState};
+pub use plan::{
+    read_record, Plan, PlannedRun, PublishedFigure, PublishedMetric, RunAxes, RunState,
+};
 pub use record::{
     EpochLog, ParamCounts, PeakMemory, PercentInterval, RunRecord, SplitResult, SubsetEer,
     TimeStats,
 };
 pub use vocab::{
-    parse_targets, targets_label, BackendKind, HeadKind, LoraTarget, Mode, Precision,
+    parse_targets, targets_label, BackendKind, HeadKind, LoraTarget, Mode, Precision, ScoreKind,
     UnknownLoraTarget,
 };

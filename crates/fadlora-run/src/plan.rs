@@ -88,6 +88,75 @@ pub struct Plan {
     /// `<results>/<experiment>`.
     pub dir: PathBuf,
     pub runs: Vec<PlannedRun>,
+    /// Published figures the report prints beside the measured ones (the experiment's
+    /// `[[reference.figures]]`). Absent from plans written before they existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<PublishedFigure>,
+}
+
+/// A figure someone published for one configuration group of the experiment, with where it
+/// comes from: the report sets it beside what the sweep measured for that group, never in
+/// place of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishedFigure {
+    /// A run group of the experiment (`lora-q+v-r4`, `full`, ...): the runs it compares with.
+    pub group: String,
+    pub metric: PublishedMetric,
+    pub value: f64,
+    /// Where the number comes from, as a reader should be able to check it (paper and table,
+    /// or "secondary source: ..." when the primary one could not be read).
+    pub source: String,
+    /// Anything that makes the comparison unequal (other back end, other recipe, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The measured quantities a published figure can be compared with; their names are the
+/// columns of the report's `summary.csv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublishedMetric {
+    EvalEerPercent,
+    DevEerPercent,
+    EvalMinTdcf,
+    TrainableParams,
+}
+
+impl PublishedMetric {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublishedMetric::EvalEerPercent => "eval_eer_percent",
+            PublishedMetric::DevEerPercent => "dev_eer_percent",
+            PublishedMetric::EvalMinTdcf => "eval_min_tdcf",
+            PublishedMetric::TrainableParams => "trainable_params",
+        }
+    }
+
+    /// Why `value` cannot be a figure of this metric, if it cannot.
+    pub fn check(self, value: f64) -> Result<(), String> {
+        let ok = match self {
+            PublishedMetric::EvalEerPercent | PublishedMetric::DevEerPercent => {
+                (0.0..=100.0).contains(&value)
+            }
+            PublishedMetric::EvalMinTdcf => value.is_finite() && value >= 0.0,
+            PublishedMetric::TrainableParams => value.is_finite() && value >= 1.0,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "{value} is no {}: {}",
+                self.as_str(),
+                match self {
+                    PublishedMetric::EvalEerPercent | PublishedMetric::DevEerPercent =>
+                        "an EER in percent lies in [0, 100]",
+                    PublishedMetric::EvalMinTdcf => "a min t-DCF is a finite number >= 0",
+                    PublishedMetric::TrainableParams => "a parameter count is at least 1",
+                }
+            ))
+        }
+    }
 }
 
 /// How far a planned run has got, judged from its folder.

@@ -228,6 +228,43 @@ pub enum HeadKind {
     MeanLinear,
 }
 
+/// How a detector's two logits (0 = spoof, 1 = bona fide) become the score written to score
+/// files, thresholded by `fadlora detect` and used for every EER. Higher = more bona fide
+/// either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScoreKind {
+    /// Bona fide logit minus spoof logit: the log odds of the softmax, with 0 as the
+    /// classifier's own boundary.
+    #[default]
+    LogitDifference,
+    /// The bona fide logit alone, as SSL_Anti-spoofing writes its scores. It ranks trials
+    /// differently from the log odds whenever the spoof logit varies too, so EERs of the two
+    /// differ.
+    BonafideLogit,
+}
+
+impl ScoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScoreKind::LogitDifference => "logit-difference",
+            ScoreKind::BonafideLogit => "bonafide-logit",
+        }
+    }
+
+    /// The score of one trial from its `[spoof, bona fide]` logits.
+    pub fn of(self, spoof: f64, bonafide: f64) -> f64 {
+        match self {
+            ScoreKind::LogitDifference => bonafide - spoof,
+            ScoreKind::BonafideLogit => bonafide,
+        }
+    }
+
+    pub fn is_default(&self) -> bool {
+        *self == ScoreKind::default()
+    }
+}
+
 /// What a run trains: everything (full fine-tuning), LoRA adapters and the head (a `[lora]`
 /// table), or the head alone on a frozen backbone (a `[probe]` table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -30,6 +30,14 @@
 //! partition = "gpu"
 //! time = "24:00:00"
 //! throttle = 8                           # at most 8 runs at once
+//!
+//! [[reference.figures]]                  # published numbers the report sets beside ours
+//! group = "lora-q+v-r4"                  # a run group of this experiment
+//! metric = "eval_eer_percent"            # eval_eer_percent | dev_eer_percent |
+//!                                        # eval_min_tdcf | trainable_params
+//! value = 1.30
+//! source = "secondary source: ..."       # where a reader can check it
+//! note = "AASIST back end"               # optional: what makes the comparison unequal
 //! ```
 //!
 //! Every axis left out takes the base's value. Paths are relative to the TOML's folder.
@@ -38,9 +46,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use fadlora_run::config::{
-    key_line, located, parse_toml, Invalid, LoraSection, ProbeSection, RunRules,
+    entry_line, key_line, located, parse_toml, Invalid, LoraSection, ProbeSection, RunRules,
 };
-use fadlora_run::{targets_label, LoraTarget, Mode, Plan, PlannedRun, RunAxes, RunConfig};
+use fadlora_run::{
+    targets_label, LoraTarget, Mode, Plan, PlannedRun, PublishedFigure, RunAxes, RunConfig,
+    RunError,
+};
 use serde::Deserialize;
 
 use crate::slurm::SlurmSection;
@@ -61,6 +72,8 @@ pub struct Experiment {
     pub sweep: SweepSection,
     /// Scheduler options for `fadlora sweep --slurm`.
     pub slurm: SlurmSection,
+    /// Published figures to compare with.
+    pub reference: ReferenceSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +87,18 @@ struct ExperimentFile {
     sweep: SweepSection,
     #[serde(default)]
     slurm: SlurmSection,
+    #[serde(default)]
+    reference: ReferenceSection,
+}
+
+/// The `[reference]` table: figures published elsewhere for groups of this experiment, which
+/// the report prints beside the measured ones. Kept out of every run's configuration, so
+/// adding or correcting one never changes a run ID.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceSection {
+    #[serde(default)]
+    pub figures: Vec<PublishedFigure>,
 }
 
 /// The `[sweep]` table.
@@ -212,6 +237,7 @@ impl Experiment {
             base: file.base,
             sweep: file.sweep,
             slurm: file.slurm,
+            reference: file.reference,
         };
         experiment.check()?;
         Ok(experiment)
@@ -345,6 +371,63 @@ impl Experiment {
                 "describes no runs: list `ranks` or `probe_layers`, set `full_finetune = true`, \
                  or `include` runs",
             ));
+        }
+        let groups: Vec<&str> = {
+            let mut g: Vec<&str> = Vec::new();
+            for (_, _, group, _) in &runs {
+                if !g.contains(&group.as_str()) {
+                    g.push(group);
+                }
+            }
+            g
+        };
+        self.check_reference(&groups)
+    }
+
+    /// Every published figure names a group of this experiment, a value its metric can take
+    /// and a source, and no figure is given twice.
+    fn check_reference(&self, groups: &[&str]) -> Result<(), SweepError> {
+        let figures = &self.reference.figures;
+        for (n, f) in figures.iter().enumerate() {
+            let problem = if !groups.contains(&f.group.as_str()) {
+                Some((
+                    "group",
+                    format!(
+                        "`{}` is no run group of this experiment (its groups: {})",
+                        f.group,
+                        groups.join(", ")
+                    ),
+                ))
+            } else if let Err(m) = f.metric.check(f.value) {
+                Some(("value", m))
+            } else if f.source.trim().is_empty() {
+                Some((
+                    "source",
+                    "must say where the figure comes from, so a reader can check it".into(),
+                ))
+            } else if figures[..n].iter().any(|g| {
+                g.group == f.group && g.metric == f.metric && g.source.trim() == f.source.trim()
+            }) {
+                Some((
+                    "source",
+                    format!(
+                        "repeats an earlier entry's group, metric and source ({} {})",
+                        f.group,
+                        f.metric.as_str()
+                    ),
+                ))
+            } else {
+                None
+            };
+            if let Some((field, message)) = problem {
+                return Err(RunError::Config {
+                    path: self.source.clone(),
+                    line: entry_line(&self.text, "reference.figures", n, field),
+                    key: format!("reference.figures.{field}"),
+                    message: format!("`reference.figures` entry {}: `{field}`: {message}", n + 1),
+                }
+                .into());
+            }
         }
         Ok(())
     }
@@ -632,6 +715,7 @@ impl Experiment {
             source: normalize(&cwd.join(&self.source)),
             dir,
             runs,
+            published: self.reference.figures.clone(),
         })
     }
 

@@ -586,3 +586,151 @@ fn malformed_probe_axes_name_the_key_and_line() {
     let (_, _, message) = located(experiment("[sweep]\n"));
     assert!(message.contains("probe_layers"), "{message}");
 }
+
+const WITH_REFERENCE: &str = r#"
+[sweep]
+ranks = [4]
+full_finetune = true
+
+[[reference.figures]]
+group = "lora-q+v-r4"
+metric = "eval_eer_percent"
+value = 1.30
+source = "secondary source: a survey"
+
+[[reference.figures]]
+group = "full"
+metric = "trainable_params"
+value = 317e6
+source = "abstract"
+note = "counts the back end too"
+"#;
+
+#[test]
+fn published_figures_reach_the_plan_and_leave_run_ids_alone() {
+    let e = experiment(WITH_REFERENCE).unwrap();
+    let plan = e.plan(Path::new("/tmp/results")).unwrap();
+    assert_eq!(plan.published.len(), 2);
+    assert_eq!(plan.published[0].group, "lora-q+v-r4");
+    assert_eq!(
+        plan.published[0].metric,
+        fadlora_run::PublishedMetric::EvalEerPercent
+    );
+    assert_eq!(
+        plan.published[1].note.as_deref(),
+        Some("counts the back end too")
+    );
+    let without = experiment("[sweep]\nranks = [4]\nfull_finetune = true\n").unwrap();
+    assert_eq!(ids(&e), ids(&without));
+    assert!(without
+        .plan(Path::new("/tmp/results"))
+        .unwrap()
+        .published
+        .is_empty());
+    // plan.json round-trips them, and a plan written before them still reads.
+    let json = serde_json::to_string(&plan).unwrap();
+    let back: fadlora_run::Plan = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.published, plan.published);
+    let old = serde_json::to_string(&without.plan(Path::new("/tmp/results")).unwrap()).unwrap();
+    assert!(!old.contains("published"), "{old}");
+}
+
+#[test]
+fn a_bad_published_figure_names_its_field_and_line() {
+    // Line k of WITH_REFERENCE (its empty first line is 1) is line base_lines + k.
+    let base_lines = BASE.lines().count() + 1;
+    let case = |from: &str, to: &str| located(experiment(&WITH_REFERENCE.replace(from, to)));
+
+    let (line, key, message) = case("group = \"full\"", "group = \"full-r4\"");
+    assert_eq!(key, "reference.figures.group");
+    assert_eq!(line, Some(base_lines + 13));
+    assert!(
+        message.contains("entry 2") && message.contains("full-r4"),
+        "{message}"
+    );
+    assert!(message.contains("full, lora-q+v-r4"), "{message}");
+
+    let (line, key, message) = case("value = 1.30", "value = 130.0");
+    assert_eq!(key, "reference.figures.value");
+    assert_eq!(line, Some(base_lines + 9));
+    assert!(message.contains("[0, 100]"), "{message}");
+
+    let (line, key, _) = case("source = \"abstract\"", "source = \" \"");
+    assert_eq!(key, "reference.figures.source");
+    assert_eq!(line, Some(base_lines + 16));
+
+    // A metric the report cannot measure, or a key the table does not know: serde names it.
+    let (line, _, message) = case("\"trainable_params\"", "\"eer\"");
+    assert_eq!(line, Some(base_lines + 14));
+    assert!(message.contains("eval_eer_percent"), "{message}");
+    let (line, _, message) = case("note =", "comment =");
+    assert_eq!(line, Some(base_lines + 17));
+    assert!(message.contains("comment"), "{message}");
+
+    let twice = format!(
+        "{WITH_REFERENCE}\n[[reference.figures]]\ngroup = \"lora-q+v-r4\"\nmetric = \"eval_eer_percent\"\nvalue = 1.2\nsource = \"secondary source: a survey\"\n"
+    );
+    let (line, _, message) = located(experiment(&twice));
+    assert!(
+        message.contains("entry 3") && message.contains("repeats"),
+        "{message}"
+    );
+    assert_eq!(line, Some(base_lines + 23));
+}
+
+/// Every shipped experiment says its LayerDrop, and those on the paper's setting (XLS-R 300M on
+/// ASVspoof 2019 LA) run three seeds or more with the reference recipe where the paper is
+/// silent, and attribute no table to it.
+#[test]
+fn shipped_paper_experiments_use_the_reference_recipe_and_three_seeds() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+    let mut paper = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let e = Experiment::load(&path, MODEL_RULES).unwrap();
+        let name = path.display();
+        assert!(
+            e.base.model.overrides.layerdrop.is_some(),
+            "{name}: set `layerdrop` in [base.model]"
+        );
+        let xlsr = e
+            .base
+            .model
+            .checkpoint
+            .as_ref()
+            .is_some_and(|c| c.to_string_lossy().contains("xls-r-300m"));
+        if !(xlsr && e.base.data.dataset.starts_with("asvspoof2019:")) {
+            continue;
+        }
+        paper.push(e.name.clone());
+        let plan = e.plan(Path::new("/r")).unwrap();
+        let seeds: std::collections::BTreeSet<u64> =
+            plan.runs.iter().map(|r| r.axes.seed).collect();
+        assert!(seeds.len() >= 3, "{name}: seeds {seeds:?}");
+        for run in &plan.runs {
+            let c = &run.config;
+            assert_eq!(
+                c.data.train_crop,
+                fadlora_run::config::TrainCrop::First,
+                "{name}"
+            );
+            assert_eq!(c.model.overrides.layerdrop, Some(0.0), "{name}");
+            assert_eq!(
+                c.head.score,
+                fadlora_run::ScoreKind::BonafideLogit,
+                "{name}"
+            );
+            assert_eq!(c.optim.kind, fadlora_run::config::OptimKind::Adam, "{name}");
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("Table"), "{name} cites a table of the paper");
+    }
+    paper.sort();
+    assert_eq!(
+        paper,
+        ["length_ablation", "rank_ablation", "target_ablation"]
+    );
+}

@@ -20,7 +20,7 @@ use crate::config::NormalizationChoice;
 use crate::detector::{BaseSource, Detector, DetectorConfig};
 use crate::TrainError;
 pub use fadlora_run::layout::{BASE_FILE, DETECTOR_FILE, OPTIMIZER_FILE, TRAINABLE_FILE};
-use fadlora_run::write_atomic;
+use fadlora_run::{write_atomic, ScoreKind};
 
 /// `detector.json`: how to rebuild a trained detector (next to its `trainable.safetensors`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +37,11 @@ pub struct DetectorFile {
     /// default (with class-weighted training, 0 is not the balanced boundary).
     #[serde(default)]
     pub dev_eer_threshold: Option<f64>,
+    /// How logits become scores (`[head] score`): the threshold above and every score of this
+    /// detector are in its units. Detectors saved before the choice existed used the logit
+    /// difference, the default.
+    #[serde(default)]
+    pub score: ScoreKind,
 }
 
 fn store_error(path: &Path, e: impl std::fmt::Display) -> TrainError {

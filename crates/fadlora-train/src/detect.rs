@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{run_on, BackendEnv, BackendJob};
 use crate::checkpoint::{load_detector, DetectorFile};
 use crate::config::NormalizationChoice;
-use crate::detector::{bonafide_scores, Detector};
+use crate::detector::{score, Detector};
 use crate::infer::resolve_checkpoint;
 use crate::TrainError;
 use fadlora_run::BackendKind;
@@ -179,6 +179,7 @@ pub fn detect_files(
                 device: &device,
                 window_samples,
                 normalize: info.normalization == NormalizationChoice::ZeroMeanUnitVariance,
+                score_kind: info.score,
                 batch_size: self.options.batch_size,
                 pending_samples: Vec::new(),
                 pending_owners: Vec::new(),
@@ -274,6 +275,8 @@ struct Scorer<'a, B: fadlora_model::ModelBackend> {
     device: &'a B::Device,
     window_samples: usize,
     normalize: bool,
+    /// The run's score (saved with the detector), so a file scores as the run's eval did.
+    score_kind: fadlora_run::ScoreKind,
     batch_size: usize,
     pending_samples: Vec<f32>,
     /// (file index, window index) of each pending window.
@@ -339,7 +342,7 @@ impl<B: fadlora_model::ModelBackend> Scorer<'_, B> {
             ),
             self.device,
         );
-        let scores: Vec<f32> = bonafide_scores(self.model.forward(input))
+        let scores: Vec<f32> = score(self.model.forward(input), self.score_kind)
             .into_data()
             .convert::<f32>()
             .into_vec()

@@ -10,7 +10,7 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::FloatDType;
 use fadlora_model::{ModelBackend, Precision, PrecisionDType, Wav2Vec2Config, Wav2Vec2Model};
-use fadlora_run::{HeadKind, ParamCounts};
+use fadlora_run::{HeadKind, ParamCounts, ScoreKind};
 use serde::{Deserialize, Serialize};
 
 use crate::config::LoraSection;
@@ -166,15 +166,27 @@ impl<B: ModelBackend> Detector<B> {
     }
 }
 
-/// The countermeasure score of each row: bona fide logit minus spoof logit. It is the log
-/// odds `log p(bona fide) - log p(spoof)` of the softmax, so it ranks trials exactly as the
-/// bona fide log-softmax or probability does; higher = more bona fide. `0` is the decision
-/// boundary of the classifier.
+/// The countermeasure score of each row under [`ScoreKind::LogitDifference`]: bona fide logit
+/// minus spoof logit. It is the log odds `log p(bona fide) - log p(spoof)` of the softmax, so
+/// it ranks trials exactly as the bona fide log-softmax or probability does; higher = more
+/// bona fide. `0` is the decision boundary of the classifier.
 pub fn bonafide_scores<B: Backend>(logits: Tensor<B, 2>) -> Tensor<B, 1> {
+    score(logits, ScoreKind::LogitDifference)
+}
+
+/// The score of each row of `logits` `[batch, 2]` (0 = spoof, 1 = bona fide) under `kind`:
+/// what a detector saved with that choice (`DetectorFile::score`) must be scored with, so that
+/// thresholds and EERs stay in the units the run measured them in.
+pub fn score<B: Backend>(logits: Tensor<B, 2>, kind: ScoreKind) -> Tensor<B, 1> {
     let [batch, _] = logits.dims();
     let bonafide = logits.clone().slice([0..batch, 1..2]);
-    let spoof = logits.slice([0..batch, 0..1]);
-    (bonafide - spoof).reshape([batch])
+    match kind {
+        ScoreKind::LogitDifference => {
+            let spoof = logits.slice([0..batch, 0..1]);
+            (bonafide - spoof).reshape([batch])
+        }
+        ScoreKind::BonafideLogit => bonafide.reshape([batch]),
+    }
 }
 
 /// Class-weighted cross-entropy with PyTorch's reduction: `sum_i w[y_i] * nll_i / sum_i w[y_i]`
@@ -290,6 +302,40 @@ mod tests {
         let logits = Tensor::<B, 2>::from_floats([[2.0, 0.5], [0.1, 0.3]], &device);
         let scores: Vec<f32> = bonafide_scores(logits).into_data().to_vec().unwrap();
         assert!((scores[0] + 1.5).abs() < 1e-6 && (scores[1] - 0.2).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bonafide_logit_score_is_the_second_logit_of_a_forward_pass() {
+        let device = Default::default();
+        let model = DetectorConfig::new(Wav2Vec2Config::micro())
+            .build::<B>(&BaseSource::Random { seed: 5 }, &device)
+            .unwrap();
+        let waves: Vec<f32> = (0..2 * 4000)
+            .map(|i| ((i * 7919) % 201) as f32 / 100.0 - 1.0)
+            .collect();
+        let input = Tensor::<B, 2>::from_data(TensorData::new(waves, [2, 4000]), &device);
+        let logits: Vec<f32> = model.forward(input.clone()).into_data().to_vec().unwrap();
+        let read = |kind| -> Vec<f32> {
+            score(model.forward(input.clone()), kind)
+                .into_data()
+                .to_vec()
+                .unwrap()
+        };
+        let (bonafide, difference) = (
+            read(ScoreKind::BonafideLogit),
+            read(ScoreKind::LogitDifference),
+        );
+        for row in 0..2 {
+            let (spoof, bona) = (logits[2 * row], logits[2 * row + 1]);
+            assert_eq!(bonafide[row], bona);
+            assert!((difference[row] - (bona - spoof)).abs() < 1e-6);
+            // A random head gives different logits, so the two kinds really differ.
+            assert_ne!(bonafide[row], difference[row]);
+            assert_eq!(
+                ScoreKind::BonafideLogit.of(spoof.into(), bona.into()),
+                f64::from(bona)
+            );
+        }
     }
 
     #[test]

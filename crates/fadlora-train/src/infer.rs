@@ -70,6 +70,7 @@ pub fn evaluate_checkpoint(
                 &ds,
                 self.batch_size,
                 self.class_weights,
+                info.score,
                 &device,
                 &mut env.memory,
             )

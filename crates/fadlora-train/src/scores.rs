@@ -7,6 +7,7 @@ use std::time::Instant;
 use fadlora_data::{AudioDataset, Label};
 use fadlora_metrics::Eer;
 pub use fadlora_run::scores::*;
+use fadlora_run::ScoreKind;
 
 use crate::data::{stack, Prefetch};
 use crate::detector::Detector;
@@ -30,12 +31,13 @@ impl ScoredSet {
 }
 
 /// Scores every utterance of `dataset` with `model` (no gradients: pass the inner-backend
-/// module), in batches of `batch_size`.
+/// module), in batches of `batch_size`, each score made from the logits as `score` says.
 pub fn score_dataset<B: fadlora_model::ModelBackend>(
     model: &Detector<B>,
     dataset: &Arc<AudioDataset>,
     batch_size: usize,
     class_weights: [f64; 2],
+    score: ScoreKind,
     device: &B::Device,
     memory: &mut MemoryProbe,
 ) -> Result<ScoredSet, TrainError> {
@@ -69,7 +71,7 @@ pub fn score_dataset<B: fadlora_model::ModelBackend>(
             scores.push(Scored {
                 id,
                 label,
-                score: bona - spoof,
+                score: score.of(spoof, bona),
             });
         }
     }

@@ -507,6 +507,7 @@ impl<B: TrainBackend, O> Network<B, O> {
             normalization: config.data.normalization,
             epoch: best.epoch,
             dev_eer_threshold: best.dev_eer_threshold,
+            score: config.head.score,
         }
     }
 }
@@ -825,6 +826,7 @@ fn evaluate_epoch<B: TrainBackend>(
             ds,
             t.eval_batch_size(),
             t.class_weights,
+            config.head.score,
             &device,
             &mut env.memory,
         )
@@ -977,6 +979,7 @@ where
             ds,
             t.eval_batch_size(),
             t.class_weights,
+            config.head.score,
             device,
             &mut env.memory,
         )

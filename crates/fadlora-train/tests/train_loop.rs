@@ -464,3 +464,102 @@ fn a_dora_run_trains_and_its_best_folder_scores_again() {
         assert!((again - score).abs() < 1e-4, "{id}: {score} vs {again}");
     }
 }
+
+/// The bona fide logit (index 1) of the detector in `best/` for every eval utterance of the
+/// run, each forwarded alone, computed on the backend's turn.
+struct BonafideLogits<'a> {
+    run: &'a Path,
+    config: &'a RunConfig,
+}
+
+impl fadlora_train::BackendJob for BonafideLogits<'_> {
+    type Output = (fadlora_train::checkpoint::DetectorFile, Vec<(String, f64)>);
+
+    fn run<B: fadlora_model::ModelBackend>(
+        self,
+        device: B::Device,
+        _env: fadlora_train::BackendEnv,
+    ) -> Self::Output {
+        use burn::prelude::*;
+        let (model, info) =
+            fadlora_train::checkpoint::load_detector::<B>(&self.run.join("best"), &device).unwrap();
+        let spec = fadlora_data::DatasetSpec::parse(&self.config.data.dataset).unwrap();
+        let eval: Vec<_> = spec
+            .load()
+            .unwrap()
+            .into_iter()
+            .filter(|u| u.split == fadlora_data::Split::parse("eval"))
+            .collect();
+        let ds = fadlora_data::AudioDataset::new(
+            eval,
+            self.config.data.crop_samples,
+            fadlora_data::CropMode::First,
+        );
+        let logits = (0..ds.len())
+            .map(|i| {
+                let wave = ds.waveform(i).unwrap();
+                let n = wave.len();
+                let input = Tensor::<B, 2>::from_data(TensorData::new(wave, [1, n]), &device);
+                let row: Vec<f32> = model
+                    .forward(input)
+                    .into_data()
+                    .convert::<f32>()
+                    .to_vec()
+                    .unwrap();
+                (ds.utterances()[i].id.clone(), f64::from(row[1]))
+            })
+            .collect();
+        (info, logits)
+    }
+}
+
+#[test]
+fn a_bonafide_logit_run_scores_with_the_second_logit_and_its_detector_keeps_the_choice() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = micro_run(dir.path(), 3, 1, "\n[head]\nscore = \"bonafide-logit\"\n");
+    assert_eq!(config.head.score, fadlora_run::ScoreKind::BonafideLogit);
+    finished(train(&config, &TrainOptions::default()).unwrap());
+    let (info, logits) = fadlora_train::run_on(
+        config.backend,
+        BonafideLogits {
+            run: dir.path(),
+            config: &config,
+        },
+    )
+    .unwrap();
+    assert_eq!(info.score, fadlora_run::ScoreKind::BonafideLogit);
+    let logit_of = |id: &str| {
+        logits
+            .iter()
+            .find(|(u, _)| u == id)
+            .map(|(_, l)| *l)
+            .unwrap_or_else(|| panic!("{id} is no eval utterance"))
+    };
+    // The run's own score file, written while training (batches of 4, autodiff backend)...
+    let written =
+        fadlora_run::scores::read_score_file(&dir.path().join("scores/eval.txt")).unwrap();
+    assert_eq!(written.len(), 6);
+    for (id, score) in &written {
+        assert!(
+            (score - logit_of(id)).abs() < 1e-4,
+            "{id}: {score} vs {}",
+            logit_of(id)
+        );
+    }
+    // ...and `fadlora eval` on the saved detector, which reads the choice from detector.json.
+    let again = score_eval_again(dir.path(), &config);
+    assert_eq!(again.scores.len(), logits.len());
+    for s in &again.scores {
+        assert!((s.score - logit_of(&s.id)).abs() < 1e-4, "{}", s.id);
+    }
+    // A detector.json written before the key existed still loads, as a logit-difference one.
+    let path = dir
+        .path()
+        .join("best")
+        .join(fadlora_train::checkpoint::DETECTOR_FILE);
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json.as_object_mut().unwrap().remove("score");
+    let old: fadlora_train::checkpoint::DetectorFile = serde_json::from_value(json).unwrap();
+    assert_eq!(old.score, fadlora_run::ScoreKind::LogitDifference);
+}
