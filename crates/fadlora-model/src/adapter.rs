@@ -11,6 +11,10 @@
 //!   trained with them — are stored under [`EXTRA_PREFIX`] (`fadlora.head.linear.weight`, ...);
 //!   PEFT reports them as unexpected keys and ignores them.
 //!
+//! (IA)^3 adapters (`peft_type: "IA3"`, `target_modules`, `feedforward_modules`) hold one
+//! `...{projection}.ia3_l` per adapted projection, `[out, 1]` or, for a feed-forward module,
+//! `[1, in]`; [`Wav2Vec2Model::load_adapter`] reads either kind.
+//!
 //! Reading is strict where PEFT is lenient: every target must name a projection of wav2vec2,
 //! every adapter tensor must be present with the shape `r` implies, and the file must hold
 //! nothing else; each failure names the file and the setting or tensor.
@@ -23,7 +27,7 @@ use burn::prelude::*;
 use serde_json::{json, Value};
 
 use crate::load::{permute, LoadError, TensorSource};
-use crate::lora::{LoraConfig, LoraError, LoraTarget};
+use crate::lora::{Ia3Config, LoraConfig, LoraError, LoraTarget};
 use crate::model::Wav2Vec2Model;
 
 pub const ADAPTER_CONFIG_FILE: &str = "adapter_config.json";
@@ -113,6 +117,17 @@ pub struct SaveAdapterOptions {
 /// Reads `dir/adapter_config.json` as a [`LoraConfig`], rejecting PEFT options this model does
 /// not implement (DoRA, trained biases, per-module ranks, `modules_to_save`, regex targets, ...).
 pub fn read_adapter_config(dir: &Path) -> Result<(LoraConfig, AdapterInfo), AdapterError> {
+    let (json, path) = read_config_json(dir)?;
+    parse_adapter_config(&json).map_err(|e| e.at(&path))
+}
+
+/// Reads `dir/adapter_config.json` of an (IA)^3 adapter as an [`Ia3Config`].
+pub fn read_ia3_config(dir: &Path) -> Result<(Ia3Config, AdapterInfo), AdapterError> {
+    let (json, path) = read_config_json(dir)?;
+    parse_ia3_config(&json).map_err(|e| e.at(&path))
+}
+
+fn read_config_json(dir: &Path) -> Result<(Value, PathBuf), AdapterError> {
     let path = dir.join(ADAPTER_CONFIG_FILE);
     let text = std::fs::read_to_string(&path).map_err(|source| AdapterError::Io {
         path: path.clone(),
@@ -122,17 +137,61 @@ pub fn read_adapter_config(dir: &Path) -> Result<(LoraConfig, AdapterInfo), Adap
         path: path.clone(),
         source,
     })?;
-    parse_adapter_config(&json).map_err(|e| match e {
-        ConfigIssue::Field(field, message) => AdapterError::Config {
-            path: path.clone(),
-            field,
-            message,
-        },
-        ConfigIssue::Lora(source) => AdapterError::Lora {
-            path: path.clone(),
-            source,
-        },
-    })
+    Ok((json, path))
+}
+
+/// PEFT's name of the method an adapter directory holds (`LORA`, `IA3`, ...).
+fn peft_type(json: &Value) -> &str {
+    get(json, "peft_type").and_then(Value::as_str).unwrap_or("")
+}
+
+impl ConfigIssue {
+    fn at(self, path: &Path) -> AdapterError {
+        match self {
+            ConfigIssue::Field(field, message) => AdapterError::Config {
+                path: path.to_path_buf(),
+                field,
+                message,
+            },
+            ConfigIssue::Lora(source) => AdapterError::Lora {
+                path: path.to_path_buf(),
+                source,
+            },
+        }
+    }
+}
+
+fn parse_ia3_config(json: &Value) -> Result<(Ia3Config, AdapterInfo), ConfigIssue> {
+    let kind = peft_type(json);
+    if kind != "IA3" {
+        return Err(field("peft_type", format!("is `{kind}`, not IA3")));
+    }
+    let targets = module_list(json, "target_modules")?;
+    let feedforward = match get(json, "feedforward_modules") {
+        None => Vec::new(),
+        Some(_) => module_list(json, "feedforward_modules")?,
+    };
+    if get(json, "fan_in_fan_out")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        return Err(field(
+            "fan_in_fan_out",
+            "is true, which is not supported".into(),
+        ));
+    }
+    for name in ["modules_to_save", "exclude_modules"] {
+        if let Some(value) = get(json, name).filter(|v| v.as_array().is_none_or(|a| !a.is_empty()))
+        {
+            return Err(field(name, format!("{value} is not supported")));
+        }
+    }
+    let config = Ia3Config {
+        targets,
+        feedforward,
+    };
+    config.check().map_err(ConfigIssue::Lora)?;
+    Ok((config, adapter_info(json)))
 }
 
 enum ConfigIssue {
@@ -202,21 +261,26 @@ fn rank_and_alpha(json: &Value) -> Result<(usize, f64), ConfigIssue> {
 /// `target_modules` as projections, without duplicates, in [`LoraTarget`] order. A string is
 /// PEFT's regular-expression form, which is refused rather than interpreted.
 fn target_modules(json: &Value) -> Result<Vec<LoraTarget>, ConfigIssue> {
-    let names: Vec<&str> = match get(json, "target_modules") {
+    module_list(json, "target_modules")
+}
+
+/// A list of module names (`target_modules`, `feedforward_modules`) as projections.
+fn module_list(json: &Value, key: &'static str) -> Result<Vec<LoraTarget>, ConfigIssue> {
+    let names: Vec<&str> = match get(json, key) {
         Some(Value::Array(items)) => items
             .iter()
             .map(|v| {
                 v.as_str()
-                    .ok_or_else(|| field("target_modules", format!("entry {v} is not a string")))
+                    .ok_or_else(|| field(key, format!("entry {v} is not a string")))
             })
             .collect::<Result<_, _>>()?,
         Some(Value::String(s)) => {
             return Err(field(
-                "target_modules",
+                key,
                 format!("`{s}` is a regular expression; list module names instead"),
             ))
         }
-        _ => return Err(field("target_modules", "missing".into())),
+        _ => return Err(field(key, "missing".into())),
     };
     let mut targets = Vec::new();
     for name in names {
@@ -343,6 +407,41 @@ pub fn adapter_config_json(config: &LoraConfig, info: &AdapterInfo) -> Value {
     })
 }
 
+/// PEFT's `adapter_config.json` for an (IA)^3 `config`.
+pub fn ia3_config_json(config: &Ia3Config, info: &AdapterInfo) -> Value {
+    let names = |targets: &[LoraTarget]| targets.iter().map(|t| t.hf_name()).collect::<Vec<_>>();
+    json!({
+        "auto_mapping": {
+            "base_model_class": "Wav2Vec2Model",
+            "parent_library": "transformers.models.wav2vec2.modeling_wav2vec2"
+        },
+        "base_model_name_or_path": info.base_model_name_or_path,
+        "exclude_modules": null,
+        "fan_in_fan_out": false,
+        "feedforward_modules": names(&config.feedforward),
+        "inference_mode": true,
+        "init_ia3_weights": true,
+        "modules_to_save": null,
+        "peft_type": "IA3",
+        "revision": null,
+        "target_modules": names(&config.targets),
+        "task_type": info.task_type,
+    })
+}
+
+fn ia3_key(prefix: &str, layer: usize, target: LoraTarget) -> String {
+    format!("{prefix}encoder.layers.{layer}.{}.ia3_l", target.hf_path())
+}
+
+/// PEFT's `ia3_l` shape: a column for an output scaling, a row for a feed-forward input one.
+fn ia3_shape(feedforward: bool, len: usize) -> [usize; 2] {
+    if feedforward {
+        [1, len]
+    } else {
+        [len, 1]
+    }
+}
+
 fn adapter_key(prefix: &str, layer: usize, target: LoraTarget, matrix: &str) -> String {
     format!(
         "{prefix}encoder.layers.{layer}.{}.lora_{matrix}.weight",
@@ -384,6 +483,9 @@ impl<B: Backend> Wav2Vec2Model<B> {
         dir: &Path,
         device: &B::Device,
     ) -> Result<(Self, BTreeMap<String, ExtraTensor>), AdapterError> {
+        if peft_type(&read_config_json(dir)?.0) == "IA3" {
+            return self.load_ia3_with_extras(dir, device);
+        }
         let (config, _) = read_adapter_config(dir)?;
         let config_path = dir.join(ADAPTER_CONFIG_FILE);
         let mut model =
@@ -451,19 +553,54 @@ impl<B: Backend> Wav2Vec2Model<B> {
                 }
             }
         }
-        let extra_keys: Vec<String> = src
-            .keys()
-            .filter(|k| k.starts_with(EXTRA_PREFIX))
-            .map(str::to_string)
-            .collect();
-        let mut extras = BTreeMap::new();
-        for key in extra_keys {
-            let shape = src.shape(&key).expect("listed");
-            let data = src.take(&key, &shape).map_err(tensors_err)?;
-            let name = key[EXTRA_PREFIX.len()..].to_string();
-            extras.insert(name, ExtraTensor { shape, data });
+        let extras = take_extras(&mut src).map_err(tensors_err)?;
+        Ok((model, extras))
+    }
+
+    fn load_ia3_with_extras(
+        self,
+        dir: &Path,
+        device: &B::Device,
+    ) -> Result<(Self, BTreeMap<String, ExtraTensor>), AdapterError> {
+        let (config, _) = read_ia3_config(dir)?;
+        let mut model =
+            self.try_with_ia3(&config, device)
+                .map_err(|source| AdapterError::Lora {
+                    path: dir.join(ADAPTER_CONFIG_FILE),
+                    source,
+                })?;
+        let path = dir.join(ADAPTER_WEIGHTS_FILE);
+        let tensors_err = |source| AdapterError::Tensors {
+            path: path.clone(),
+            source,
+        };
+        let mut src = TensorSource::open(&path).map_err(tensors_err)?;
+        let prefix = if src.keys().any(|k| k.starts_with(PEFT_PREFIX_WITH_HEAD)) {
+            PEFT_PREFIX_WITH_HEAD
+        } else {
+            PEFT_PREFIX
+        };
+        for (index, layer) in model.encoder.layers.iter_mut().enumerate() {
+            for &target in &config.targets {
+                let ia3 = layer
+                    .projection_mut(target)
+                    .ia3
+                    .as_mut()
+                    .expect("with_ia3 adapted this projection");
+                let [len] = ia3.scale.lazy_shape().dims();
+                let values = src
+                    .take(
+                        &ia3_key(prefix, index, target),
+                        &ia3_shape(ia3.feedforward, len),
+                    )
+                    .map_err(tensors_err)?;
+                ia3.scale = Param::initialized(
+                    ia3.scale.id,
+                    Tensor::from_data(TensorData::new(values, [len]), device).require_grad(),
+                );
+            }
         }
-        src.finish().map_err(tensors_err)?;
+        let extras = take_extras(&mut src).map_err(tensors_err)?;
         Ok((model, extras))
     }
 
@@ -474,7 +611,9 @@ impl<B: Backend> Wav2Vec2Model<B> {
         dir: &Path,
         options: &SaveAdapterOptions,
     ) -> Result<(), AdapterError> {
-        let config = self.lora.as_ref().ok_or(LoraError::NotAdapted)?;
+        if self.lora.is_none() && self.ia3.is_none() {
+            return Err(LoraError::NotAdapted.into());
+        }
         std::fs::create_dir_all(dir).map_err(|source| AdapterError::Io {
             path: dir.to_path_buf(),
             source,
@@ -509,6 +648,17 @@ impl<B: Backend> Wav2Vec2Model<B> {
                 ));
             }
         }
+        for (index, target, ia3) in self.ia3_vectors() {
+            let values = ia3
+                .scale
+                .val()
+                .into_data()
+                .convert::<f32>()
+                .into_vec::<f32>()
+                .expect("converted to f32");
+            let shape = ia3_shape(ia3.feedforward, values.len());
+            tensors.push((ia3_key(PEFT_PREFIX, index, target), shape.to_vec(), values));
+        }
         for (name, extra) in &options.extras {
             tensors.push((
                 format!("{EXTRA_PREFIX}{name}"),
@@ -522,14 +672,37 @@ impl<B: Backend> Wav2Vec2Model<B> {
             base_model_name_or_path: options.base_model_name_or_path.clone(),
             task_type: None,
         };
-        let json = serde_json::to_string_pretty(&adapter_config_json(config, &info))
-            .expect("JSON values serialise");
+        let json = match (&self.lora, &self.ia3) {
+            (Some(lora), _) => adapter_config_json(lora, &info),
+            (None, Some(ia3)) => ia3_config_json(ia3, &info),
+            (None, None) => unreachable!("checked above"),
+        };
+        let json = serde_json::to_string_pretty(&json).expect("JSON values serialise");
         let config_path = dir.join(ADAPTER_CONFIG_FILE);
         std::fs::write(&config_path, json).map_err(|source| AdapterError::Io {
             path: config_path,
             source,
         })
     }
+}
+
+/// The tensors stored under [`EXTRA_PREFIX`] (keyed without it); then the file must hold
+/// nothing else.
+fn take_extras(src: &mut TensorSource) -> Result<BTreeMap<String, ExtraTensor>, LoadError> {
+    let extra_keys: Vec<String> = src
+        .keys()
+        .filter(|k| k.starts_with(EXTRA_PREFIX))
+        .map(str::to_string)
+        .collect();
+    let mut extras = BTreeMap::new();
+    for key in extra_keys {
+        let shape = src.shape(&key).expect("listed");
+        let data = src.take(&key, &shape)?;
+        let name = key[EXTRA_PREFIX.len()..].to_string();
+        extras.insert(name, ExtraTensor { shape, data });
+    }
+    src.finish()?;
+    Ok(extras)
 }
 
 fn trainable<B: Backend>(

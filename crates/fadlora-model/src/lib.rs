@@ -39,7 +39,7 @@ pub use config::{ConfigError, FeatExtractNorm, Wav2Vec2Config};
 pub use export::{ExportDtype, ExportError, ExportOptions};
 pub use linear::EncoderLinear;
 pub use load::{LoadError, TensorSource};
-pub use lora::{LoraConfig, LoraError, LoraLinear, LoraTarget};
+pub use lora::{Ia3Config, LoraConfig, LoraError, LoraLinear, LoraTarget};
 pub use model::{Wav2Vec2Model, Wav2Vec2Output};
 pub use ops::{ModelBackend, TrainBackend};
 pub use params::{count_params, count_trainable, ParamCounts, ParamSummary};

@@ -9,7 +9,7 @@ use crate::config::Wav2Vec2Config;
 use crate::encoder::Encoder;
 use crate::feature::{FeatureEncoder, FeatureProjection};
 use crate::load::{LoadError, TensorSource};
-use crate::lora::LoraConfig;
+use crate::lora::{Ia3Config, LoraConfig};
 use crate::ops::ModelBackend;
 
 /// Outputs of [`Wav2Vec2Model::forward`], as Hugging Face's `Wav2Vec2BaseModelOutput`.
@@ -45,6 +45,9 @@ pub struct Wav2Vec2Model<B: Backend> {
     /// The adapters' configuration once [`Wav2Vec2Model::with_lora`] has frozen the model.
     #[module(skip)]
     pub lora: Option<LoraConfig>,
+    /// The (IA)^3 configuration once [`Wav2Vec2Model::with_ia3`] has frozen the model.
+    #[module(skip)]
+    pub ia3: Option<Ia3Config>,
 }
 
 impl Wav2Vec2Config {
@@ -63,6 +66,7 @@ impl Wav2Vec2Config {
             masked_spec_embed: None,
             config: self.clone(),
             lora: None,
+            ia3: None,
         }
     }
 }
@@ -114,6 +118,7 @@ impl<B: Backend> Wav2Vec2Model<B> {
             masked_spec_embed: None,
             config,
             lora: None,
+            ia3: None,
         };
         src.finish()?;
         Ok(model)

@@ -15,8 +15,8 @@ use fadlora_model::adapter::{ExtraTensor, ADAPTER_WEIGHTS_FILE};
 use fadlora_model::lora::LoraLinearConfig;
 use fadlora_model::lora::LoraTarget::{FfnIn, FfnOut, K, O, Q, V};
 use fadlora_model::{
-    count_trainable, AdapterError, LoraConfig, LoraError, LoraTarget, SaveAdapterOptions,
-    Wav2Vec2Config, Wav2Vec2Model,
+    count_trainable, AdapterError, Ia3Config, LoraConfig, LoraError, LoraTarget,
+    SaveAdapterOptions, Wav2Vec2Config, Wav2Vec2Model,
 };
 
 const PEFT_TOL: f32 = 1e-4;
@@ -249,7 +249,7 @@ fn xls_r_300m_trainable_counts_equal_peft() {
 fn peft_fixtures_reproduce_peft_hidden_states() {
     let device = Default::default();
     let input = reference_input();
-    for name in ["qv_r4", "all_r2", "qv_r4_rslora", "dora_r4"] {
+    for name in ["qv_r4", "all_r2", "qv_r4_rslora", "dora_r4", "ia3"] {
         let dir = peft_dir(name);
         let reference = read_reference(&dir.join("reference.safetensors"));
         let model = base::<TB>()
@@ -297,6 +297,67 @@ fn peft_fixtures_reproduce_peft_hidden_states() {
 #[test]
 fn merged_equals_unmerged_and_unmerge_restores_the_weights() {
     merged_equals_unmerged(all_targets(4).with_layers(Some(vec![0, 1])));
+}
+
+/// (IA)^3 starts at the base model (all ones), merges into the weights (and biases of the
+/// output-scaled projections) without changing the outputs, and saves and loads back.
+#[test]
+fn ia3_starts_at_the_base_merges_and_round_trips() {
+    let device = Default::default();
+    let input = reference_input();
+    let base_model = base::<TB>();
+    let config = Ia3Config::new().with_targets(LoraTarget::ALL.to_vec());
+    let adapted = base_model.clone().try_with_ia3(&config, &device).unwrap();
+    for (got, want) in outputs(&adapted, input.clone())
+        .iter()
+        .zip(&outputs(&base_model, input.clone()))
+    {
+        assert_eq!(got.to_data(), want.to_data());
+    }
+    // Move every vector, as training would.
+    TB::seed(&device, 21);
+    let mut model = adapted;
+    for layer in &mut model.encoder.layers {
+        for target in LoraTarget::ALL {
+            let ia3 = layer.projection_mut(target).ia3.as_mut().unwrap();
+            let [len] = ia3.scale.lazy_shape().dims();
+            ia3.scale = Param::from_tensor(Tensor::random(
+                [len],
+                Distribution::Uniform(0.5, 1.5),
+                &device,
+            ));
+        }
+    }
+    let unmerged = outputs(&model, input.clone());
+    assert!(max_diff(&unmerged[2], &outputs(&base_model, input.clone())[2]) > 0.1);
+    let merged = model.clone().merge_lora().unwrap();
+    let w = |m: &Wav2Vec2Model<TB>| {
+        m.encoder.layers[0]
+            .attention
+            .v_proj
+            .bias
+            .as_ref()
+            .unwrap()
+            .val()
+    };
+    assert!(
+        max_diff(&w(&model), &w(&merged)) > 1e-3,
+        "the output scaling reaches the bias"
+    );
+    for (a, b) in unmerged.iter().zip(&outputs(&merged, input.clone())) {
+        assert!(max_diff(a, b) <= MERGE_TOL);
+    }
+    let restored = merged.unmerge_lora();
+    for (a, b) in unmerged.iter().zip(&outputs(&restored, input.clone())) {
+        assert!(max_diff(a, b) <= MERGE_TOL);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    model.save_adapter(dir.path(), &Default::default()).unwrap();
+    let loaded = base::<TB>().load_adapter(dir.path(), &device).unwrap();
+    assert_eq!(loaded.ia3.as_ref(), Some(&config));
+    for (a, b) in unmerged.iter().zip(&outputs(&loaded, input)) {
+        assert_eq!(a.to_data(), b.to_data());
+    }
 }
 
 #[test]

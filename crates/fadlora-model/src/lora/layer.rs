@@ -6,6 +6,7 @@ use burn::module::{Initializer, Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
 
+use super::ia3::Ia3;
 use crate::ops::{dropout, ModelBackend};
 use crate::tokens::{flatten_tokens, linear_2d, unflatten_tokens};
 
@@ -191,6 +192,8 @@ pub struct LoraLinear<B: Backend> {
     pub weight: Param<Tensor<B, 2>>,
     pub bias: Option<Param<Tensor<B, 1>>>,
     pub lora: Option<Lora<B>>,
+    /// An (IA)^3 rescaling instead of a low-rank update (a layer carries at most one of them).
+    pub ia3: Option<Ia3<B>>,
 }
 
 impl<B: Backend> From<Linear<B>> for LoraLinear<B> {
@@ -199,6 +202,7 @@ impl<B: Backend> From<Linear<B>> for LoraLinear<B> {
             weight: linear.weight,
             bias: linear.bias,
             lora: None,
+            ia3: None,
         }
     }
 }
@@ -219,6 +223,7 @@ impl LoraLinearConfig {
             weight,
             bias: base.bias.map(|b| b.set_require_grad(false)),
             lora: Some(lora),
+            ia3: None,
         }
     }
 }
@@ -232,6 +237,9 @@ impl<B: Backend> LoraLinear<B> {
     {
         let dims = x.dims();
         let x = flatten_tokens(x);
+        if let Some(ia3) = self.ia3.as_ref().filter(|i| !i.merged) {
+            return unflatten_tokens(self.ia3_forward(ia3, x), dims);
+        }
         let base = linear_2d(
             x.clone(),
             self.weight.val(),
@@ -245,6 +253,66 @@ impl<B: Backend> LoraLinear<B> {
             _ => base,
         };
         unflatten_tokens(y, dims)
+    }
+
+    /// `(x W + b) * l`, or `(x * l) W + b` for a feed-forward target.
+    fn ia3_forward(&self, ia3: &Ia3<B>, x: Tensor<B, 2>) -> Tensor<B, 2>
+    where
+        B: ModelBackend,
+    {
+        let scale = ia3.scale.val().cast(x.dtype()).unsqueeze::<2>();
+        let bias = self.bias.as_ref().map(|b| b.val());
+        if ia3.feedforward {
+            linear_2d(x * scale, self.weight.val(), bias)
+        } else {
+            linear_2d(x, self.weight.val(), bias) * scale
+        }
+    }
+
+    /// Folds an (IA)^3 vector into `W` (columns for an output scaling, with the bias; rows
+    /// for a feed-forward input scaling), as PEFT's `merge`.
+    fn merge_ia3(&mut self) -> Result<(), NonFiniteMerge> {
+        let Some(ia3) = self.ia3.as_mut().filter(|i| !i.merged) else {
+            return Ok(());
+        };
+        let weight = self.weight.val();
+        let scale = ia3.scale.val().detach().cast(weight.dtype());
+        let merged = if ia3.feedforward {
+            weight * scale.clone().unsqueeze_dim::<2>(1)
+        } else {
+            weight * scale.clone().unsqueeze_dim::<2>(0)
+        };
+        let merged_bias = match (&self.bias, ia3.feedforward) {
+            (Some(bias), false) => Some(bias.val() * scale.cast(bias.val().dtype())),
+            _ => None,
+        };
+        let finite = |t: Tensor<B, 2>| {
+            !t.clone()
+                .is_nan()
+                .bool_or(t.is_inf())
+                .any()
+                .into_scalar()
+                .to_bool()
+        };
+        if !finite(merged.clone())
+            || merged_bias
+                .as_ref()
+                .is_some_and(|b| !finite(b.clone().unsqueeze()))
+        {
+            return Err(NonFiniteMerge);
+        }
+        self.weight = self.weight.clone().map(|w| {
+            let require_grad = w.is_require_grad();
+            merged.set_require_grad(require_grad)
+        });
+        if let (Some(bias), Some(new)) = (self.bias.as_mut(), merged_bias) {
+            *bias = bias.clone().map(|b| {
+                let require_grad = b.is_require_grad();
+                new.set_require_grad(require_grad)
+            });
+        }
+        ia3.merged = true;
+        Ok(())
     }
 
     /// PEFT's DoRA forward: `base + (f - 1) * dropout(x) W + f * s * dropout(x) A B` with
@@ -284,6 +352,7 @@ impl<B: Backend> LoraLinear<B> {
     /// already merged. As PEFT's `safe_merge`, merged weights with a NaN or an infinity are
     /// refused and the layer is left as it was.
     pub fn merge(&mut self) -> Result<(), NonFiniteMerge> {
+        self.merge_ia3()?;
         let Some(lora) = self.lora.as_mut().filter(|l| !l.merged) else {
             return Ok(());
         };
@@ -318,6 +387,29 @@ impl<B: Backend> LoraLinear<B> {
 
     /// Takes a merged adapter back out of `W`.
     pub fn unmerge(mut self) -> Self {
+        if let Some(ia3) = self.ia3.as_mut().filter(|i| i.merged) {
+            let scale = ia3.scale.val().detach();
+            let feedforward = ia3.feedforward;
+            self.weight = self.weight.map(|w| {
+                let require_grad = w.is_require_grad();
+                let scale = scale.clone().cast(w.dtype());
+                let scale = if feedforward {
+                    scale.unsqueeze_dim::<2>(1)
+                } else {
+                    scale.unsqueeze_dim::<2>(0)
+                };
+                (w / scale).set_require_grad(require_grad)
+            });
+            if !feedforward {
+                self.bias = self.bias.map(|b| {
+                    b.map(|b| {
+                        let require_grad = b.is_require_grad();
+                        (b.clone() / scale.clone().cast(b.dtype())).set_require_grad(require_grad)
+                    })
+                });
+            }
+            ia3.merged = false;
+        }
         if let Some(lora) = self.lora.as_mut().filter(|l| l.merged) {
             let delta = lora.delta_weight();
             // DoRA merged `f * (W + s A B)`: divide the factor back out first.

@@ -14,9 +14,15 @@
 //! knows nothing of wav2vec2), `config` (which projections of which layers to adapt, and how)
 //! and `model` (putting adapters on a model and taking them off).
 
+//!
+//! (IA)^3 ([`Ia3Config`]) shares the same adapted linear layer: a learned rescaling of a
+//! projection's output or input instead of a low-rank update.
+
 mod config;
+mod ia3;
 mod layer;
 mod model;
 
 pub use config::{parse_targets, LoraConfig, LoraError, LoraTarget};
+pub use ia3::{Ia3, Ia3Config};
 pub use layer::{Lora, LoraLinear, LoraLinearConfig, NonFiniteMerge};

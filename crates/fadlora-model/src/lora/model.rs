@@ -5,6 +5,7 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
 
 use super::config::{LoraConfig, LoraError, LoraTarget};
+use super::ia3::{Ia3, Ia3Config};
 use super::layer::{Lora, LoraLinear};
 use crate::model::Wav2Vec2Model;
 
@@ -33,7 +34,7 @@ impl<B: Backend> Wav2Vec2Model<B> {
 
     /// [`Self::with_lora`], returning an error for an invalid configuration.
     pub fn try_with_lora(self, config: &LoraConfig, device: &B::Device) -> Result<Self, LoraError> {
-        if self.lora.is_some() {
+        if self.lora.is_some() || self.ia3.is_some() {
             return Err(LoraError::AlreadyAdapted);
         }
         config.check(self.config.num_hidden_layers)?;
@@ -61,6 +62,41 @@ impl<B: Backend> Wav2Vec2Model<B> {
             .collect();
         model.lora = Some(config.clone());
         Ok(model)
+    }
+
+    /// Freezes every pretrained parameter and adds trainable (IA)^3 vectors (all ones) as
+    /// `config` says; fails on an invalid configuration or an already adapted model.
+    pub fn try_with_ia3(self, config: &Ia3Config, device: &B::Device) -> Result<Self, LoraError> {
+        if self.lora.is_some() || self.ia3.is_some() {
+            return Err(LoraError::AlreadyAdapted);
+        }
+        config.check()?;
+        let arch = self.config.clone();
+        let mut model = self.map(&mut Freeze).map_linears(|_, target, proj| {
+            if !config.targets.contains(&target) {
+                return proj;
+            }
+            let (d_in, d_out) = arch.projection_dims(target);
+            LoraLinear {
+                ia3: Some(config.init(target, d_in, d_out, device)),
+                ..proj
+            }
+        });
+        model.ia3 = Some(config.clone());
+        Ok(model)
+    }
+
+    /// The (IA)^3 vectors of this model: `(layer, target, vector)` in layer then target order.
+    pub fn ia3_vectors(&self) -> Vec<(usize, LoraTarget, &Ia3<B>)> {
+        let mut out = Vec::new();
+        for (index, layer) in self.encoder.layers.iter().enumerate() {
+            for target in LoraTarget::ALL {
+                if let Some(ia3) = &layer.projection(target).ia3 {
+                    out.push((index, target, ia3));
+                }
+            }
+        }
+        out
     }
 
     /// The adapters of this model: `(layer, target, adapter)` in layer then target order.
