@@ -10,7 +10,8 @@ use anyhow::{bail, ensure, Context, Result};
 use burn::backend::Autodiff;
 use burn::prelude::*;
 use fadlora_model::{
-    count_trainable, LoraConfig, ParamSummary, PrecisionDType, Wav2Vec2Config, Wav2Vec2Model,
+    count_trainable, Ia3Config, LoraConfig, ParamSummary, PrecisionDType, Wav2Vec2Config,
+    Wav2Vec2Model,
 };
 use fadlora_run::parse_targets;
 
@@ -114,6 +115,17 @@ pub struct ParamsArgs {
     /// Weight-decomposed LoRA (DoRA): adds a magnitude per output of each adapted projection.
     #[arg(long)]
     dora: bool,
+    /// Add an (IA)^3 row: vectors on these targets (default k,v,ffn_out), of which
+    /// `--ia3-feedforward` (default ffn_out) rescale their input.
+    #[arg(long, value_name = "TARGETS", num_args = 0..=1, default_missing_value = "k,v,ffn_out")]
+    ia3: Option<String>,
+    #[arg(
+        long,
+        value_name = "TARGETS",
+        default_value = "ffn_out",
+        requires = "ia3"
+    )]
+    ia3_feedforward: String,
 }
 
 /// Arguments of `fadlora bench forward`.
@@ -413,12 +425,24 @@ pub fn params(args: ParamsArgs) -> Result<ExitCode> {
             Ok(lora)
         })
         .collect::<Result<Vec<_>>>()?;
+    let ia3 = args
+        .ia3
+        .as_deref()
+        .map(|targets| -> Result<Ia3Config> {
+            let feedforward = parse_targets(&args.ia3_feedforward)?;
+            let config = Ia3Config::new()
+                .with_targets(parse_targets(targets)?)
+                .with_feedforward(feedforward);
+            config.check()?;
+            Ok(config)
+        })
+        .transpose()?;
     print!("{}", params_report(&config, &source)?);
-    if configs.is_empty() {
+    if configs.is_empty() && ia3.is_none() {
         return Ok(ExitCode::SUCCESS);
     }
     println!();
-    print!("{}", lora_table(&config, &configs)?);
+    print!("{}", lora_table(&config, &configs, ia3.as_ref())?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -510,10 +534,15 @@ fn params_report(config: &Wav2Vec2Config, source: &str) -> Result<String> {
 struct CountLora<'a> {
     config: &'a Wav2Vec2Config,
     loras: &'a [LoraConfig],
+    ia3: Option<&'a Ia3Config>,
 }
 
 impl BackendJob for CountLora<'_> {
-    type Output = (fadlora_model::ParamCounts, Vec<fadlora_model::ParamCounts>);
+    type Output = (
+        fadlora_model::ParamCounts,
+        Vec<fadlora_model::ParamCounts>,
+        Option<fadlora_model::ParamCounts>,
+    );
 
     fn run<B: fadlora_model::ModelBackend>(
         self,
@@ -529,24 +558,36 @@ impl BackendJob for CountLora<'_> {
             .iter()
             .map(|lora| count_trainable(&model.clone().with_lora(lora, &device)))
             .collect();
-        (full, adapted)
+        let ia3 = self.ia3.map(|ia3| {
+            count_trainable(
+                &model
+                    .clone()
+                    .try_with_ia3(ia3, &device)
+                    .expect("checked before counting"),
+            )
+        });
+        (full, adapted, ia3)
     }
 }
 
 /// The LoRA rows of `fadlora params`: one for full fine-tuning, one per configuration.
-fn lora_table(config: &Wav2Vec2Config, loras: &[LoraConfig]) -> Result<String> {
-    let (full, adapted) = run_on(default_backend(), CountLora { config, loras })?;
+fn lora_table(
+    config: &Wav2Vec2Config,
+    loras: &[LoraConfig],
+    ia3: Option<&Ia3Config>,
+) -> Result<String> {
+    let (full, adapted, ia3_counts) = run_on(default_backend(), CountLora { config, loras, ia3 })?;
     let mut s = String::new();
     let mut line = |text: String| {
         s.push_str(&text);
         s.push('\n');
     };
     line(format!(
-        "{:<18}{:<24}{:>6}{:>8}{:>15}{:>15}{:>12}",
+        "{:<18}{:<28}{:>6}{:>8}{:>15}{:>15}{:>12}",
         "fine-tuning", "targets", "rank", "alpha", "trainable", "total", "reduction"
     ));
     line(format!(
-        "{:<18}{:<24}{:>6}{:>8}{:>15}{:>15}{:>12}",
+        "{:<18}{:<28}{:>6}{:>8}{:>15}{:>15}{:>12}",
         "full",
         "all",
         "-",
@@ -565,11 +606,34 @@ fn lora_table(config: &Wav2Vec2Config, loras: &[LoraConfig]) -> Result<String> {
             ),
         };
         line(format!(
-            "{:<18}{:<24}{:>6}{:>8}{:>15}{:>15}{:>12}",
-            "LoRA",
+            "{:<18}{:<28}{:>6}{:>8}{:>15}{:>15}{:>12}",
+            if lora.use_dora { "DoRA" } else { "LoRA" },
             format!("{}{layers}", targets.join(",")),
             lora.rank,
             lora.alpha,
+            thousands(counts.trainable),
+            thousands(counts.total),
+            format!("{:.1}x", counts.reduction_vs(full.trainable))
+        ));
+    }
+    if let (Some(ia3), Some(counts)) = (ia3, ia3_counts) {
+        let targets: Vec<String> = ia3
+            .targets
+            .iter()
+            .map(|t| {
+                if ia3.feedforward.contains(t) {
+                    format!("{t}(in)")
+                } else {
+                    t.to_string()
+                }
+            })
+            .collect();
+        line(format!(
+            "{:<18}{:<28}{:>6}{:>8}{:>15}{:>15}{:>12}",
+            "(IA)^3",
+            targets.join(","),
+            "-",
+            "-",
             thousands(counts.trainable),
             thousands(counts.total),
             format!("{:.1}x", counts.reduction_vs(full.trainable))

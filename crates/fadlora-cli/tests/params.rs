@@ -137,3 +137,33 @@ fn bad_lora_arguments_are_clear_errors() {
     ]);
     assert!(!ok && err.contains("layer index 9"), "{err}");
 }
+
+/// DoRA and (IA)^3 on XLS-R 300M (24 layers, width 1024, FFN 4096), counted by hand.
+#[test]
+fn dora_and_ia3_counts_on_xls_r_300m_are_the_hand_computed_ones() {
+    let (ok, out, err) = fadlora(&[
+        "params",
+        "--preset",
+        "xls-r-300m",
+        "--lora",
+        "q,v",
+        "--ranks",
+        "1,4",
+        "--dora",
+        "--ia3",
+    ]);
+    assert!(ok, "{err}");
+    let cell = |method: &str, rank: &str| -> String {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(method) && l.split_whitespace().nth(2) == Some(rank))
+            .unwrap_or_else(|| panic!("no {method} rank {rank} row:\n{out}"));
+        line.split_whitespace().nth(4).unwrap().to_string()
+    };
+    // DoRA = LoRA's r * (1024 + 1024) per projection plus a magnitude of 1024, for q and v.
+    let dora = |r: u64| 24 * 2 * (r * 2048 + 1024);
+    assert_eq!(cell("DoRA", "1"), thousands(dora(1)));
+    assert_eq!(cell("DoRA", "4"), thousands(dora(4)));
+    // (IA)^3 defaults: k and v outputs (1024 each) and output_dense's input (4096).
+    assert_eq!(cell("(IA)^3", "-"), thousands(24 * (1024 + 1024 + 4096)));
+}

@@ -84,7 +84,7 @@ impl RunRow {
         let axes = &run.axes;
         let lora = record.config.lora.as_ref().or(run.config.lora.as_ref());
         let alpha = match axes.mode {
-            Mode::Full | Mode::Probe => None,
+            Mode::Full | Mode::Probe | Mode::Ia3 => None,
             Mode::Lora => axes.alpha.or(lora.map(|l| l.alpha())),
         };
         RunRow {

@@ -92,6 +92,9 @@ pub struct RunConfig {
     /// predate probes must keep their IDs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<ProbeSection>,
+    /// (IA)^3 instead of LoRA; left out of the serialised TOML when absent (run IDs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ia3: Option<Ia3Section>,
     #[serde(default)]
     pub head: HeadSection,
     #[serde(default)]
@@ -260,6 +263,36 @@ impl LoraSection {
     pub fn alpha(&self) -> f64 {
         self.alpha.unwrap_or(2.0 * self.rank as f64)
     }
+}
+
+/// The `[ia3]` table: (IA)^3 vectors rescale the outputs of `targets` (the inputs of those also
+/// listed in `feedforward`) in every encoder layer; everything pretrained is frozen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ia3Section {
+    /// Default: keys, values and the feed-forward block's inner activation, as the (IA)^3
+    /// paper places them.
+    #[serde(default = "default_ia3_targets")]
+    pub targets: Vec<LoraTarget>,
+    #[serde(default = "default_ia3_feedforward")]
+    pub feedforward: Vec<LoraTarget>,
+}
+
+impl Default for Ia3Section {
+    fn default() -> Self {
+        Ia3Section {
+            targets: default_ia3_targets(),
+            feedforward: default_ia3_feedforward(),
+        }
+    }
+}
+
+fn default_ia3_targets() -> Vec<LoraTarget> {
+    vec![LoraTarget::K, LoraTarget::V, LoraTarget::FfnOut]
+}
+
+fn default_ia3_feedforward() -> Vec<LoraTarget> {
+    vec![LoraTarget::FfnOut]
 }
 
 /// The `[probe]` table: the whole wav2vec2 is frozen (its dropouts and LayerDrop off) and only
@@ -524,10 +557,11 @@ impl RunConfig {
     /// Full fine-tuning, LoRA when the run has a `[lora]` table, a frozen-feature probe when
     /// it has a `[probe]` table (both at once is refused by [`RunConfig::check`]).
     pub fn mode(&self) -> Mode {
-        match (&self.lora, &self.probe) {
-            (_, Some(_)) => Mode::Probe,
-            (Some(_), None) => Mode::Lora,
-            (None, None) => Mode::Full,
+        match (&self.lora, &self.probe, &self.ia3) {
+            (_, Some(_), _) => Mode::Probe,
+            (Some(_), None, _) => Mode::Lora,
+            (None, None, Some(_)) => Mode::Ia3,
+            (None, None, None) => Mode::Full,
         }
     }
 
@@ -546,6 +580,27 @@ impl RunConfig {
                 "a probe freezes the whole wav2vec2 and trains only the head: remove `[lora]` \
                  (or `[probe]` for a LoRA run)",
             ));
+        }
+        if self.ia3.is_some() && (self.lora.is_some() || self.probe.is_some()) {
+            return Err(invalid(
+                "ia3",
+                "(IA)^3 is a method of its own: a run has at most one of `[lora]`, `[ia3]` and \
+                 `[probe]`",
+            ));
+        }
+        if let Some(ia3) = &self.ia3 {
+            if ia3.targets.is_empty() {
+                return Err(invalid(
+                    "ia3.targets",
+                    "name at least one of q, k, v, o, ffn_in, ffn_out",
+                ));
+            }
+            if let Some(t) = ia3.feedforward.iter().find(|t| !ia3.targets.contains(t)) {
+                return Err(invalid(
+                    "ia3.feedforward",
+                    format!("`{t}` is not among `ia3.targets`"),
+                ));
+            }
         }
         self.data.check()?;
         self.model.check()?;
@@ -932,6 +987,23 @@ epochs = 1
         assert_eq!(key, "probe");
         assert_eq!(line, Some(13));
         assert!(message.contains("[lora]"), "{message}");
+    }
+
+    #[test]
+    fn ia3_reads_its_defaults_and_is_refused_beside_lora_or_with_a_stray_feedforward() {
+        let c = parse(&format!("{MINIMAL}\n[ia3]\n")).unwrap();
+        assert_eq!(c.mode(), Mode::Ia3);
+        assert_eq!(c.ia3, Some(Ia3Section::default()));
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        assert!(!parse(MINIMAL).unwrap().to_toml().contains("ia3"));
+        let (line, key, message) = config_error(&format!("{MINIMAL}\n[lora]\nrank = 4\n\n[ia3]\n"));
+        assert_eq!((key.as_str(), line), ("ia3", Some(13)));
+        assert!(message.contains("at most one"), "{message}");
+        let (_, key, message) = config_error(&format!(
+            "{MINIMAL}\n[ia3]\ntargets = [\"k\", \"v\"]\nfeedforward = [\"ffn_out\"]\n"
+        ));
+        assert_eq!(key, "ia3.feedforward");
+        assert!(message.contains("ffn_out"), "{message}");
     }
 
     #[test]

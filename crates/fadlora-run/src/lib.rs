@@ -23,7 +23,7 @@ pub mod scores;
 pub mod stats;
 pub mod vocab;
 
-pub use config::{ExtraRules, Invalid, LoraSection, ProbeSection, RunConfig, RunRules};
+pub use config::{ExtraRules, Ia3Section, Invalid, LoraSection, ProbeSection, RunConfig, RunRules};
 pub use error::RunError;
 pub use fs::write_atomic;
 pub use lock::{inspect_lock, LockOwner, LockState, LockTiming, RunLock};
@@ -35,6 +35,6 @@ pub use record::{
     TimeStats,
 };
 pub use vocab::{
-    parse_targets, targets_label, BackendKind, HeadKind, LoraTarget, Mode, Precision, ScoreKind,
-    UnknownLoraTarget,
+    parse_targets, targets_label, BackendKind, HeadKind, LoraTarget, Method, Mode, Precision,
+    ScoreKind, UnknownLoraTarget,
 };

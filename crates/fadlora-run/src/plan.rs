@@ -29,6 +29,9 @@ pub struct RunAxes {
     /// The hidden state a probe's head pools (`[probe] layer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_layer: Option<usize>,
+    /// Weight-decomposed LoRA (DoRA) rather than plain LoRA.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dora: bool,
     pub crop_samples: usize,
     pub seed: u64,
 }
@@ -51,8 +54,8 @@ impl RunAxes {
                 Some(layer) => format!("L{layer}"),
                 None => "-".into(),
             },
-            (Mode::Lora, None) => "all".into(),
-            (Mode::Lora, Some(l)) => l
+            (Mode::Lora | Mode::Ia3, None) => "all".into(),
+            (Mode::Lora | Mode::Ia3, Some(l)) => l
                 .iter()
                 .map(|i| i.to_string())
                 .collect::<Vec<_>>()

@@ -265,26 +265,41 @@ impl ScoreKind {
     }
 }
 
-/// What a run trains: everything (full fine-tuning), LoRA adapters and the head (a `[lora]`
-/// table), or the head alone on a frozen backbone (a `[probe]` table).
+/// What a run trains: everything (full fine-tuning), LoRA (or DoRA) adapters and the head (a
+/// `[lora]` table), (IA)^3 vectors and the head (an `[ia3]` table), or the head alone on a
+/// frozen backbone (a `[probe]` table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Full,
     Lora,
     Probe,
+    Ia3,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 3] = [Mode::Full, Mode::Lora, Mode::Probe];
+    pub const ALL: [Mode; 4] = [Mode::Full, Mode::Lora, Mode::Probe, Mode::Ia3];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Full => "full",
             Mode::Lora => "lora",
             Mode::Probe => "probe",
+            Mode::Ia3 => "ia3",
         }
     }
+}
+
+/// A parameter-efficient method a sweep compares (`[sweep] methods`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Low-rank adapters over the sweep's ranks, targets and layers.
+    Lora,
+    /// The same grid with weight-decomposed adapters (`[lora] use_dora`).
+    Dora,
+    /// One (IA)^3 run per seed and input length (`[ia3]`, or its defaults).
+    Ia3,
 }
 
 impl fmt::Display for Mode {

@@ -49,8 +49,8 @@ use fadlora_run::config::{
     entry_line, key_line, located, parse_toml, Invalid, LoraSection, ProbeSection, RunRules,
 };
 use fadlora_run::{
-    targets_label, LoraTarget, Mode, Plan, PlannedRun, PublishedFigure, RunAxes, RunConfig,
-    RunError,
+    targets_label, Ia3Section, LoraTarget, Method, Mode, Plan, PlannedRun, PublishedFigure,
+    RunAxes, RunConfig, RunError,
 };
 use serde::Deserialize;
 
@@ -137,6 +137,11 @@ pub struct SweepSection {
     /// out: `base.probe.layer` if the base is a probe, else no probes.
     #[serde(default)]
     pub probe_layers: Option<Vec<usize>>,
+    /// Parameter-efficient methods to compare: `lora` and `dora` each run the rank grid,
+    /// `ia3` one run per seed and input length. Left out: `["ia3"]` if the base has an `[ia3]`
+    /// table, `["dora"]` if its `[lora]` sets `use_dora`, else `["lora"]`.
+    #[serde(default)]
+    pub methods: Option<Vec<Method>>,
     /// Grid points matching every key of a rule are dropped.
     #[serde(default)]
     pub exclude: Vec<RunRule>,
@@ -207,6 +212,7 @@ fn same_set(a: &[LoraTarget], b: &[LoraTarget]) -> bool {
 
 /// The axes after defaults, in grid order.
 struct Axes {
+    methods: Vec<Method>,
     ranks: Vec<usize>,
     targets: Vec<Vec<LoraTarget>>,
     layers: Vec<Option<Vec<usize>>>,
@@ -351,6 +357,7 @@ impl Experiment {
             let what = match rule.mode {
                 Some(Mode::Full) => "full fine-tuning",
                 Some(Mode::Probe) => "a probe",
+                Some(Mode::Ia3) => "an (IA)^3 run",
                 Some(Mode::Lora) | None => continue,
             };
             if rule.rank.is_some() || rule.targets.is_some() || rule.layers.is_some() {
@@ -435,7 +442,15 @@ impl Experiment {
     fn axes(&self) -> Axes {
         let s = &self.sweep;
         let base_lora = self.base.lora.as_ref();
+        let default_method = if self.base.ia3.is_some() {
+            Method::Ia3
+        } else if base_lora.is_some_and(|l| l.use_dora) {
+            Method::Dora
+        } else {
+            Method::Lora
+        };
         let mut axes = Axes {
+            methods: s.methods.clone().unwrap_or_else(|| vec![default_method]),
             ranks: s
                 .ranks
                 .clone()
@@ -474,7 +489,17 @@ impl Experiment {
         // Repeats dropped in the order written: an include probes the first layer listed.
         let mut seen = BTreeSet::new();
         axes.probe_layers.retain(|layer| seen.insert(*layer));
+        let mut seen = BTreeSet::new();
+        axes.methods.retain(|method| seen.insert(*method));
         axes
+    }
+
+    /// The `[ia3]` table of the (IA)^3 runs: the base's, else the defaults.
+    fn ia3_section(&self) -> Ia3Section {
+        let mut section = self.base.ia3.clone().unwrap_or_default();
+        canonical(&mut section.targets);
+        canonical(&mut section.feedforward);
+        section
     }
 
     fn alpha_for(&self, rank: usize) -> f64 {
@@ -500,19 +525,30 @@ impl Experiment {
                 if self.sweep.full_finetune {
                     points.push(full_axes(crop, seed));
                 }
-                for layers in &axes.layers {
-                    for targets in &axes.targets {
-                        for &rank in &axes.ranks {
-                            points.push(RunAxes {
-                                mode: Mode::Lora,
-                                rank: Some(rank),
-                                alpha: Some(self.alpha_for(rank)),
-                                targets: Some(targets.clone()),
-                                layers: layers.clone(),
-                                probe_layer: None,
-                                crop_samples: crop,
-                                seed,
-                            });
+                for &method in &axes.methods {
+                    if method == Method::Ia3 {
+                        points.push(RunAxes {
+                            mode: Mode::Ia3,
+                            targets: Some(self.ia3_section().targets),
+                            ..full_axes(crop, seed)
+                        });
+                        continue;
+                    }
+                    for layers in &axes.layers {
+                        for targets in &axes.targets {
+                            for &rank in &axes.ranks {
+                                points.push(RunAxes {
+                                    mode: Mode::Lora,
+                                    rank: Some(rank),
+                                    alpha: Some(self.alpha_for(rank)),
+                                    targets: Some(targets.clone()),
+                                    layers: layers.clone(),
+                                    probe_layer: None,
+                                    dora: method == Method::Dora,
+                                    crop_samples: crop,
+                                    seed,
+                                });
+                            }
                         }
                     }
                 }
@@ -551,6 +587,12 @@ impl Experiment {
             for seed in seeds {
                 let point = if rule.mode == Some(Mode::Full) {
                     full_axes(crop, seed)
+                } else if rule.mode == Some(Mode::Ia3) {
+                    RunAxes {
+                        mode: Mode::Ia3,
+                        targets: Some(self.ia3_section().targets),
+                        ..full_axes(crop, seed)
+                    }
                 } else if rule.mode == Some(Mode::Probe) {
                     probe_axes(axes.probe_layers[0], crop, seed)
                 } else {
@@ -578,6 +620,7 @@ impl Experiment {
                             None => axes.layers[0].clone(),
                         },
                         probe_layer: None,
+                        dora: axes.methods.first() == Some(&Method::Dora),
                         crop_samples: crop,
                         seed,
                     }
@@ -594,8 +637,9 @@ impl Experiment {
         config.seed = axes.seed;
         config.data.crop_samples = axes.crop_samples;
         config.probe = axes.probe_layer.map(|layer| ProbeSection { layer });
+        config.ia3 = (axes.mode == Mode::Ia3).then(|| self.ia3_section());
         config.lora = match axes.mode {
-            Mode::Probe => None,
+            Mode::Probe | Mode::Ia3 => None,
             Mode::Full => {
                 if let Some(lr) = self.sweep.full_lr {
                     config.optim.lr = lr;
@@ -611,7 +655,7 @@ impl Experiment {
                     targets: axes.targets.clone().expect("LoRA runs have targets"),
                     layers: axes.layers.clone(),
                     use_rslora: base.is_some_and(|l| l.use_rslora),
-                    use_dora: base.is_some_and(|l| l.use_dora),
+                    use_dora: axes.dora,
                 })
             }
         };
@@ -653,13 +697,10 @@ impl Experiment {
             }
             let mut group = match axes.mode {
                 Mode::Full => "full".to_string(),
+                Mode::Ia3 => format!("ia3-{}", axes.targets_label()),
                 Mode::Lora => format!(
                     "{}-{}-r{}",
-                    if config.lora.as_ref().is_some_and(|l| l.use_dora) {
-                        "dora"
-                    } else {
-                        "lora"
-                    },
+                    if axes.dora { "dora" } else { "lora" },
                     targets_label(axes.targets.as_deref().unwrap_or_default()),
                     axes.rank.unwrap_or_default()
                 ),
@@ -834,6 +875,7 @@ fn full_axes(crop: usize, seed: u64) -> RunAxes {
         targets: None,
         layers: None,
         probe_layer: None,
+        dora: false,
         crop_samples: crop,
         seed,
     }

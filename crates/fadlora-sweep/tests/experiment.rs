@@ -734,3 +734,40 @@ fn shipped_paper_experiments_use_the_reference_recipe_and_three_seeds() {
         ["length_ablation", "rank_ablation", "target_ablation"]
     );
 }
+
+/// `methods` compares parameter-efficient methods on one footing: LoRA and DoRA over the same
+/// rank grid, (IA)^3 once per seed, each with its own group; the methods that existed before
+/// keep their run IDs.
+#[test]
+fn methods_plan_lora_dora_and_ia3_side_by_side() {
+    let e = experiment(
+        "[sweep]\nranks = [4]\nfull_finetune = true\nmethods = [\"lora\", \"dora\", \"ia3\"]\n",
+    )
+    .unwrap();
+    let plan = e.plan(Path::new("/r")).unwrap();
+    let groups: Vec<&str> = plan.runs.iter().map(|r| r.group.as_str()).collect();
+    assert_eq!(
+        groups,
+        ["full", "lora-q+v-r4", "dora-q+v-r4", "ia3-k+v+ffn_out"]
+    );
+    // LoRA and full fine-tuning are the runs a plain rank sweep has.
+    assert_eq!(
+        &ids(&e)[..2],
+        ["full-s0-a8df037b", "lora-q+v-r4-s0-0e72f21b"]
+    );
+    let dora = &plan.runs[2];
+    assert!(dora.axes.dora && dora.config.lora.as_ref().unwrap().use_dora);
+    let ia3 = &plan.runs[3];
+    assert_eq!(ia3.axes.mode, fadlora_sweep::Mode::Ia3);
+    assert!(ia3.config.lora.is_none());
+    assert_eq!(ia3.config.ia3, Some(fadlora_run::Ia3Section::default()));
+    // An (IA)^3 include needs no rank; a rank on it is refused.
+    let err = experiment("[sweep]\nranks = [4]\ninclude = [{ mode = \"ia3\", rank = 4 }]\n")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("(IA)^3") && err.contains("sweep.include"),
+        "{err}"
+    );
+}

@@ -183,6 +183,14 @@ fn apply_overrides(config: &mut Wav2Vec2Config, o: &ArchOverrides) {
     }
 }
 
+/// The model crate's configuration of the (IA)^3 vectors an `[ia3]` table asks for.
+pub fn ia3_config(ia3: &fadlora_run::Ia3Section) -> fadlora_model::Ia3Config {
+    fadlora_model::Ia3Config {
+        targets: ia3.targets.clone(),
+        feedforward: ia3.feedforward.clone(),
+    }
+}
+
 /// The model crate's configuration of the adapters a `[lora]` table asks for.
 pub fn lora_config(lora: &LoraSection) -> fadlora_model::LoraConfig {
     fadlora_model::LoraConfig {

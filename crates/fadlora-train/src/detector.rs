@@ -66,6 +66,9 @@ pub struct DetectorConfig {
     pub head: HeadKind,
     /// `None` = full fine-tuning (nothing frozen).
     pub lora: Option<LoraSection>,
+    /// (IA)^3 vectors instead of LoRA (everything pretrained frozen). `None` in detectors
+    /// saved before (IA)^3.
+    pub ia3: Option<fadlora_run::Ia3Section>,
     /// A frozen-feature probe of this hidden state (see [`Detector::probe_layer`]): the whole
     /// front end is frozen and only the head trains. `None` in detectors saved before probes.
     pub probe_layer: Option<usize>,
@@ -130,6 +133,10 @@ impl DetectorConfig {
         };
         let wav2vec2 = match (&self.lora, self.probe_layer) {
             (Some(lora), _) => lora_hookup::apply(wav2vec2, lora, device)?,
+            (None, None) if self.ia3.is_some() => {
+                let ia3 = self.ia3.as_ref().expect("checked");
+                lora_hookup::apply_ia3(wav2vec2, ia3, device)?
+            }
             // Random initialisation already materialises every parameter (assign_param_ids
             // below), so `no_grad` costs nothing more than it would.
             (None, Some(_)) => wav2vec2.no_grad(),

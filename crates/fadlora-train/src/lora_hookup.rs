@@ -1,12 +1,12 @@
-//! The one place where the trainer meets LoRA (`fadlora_model::lora`): with a `[lora]` table,
-//! every pretrained tensor of the front end is frozen and adapters are added; without one the
-//! same model trains fully. Nothing else in the trainer differs between the two: the optimizer
+//! The one place where the trainer meets LoRA (`fadlora_model::lora`): with a `[lora]` (or
+//! `[ia3]`) table, every pretrained tensor of the front end is frozen and adapters are added;
+//! without one the same model trains fully. Nothing else in the trainer differs between the two: the optimizer
 //! only ever sees gradients of parameters that require them.
 
 use burn::prelude::*;
 use fadlora_model::Wav2Vec2Model;
 
-use crate::config::{lora_config, LoraSection};
+use crate::config::{ia3_config, lora_config, LoraSection};
 use crate::TrainError;
 
 pub fn apply<B: Backend>(
@@ -15,4 +15,12 @@ pub fn apply<B: Backend>(
     device: &B::Device,
 ) -> Result<Wav2Vec2Model<B>, TrainError> {
     Ok(model.try_with_lora(&lora_config(lora), device)?)
+}
+
+pub fn apply_ia3<B: Backend>(
+    model: Wav2Vec2Model<B>,
+    ia3: &fadlora_run::Ia3Section,
+    device: &B::Device,
+) -> Result<Wav2Vec2Model<B>, TrainError> {
+    Ok(model.try_with_ia3(&ia3_config(ia3), device)?)
 }

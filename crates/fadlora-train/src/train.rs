@@ -542,6 +542,7 @@ impl<B: TrainBackend, O: Optimizer<Detector<B>, B>> Network<B, O> {
         }
         let detector_config = DetectorConfig::new(arch)
             .with_lora(config.lora.clone())
+            .with_ia3(config.ia3.clone())
             .with_probe_layer(config.probe.as_ref().map(|p| p.layer))
             .with_head(config.head.kind)
             .with_precision(config.precision);
@@ -944,7 +945,7 @@ where
         .best
         .ok_or_else(|| TrainError::Invalid("no epoch was completed".into()))?;
     let model = load_params(net.model, &folder.best.join(TRAINABLE_FILE))?.valid();
-    if config.lora.is_some() {
+    if config.lora.is_some() || config.ia3.is_some() {
         // The selected adapters also in PEFT's layout, for use outside fadlora.
         let options = fadlora_model::adapter::SaveAdapterOptions {
             base_model_name_or_path: config

@@ -563,3 +563,30 @@ fn a_bonafide_logit_run_scores_with_the_second_logit_and_its_detector_keeps_the_
     let old: fadlora_train::checkpoint::DetectorFile = serde_json::from_value(json).unwrap();
     assert_eq!(old.score, fadlora_run::ScoreKind::LogitDifference);
 }
+
+/// (IA)^3 end to end: only the vectors and the head train, and `best/` (rebuilt, merged for
+/// inference) gives back the run's eval scores.
+#[test]
+fn an_ia3_run_trains_and_its_best_folder_scores_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = micro_run(dir.path(), 4, 2, "[ia3]\n");
+    assert_eq!(config.mode(), fadlora_run::Mode::Ia3);
+    let record = finished(train(&config, &TrainOptions::default()).unwrap());
+    // micro: width 32, FFN 64. Defaults: k and v outputs (32 each) and the input of
+    // output_dense (64), in both layers; plus the head's Linear(32, 2).
+    assert_eq!(record.params.trainable, 2 * (32 + 32 + 64) + 32 * 2 + 2);
+    assert!(dir
+        .path()
+        .join("best/adapter/adapter_config.json")
+        .is_file());
+    let scored = score_eval_again(dir.path(), &config);
+    let run_scores = fadlora_train::scores::read_score_file(
+        &dir.path().join(&record.eval.as_ref().unwrap().scores_file),
+    )
+    .unwrap();
+    assert_eq!(run_scores.len(), 8);
+    for (id, score) in &run_scores {
+        let again = scored.scores.iter().find(|s| &s.id == id).unwrap().score;
+        assert!((again - score).abs() < 1e-4, "{id}: {score} vs {again}");
+    }
+}
