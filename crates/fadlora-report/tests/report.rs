@@ -279,6 +279,7 @@ fn build(root: &Path, dataset: &str, finished: &[Spec], unfinished: &[Spec]) -> 
                 targets: spec.targets.clone(),
                 layers: None,
                 probe_layer: spec.probe_layer,
+                dora: false,
                 crop_samples: spec.crop,
                 seed: spec.seed,
             },
