@@ -365,7 +365,11 @@ fn print_plan(plan: &Plan) {
             let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
             [
                 run.id.clone(),
-                a.mode.to_string(),
+                if a.dora {
+                    "dora".to_string()
+                } else {
+                    a.mode.to_string()
+                },
                 a.targets_label(),
                 opt(a.rank.map(|r| r.to_string())),
                 opt(a.alpha.map(|v| format!("{v}"))),
@@ -403,14 +407,21 @@ fn print_plan(plan: &Plan) {
         println!("{}", line(row.iter().map(String::as_str).collect()));
     }
     let count = |mode: Mode| plan.runs.iter().filter(|r| r.axes.mode == mode).count();
+    let dora = plan.runs.iter().filter(|r| r.axes.dora).count();
     let mut totals = format!(
         "{} LoRA run(s), {} full fine-tuning run(s)",
-        count(Mode::Lora),
+        count(Mode::Lora) - dora,
         count(Mode::Full)
     );
-    // Experiments without probes print what they always printed.
-    if count(Mode::Probe) > 0 {
-        totals.push_str(&format!(", {} probe run(s)", count(Mode::Probe)));
+    // Experiments without the other methods print what they always printed.
+    for (n, what) in [
+        (count(Mode::Probe), "probe"),
+        (dora, "DoRA"),
+        (count(Mode::Ia3), "(IA)^3"),
+    ] {
+        if n > 0 {
+            totals.push_str(&format!(", {n} {what} run(s)"));
+        }
     }
     println!("{totals}");
     if !plan.published.is_empty() {

@@ -70,6 +70,8 @@ pub(crate) const FULL_COLORS: [RGBColor; 3] = [
 ];
 /// Frozen-feature probes: dark shades apart from the palette's LoRA lines and the greys of
 /// full fine-tuning.
+/// (IA)^3: a teal apart from the palette, the probes and the greys.
+pub(crate) const IA3_COLOR: RGBColor = RGBColor(0, 150, 136);
 pub(crate) const PROBE_COLORS: [RGBColor; 4] = [
     RGBColor(128, 0, 64),
     RGBColor(0, 90, 70),
@@ -170,6 +172,8 @@ pub(crate) enum Marker {
     Triangle,
     /// Frozen-feature probes.
     Square,
+    /// (IA)^3.
+    Diamond,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -215,6 +219,17 @@ fn draw_marker<DB: DrawingBackend>(
         Marker::Square => area
             .draw(&Rectangle::new(
                 [(at.0 - 6, at.1 - 6), (at.0 + 6, at.1 + 6)],
+                color.filled(),
+            ))
+            .map_err(err),
+        Marker::Diamond => area
+            .draw(&Polygon::new(
+                vec![
+                    (at.0, at.1 - 9),
+                    (at.0 + 9, at.1),
+                    (at.0, at.1 + 9),
+                    (at.0 - 9, at.1),
+                ],
                 color.filled(),
             ))
             .map_err(err),

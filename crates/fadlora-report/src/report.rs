@@ -14,7 +14,7 @@ use plotters::style::RGBColor;
 
 use crate::figures::{
     save_figure, BarPanel, BarsFigure, CurveLine, CurvePanel, CurvesFigure, DetData, DetFigure,
-    HLine, Marker, Point, Series, XScale, XyFigure, FULL_COLORS, PALETTE, PROBE_COLORS,
+    HLine, Marker, Point, Series, XScale, XyFigure, FULL_COLORS, IA3_COLOR, PALETTE, PROBE_COLORS,
 };
 use crate::stats::{self, Stats};
 use crate::summary::{
@@ -859,8 +859,9 @@ impl SeriesStyle {
             .collect::<BTreeSet<_>>()
             .len()
             > 1;
+        // LoRA and DoRA on the same targets are different lines.
         let base_key = |g: &GroupRow| {
-            let mut key = g.targets_label.clone();
+            let mut key = format!("{}|{}", g.adapter_name(), g.targets_label);
             let mut label = g.targets_label.clone();
             if layers_vary {
                 key.push_str(&format!("|{}", g.layers_label));
@@ -891,7 +892,10 @@ impl SeriesStyle {
                 order.push(key.clone());
             }
             let color = PALETTE[order.iter().position(|k| *k == key).unwrap() % PALETTE.len()];
-            by_group.insert(g.group.clone(), (key, format!("LoRA {label}"), color));
+            by_group.insert(
+                g.group.clone(),
+                (key, format!("{} {label}", g.adapter_name()), color),
+            );
         }
         let mut probe_layers = Vec::new();
         for g in groups.iter().filter(|g| g.is_probe()) {
@@ -912,6 +916,9 @@ impl SeriesStyle {
     fn color(&self, g: &GroupRow, full_index: usize) -> RGBColor {
         if g.is_probe() {
             return self.probe_color(g);
+        }
+        if g.is_ia3() {
+            return IA3_COLOR;
         }
         match self.by_group.get(&g.group) {
             Some((_, _, c)) => *c,
@@ -1048,6 +1055,13 @@ fn eer_vs_params(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> Xy
                     .collect(),
             }),
     );
+    series.extend(groups.iter().filter(|g| g.is_ia3()).map(|g| Series {
+        label: ia3_label(g, style, true),
+        color: IA3_COLOR,
+        marker: Marker::Diamond,
+        connect: false,
+        points: vec![point(metric, g, g.trainable)],
+    }));
     // A probe trains the head alone: the far left of the axis, one point per probed state.
     series.extend(groups.iter().filter(|g| g.is_probe()).map(|g| Series {
         label: style.probe_label(g, true),
@@ -1069,14 +1083,24 @@ fn eer_vs_params(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> Xy
     }
 }
 
+/// `(IA)^3 k+v+ffn_out`, with the input length when lengths vary and `with_length`.
+fn ia3_label(g: &GroupRow, style: &SeriesStyle, with_length: bool) -> String {
+    let mut label = format!("(IA)^3 {}", g.targets_label);
+    if with_length && style.crops_vary {
+        label.push_str(&format!(", {:.2} s", g.crop_seconds()));
+    }
+    label
+}
+
 fn eer_vs_length(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> XyFigure {
     // One line per configuration without the input length.
     let mut lines: Vec<(String, Series)> = Vec::new();
     let mut full_seen = 0;
     for g in groups {
         let key = format!(
-            "{}|{}|{}|{:?}|{}",
+            "{}|{}|{}|{}|{:?}|{}",
             g.mode,
+            g.dora,
             g.targets_label,
             g.layers_label,
             g.rank,
@@ -1100,8 +1124,15 @@ fn eer_vs_length(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> Xy
                 style.probe_color(g),
                 Marker::Square,
             )
+        } else if g.is_ia3() {
+            (ia3_label(g, style, false), IA3_COLOR, Marker::Diamond)
         } else {
-            let mut label = format!("LoRA {} r{}", g.targets_label, rank_cell(g.rank));
+            let mut label = format!(
+                "{} {} r{}",
+                g.adapter_name(),
+                g.targets_label,
+                rank_cell(g.rank)
+            );
             if style.layers_vary {
                 label.push_str(&format!(", layers {}", g.layers_label));
             }
@@ -1155,6 +1186,8 @@ fn learning_curves(
                 FULL_COLORS[(full_seen - 1).min(FULL_COLORS.len() - 1)]
             } else if g.is_probe() {
                 style.probe_color(g)
+            } else if g.is_ia3() {
+                IA3_COLOR
             } else {
                 lora_seen += 1;
                 PALETTE[(lora_seen - 1) % PALETTE.len()]
@@ -1284,6 +1317,7 @@ fn det_figure(
         (Mode::Lora, PALETTE[0], "best LoRA"),
         (Mode::Full, FULL_COLORS[0], "best full"),
         (Mode::Probe, PROBE_COLORS[0], "best probe"),
+        (Mode::Ia3, IA3_COLOR, "best (IA)^3"),
     ] {
         let Some(i) = best_run(rows, mode) else {
             continue;
@@ -1623,6 +1657,33 @@ fn training_sentence(plan: &Plan, rows: &[RunRow]) -> Option<String> {
         training.push(format!(
             "LoRA runs freeze every wav2vec2 weight and train only low-rank adapters on {} \
              ({layer_text}) plus the classification head",
+            targets
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        ));
+    }
+    if plan.runs.iter().any(|r| r.axes.dora) {
+        training.push(
+            "DoRA runs (groups `dora-...`) are LoRA runs whose adapted weights are decomposed: \
+             each adapted projection also learns a magnitude per output, `m * (W + s A B) / \
+             ||W + s A B||`"
+                .to_string(),
+        );
+    }
+    if modes.contains(&Mode::Ia3) {
+        let mut targets: Vec<String> = Vec::new();
+        for r in plan.runs.iter().filter(|r| r.axes.mode == Mode::Ia3) {
+            let label = r.axes.targets_label();
+            if !targets.contains(&label) {
+                targets.push(label);
+            }
+        }
+        training.push(format!(
+            "(IA)^3 runs freeze every wav2vec2 weight and train only a vector per adapted \
+             projection that rescales its output (its input for the feed-forward block's \
+             second projection, `ffn_out`), on {} in every encoder layer, plus the head",
             targets
                 .iter()
                 .map(|t| format!("`{t}`"))

@@ -58,6 +58,8 @@ pub(crate) struct RunRow {
     pub layers: Option<Vec<usize>>,
     pub layers_label: String,
     pub probe_layer: Option<usize>,
+    /// A DoRA run (mode LoRA).
+    pub dora: bool,
     pub crop_samples: usize,
     pub seed: u64,
     pub trainable: usize,
@@ -98,6 +100,7 @@ impl RunRow {
             layers: axes.layers.clone(),
             layers_label: axes.layers_label(),
             probe_layer: axes.probe_layer,
+            dora: axes.dora,
             crop_samples: axes.crop_samples,
             seed: axes.seed,
             trainable: record.params.trainable,
@@ -229,6 +232,7 @@ pub(crate) struct GroupRow {
     pub layers: Option<Vec<usize>>,
     pub layers_label: String,
     pub probe_layer: Option<usize>,
+    pub dora: bool,
     pub crop_samples: usize,
     pub n: usize,
     pub dev_mean: f64,
@@ -262,6 +266,19 @@ impl GroupRow {
 
     pub fn is_probe(&self) -> bool {
         self.mode == Mode::Probe
+    }
+
+    pub fn is_ia3(&self) -> bool {
+        self.mode == Mode::Ia3
+    }
+
+    /// `LoRA` or `DoRA`, for labels.
+    pub fn adapter_name(&self) -> &'static str {
+        if self.dora {
+            "DoRA"
+        } else {
+            "LoRA"
+        }
     }
 }
 
@@ -351,6 +368,7 @@ pub(crate) fn group_rows(rows: &[RunRow]) -> PolarsResult<Vec<GroupRow>> {
             layers: first.layers.clone(),
             layers_label: first.layers_label.clone(),
             probe_layer: first.probe_layer,
+            dora: first.dora,
             crop_samples: first.crop_samples,
             n: value(&agg, "n", i)?.unwrap_or(0.0) as usize,
             dev_mean: mean("dev_eer_percent")?.unwrap_or(f64::NAN),
