@@ -15,6 +15,7 @@
 //! - [`bench::bench_step`]: one-training-step benchmark.
 //! - [`backend`]: the `flex` / `cuda` / `wgpu` switch.
 
+pub mod aasist;
 pub mod backend;
 pub mod bench;
 pub mod checkpoint;
