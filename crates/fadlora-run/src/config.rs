@@ -37,7 +37,7 @@
 //!                                          # final output (as full/LoRA runs see it)
 //!
 //! [head]
-//! kind = "mean-linear"
+//! kind = "mean-linear"                     # or "aasist" (SSL_Anti-spoofing's AASIST back end)
 //! score = "logit-difference"               # or "bonafide-logit" (SSL_Anti-spoofing's score)
 //!
 //! [optim]
@@ -1021,6 +1021,17 @@ epochs = 1
         assert!(!plain.to_toml().contains("probe"), "{}", plain.to_toml());
         let json = serde_json::to_string(&plain).unwrap();
         assert!(!json.contains("probe"), "{json}");
+    }
+
+    #[test]
+    fn head_kind_aasist_reads_back_and_mean_linear_serialises_as_before() {
+        let c = parse(&format!("{MINIMAL}\n[head]\nkind = \"aasist\"\n")).unwrap();
+        assert_eq!(c.head.kind, HeadKind::Aasist);
+        assert!(c.to_toml().contains("kind = \"aasist\""), "{}", c.to_toml());
+        assert_eq!(parse(&c.to_toml()).unwrap().head.kind, HeadKind::Aasist);
+        let plain = parse(MINIMAL).unwrap();
+        assert_eq!(plain.head.kind, HeadKind::MeanLinear);
+        assert!(plain.to_toml().contains("kind = \"mean-linear\""));
     }
 
     #[test]

@@ -226,6 +226,10 @@ pub enum HeadKind {
     /// detector of docs/reference.md §3).
     #[default]
     MeanLinear,
+    /// SSL_Anti-spoofing's AASIST back end (Tak et al. 2022): projection to 128, a 2-D
+    /// residual encoder, spectral and temporal graph attention, heterogeneous graph attention
+    /// with master nodes and graph pooling.
+    Aasist,
 }
 
 /// How a detector's two logits (0 = spoof, 1 = bona fide) become the score written to score

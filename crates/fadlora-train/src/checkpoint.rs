@@ -1,7 +1,9 @@
 //! What a run leaves on disk to be resumed, evaluated and used for detection.
 //!
 //! Only the tensors that change are saved each epoch (`trainable.safetensors`: LoRA adapters +
-//! head, the head alone for a probe, or everything in full fine-tuning). The frozen front end comes from its source: the
+//! head, the head alone for a probe, or everything in full fine-tuning; with them the running
+//! statistics of an AASIST head's BatchNorm layers, which change without being trained). The
+//! frozen front end comes from its source: the
 //! pretrained checkpoint, or — when the run started from a random initialisation, which no file
 //! holds — `base.safetensors`, written once per run.
 

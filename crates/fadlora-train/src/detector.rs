@@ -13,13 +13,17 @@ use fadlora_model::{ModelBackend, Precision, PrecisionDType, Wav2Vec2Config, Wav
 use fadlora_run::{HeadKind, ParamCounts, ScoreKind};
 use serde::{Deserialize, Serialize};
 
+use crate::aasist::{AasistConfig, AasistHead};
 use crate::config::LoraSection;
 use crate::{lora_hookup, TrainError};
 
 /// The classifier back end. Output logits `[batch, 2]`: index 0 = spoof, 1 = bona fide.
+// burn 0.21 has no Module for Box; one head per detector, moved a few times per run.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Head<B: Backend> {
     MeanLinear(MeanLinearHead<B>),
+    Aasist(AasistHead<B>),
 }
 
 #[derive(Module, Debug)]
@@ -33,6 +37,16 @@ impl<B: Backend> Head<B> {
             HeadKind::MeanLinear => Head::MeanLinear(MeanLinearHead {
                 linear: LinearConfig::new(hidden, 2).init(device),
             }),
+            HeadKind::Aasist => Head::Aasist(AasistConfig::new(hidden).init(device)),
+        }
+    }
+
+    /// Makes BatchNorm running statistics current before they are saved (see
+    /// [`AasistHead::sync_running_stats`]); a no-op for heads without BatchNorm.
+    pub fn sync_running_stats(&self) {
+        match self {
+            Head::MeanLinear(_) => {}
+            Head::Aasist(head) => head.sync_running_stats(),
         }
     }
 
@@ -44,6 +58,7 @@ impl<B: Backend> Head<B> {
                 let pooled = hidden.mean_dim(1).reshape([batch, width]);
                 head.linear.forward(pooled)
             }
+            Head::Aasist(head) => head.forward(hidden),
         }
     }
 }
@@ -235,27 +250,54 @@ pub fn assign_param_ids<B: Backend, M: Module<B>>(module: M) -> M {
 }
 
 /// Dotted module paths (burn-store's naming) of the float parameters, split by whether they
-/// require gradients.
+/// require gradients, and of the running statistics of BatchNorm layers.
 pub struct ParamPaths {
     pub trainable: BTreeSet<String>,
     pub frozen: BTreeSet<String>,
+    /// BatchNorm running means and variances: no gradient, but they change as the model trains
+    /// and eval-mode outputs depend on them, so checkpoints keep them with the trainable
+    /// parameters. Not parameters: outside `counts`, as PyTorch counts buffers.
+    pub running: BTreeSet<String>,
     pub counts: ParamCounts,
+}
+
+impl ParamPaths {
+    /// What every checkpoint saves: the trainable parameters and the running statistics.
+    pub fn checkpointed(&self) -> BTreeSet<String> {
+        self.trainable.union(&self.running).cloned().collect()
+    }
 }
 
 pub fn param_paths<B: Backend, M: Module<B>>(module: &M) -> ParamPaths {
     struct Walk {
         stack: Vec<String>,
+        containers: Vec<String>,
         out: ParamPaths,
     }
     impl<B: Backend> ModuleVisitor<B> for Walk {
-        fn enter_module(&mut self, name: &str, _container_type: &str) {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
             self.stack.push(name.to_string());
+            self.containers.push(container_type.to_string());
         }
         fn exit_module(&mut self, _name: &str, _container_type: &str) {
             self.stack.pop();
+            self.containers.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
             let path = self.stack.join(".");
+            // burn visits a RunningState as a parameter: tell it by its place in BatchNorm.
+            let running = self
+                .containers
+                .last()
+                .is_some_and(|c| c == "Struct:BatchNorm")
+                && self
+                    .stack
+                    .last()
+                    .is_some_and(|f| f == "running_mean" || f == "running_var");
+            if running {
+                self.out.running.insert(path);
+                return;
+            }
             let n = param.lazy_shape().num_elements();
             self.out.counts.total += n;
             if param.is_require_grad() {
@@ -268,9 +310,11 @@ pub fn param_paths<B: Backend, M: Module<B>>(module: &M) -> ParamPaths {
     }
     let mut walk = Walk {
         stack: Vec::new(),
+        containers: Vec::new(),
         out: ParamPaths {
             trainable: BTreeSet::new(),
             frozen: BTreeSet::new(),
+            running: BTreeSet::new(),
             counts: ParamCounts {
                 trainable: 0,
                 total: 0,
@@ -365,11 +409,48 @@ mod tests {
             paths.trainable
         );
         // Same seed, same weights; same structure, same ids.
-        let (Head::MeanLinear(ha), Head::MeanLinear(hb)) = (&a.head, &b.head);
+        let (Head::MeanLinear(ha), Head::MeanLinear(hb)) = (&a.head, &b.head) else {
+            unreachable!("the default head")
+        };
         assert_eq!(ha.linear.weight.id, hb.linear.weight.id);
         assert_eq!(
             ha.linear.weight.val().into_data(),
             hb.linear.weight.val().into_data()
         );
+    }
+
+    #[test]
+    fn batchnorm_running_statistics_are_checkpointed_but_not_counted() {
+        let device = Default::default();
+        let detector = DetectorConfig::new(Wav2Vec2Config::micro())
+            .with_head(HeadKind::Aasist)
+            .with_probe_layer(Some(2))
+            .build::<Autodiff<B>>(&BaseSource::Random { seed: 3 }, &device)
+            .unwrap();
+        let paths = param_paths(&detector);
+        assert!(paths.running.contains("head.Aasist.first_bn.running_mean"));
+        assert!(paths
+            .running
+            .contains("head.Aasist.encoder.1.bn1.running_var"));
+        assert!(paths.running.iter().all(|p| p.starts_with("head.Aasist.")));
+        assert!(paths
+            .trainable
+            .iter()
+            .all(|p| p.starts_with("head.Aasist.")));
+        assert!(paths.frozen.iter().all(|p| p.starts_with("wav2vec2.")));
+        let checkpointed = paths.checkpointed();
+        assert_eq!(
+            checkpointed.len(),
+            paths.trainable.len() + paths.running.len()
+        );
+        // Parameters only, as PyTorch counts them (fixtures/aasist/reference.json: 320,266 for
+        // width 32, micro's hidden size).
+        assert_eq!(paths.counts.trainable, 320_266);
+        let running: usize = fadlora_model::count_params(&detector) - paths.counts.total;
+        // A mean and a variance per BatchNorm channel: first_bn, first_bn1, attention.bn, the
+        // encoder's bn1 (blocks 2-6) and bn2 (all six), and the six graph layers.
+        let encoder = (32 + 32 + 64 + 64 + 64) + (32 + 32 + 64 + 64 + 64 + 64);
+        let channels = 1 + 64 + 128 + encoder + 2 * 64 + 4 * 32;
+        assert_eq!(running, 2 * channels);
     }
 }

@@ -1,6 +1,6 @@
 //! Training and evaluation of fake-audio detectors: a wav2vec2 front end (fully fine-tuned,
-//! LoRA-adapted, or frozen under a probe) with a pluggable back end, trained from a validated
-//! run TOML on any compiled backend, with EER-based model selection on the dev set, resumable
+//! LoRA-adapted, or frozen under a probe) with a pluggable back end (mean + linear, or
+//! AASIST), trained from a validated run TOML on any compiled backend, with EER-based model selection on the dev set, resumable
 //! checkpoints, score files and a JSON run record with resource measurements.
 //!
 //! - [`RunConfig`]: the run TOML (fadlora-run's `config` documents every key; [`config`] adds
@@ -14,7 +14,11 @@
 //! - `fadlora_run::scores::evaluate_scores`: EER / min t-DCF of a score file against a protocol.
 //! - [`bench::bench_step`]: one-training-step benchmark.
 //! - [`backend`]: the `flex` / `cuda` / `wgpu` switch.
+//! - [`aasist`]: the `[head] kind = "aasist"` back end, SSL_Anti-spoofing's AASIST (checked
+//!   against a PyTorch version of it, `fixtures/aasist/`); checkpoints keep its BatchNorm
+//!   running statistics beside the trainable parameters.
 
+pub mod aasist;
 pub mod backend;
 pub mod bench;
 pub mod checkpoint;

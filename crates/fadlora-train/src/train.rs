@@ -34,6 +34,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use crate::aasist::AASIST_MIN_FRAMES;
 use crate::backend::{run_on, BackendEnv, BackendJob};
 use crate::checkpoint::{
     load_optimizer, load_params, save_optimizer, save_params, write_detector_file, DetectorFile,
@@ -52,7 +53,7 @@ use fadlora_run::record::{
     EpochLog, ParamCounts, RunRecord, SplitResult, TimeStats, RECORD_VERSION,
 };
 use fadlora_run::scores::{read_asv_scores, split_by_label, write_score_file};
-use fadlora_run::{write_atomic, LockTiming, RunLock};
+use fadlora_run::{write_atomic, HeadKind, LockTiming, RunLock};
 
 /// How a training invocation behaves beyond the run TOML.
 #[derive(Debug, Clone, Default)]
@@ -491,7 +492,7 @@ struct Network<B: TrainBackend, O> {
     source: BaseSource,
     /// `base.safetensors` in `best/` when the front end is a random initialisation.
     base_file: Option<PathBuf>,
-    /// Parameter paths saved in every checkpoint.
+    /// Paths saved in every checkpoint: trainable parameters and BatchNorm running statistics.
     trainable: BTreeSet<String>,
     counts: ParamCounts,
 }
@@ -538,6 +539,14 @@ impl<B: TrainBackend, O: Optimizer<Detector<B>, B>> Network<B, O> {
                 "data.crop_samples = {} is shorter than the receptive field ({})",
                 config.data.crop_samples,
                 arch.receptive_field()
+            )));
+        }
+        let frames = arch.num_frames(config.data.crop_samples).unwrap_or(0);
+        if config.head.kind == HeadKind::Aasist && frames < AASIST_MIN_FRAMES {
+            return Err(TrainError::Invalid(format!(
+                "data.crop_samples = {} gives {frames} frames: the AASIST head needs at least \
+                 {AASIST_MIN_FRAMES}",
+                config.data.crop_samples
             )));
         }
         let detector_config = DetectorConfig::new(arch)
@@ -600,7 +609,7 @@ impl<B: TrainBackend, O: Optimizer<Detector<B>, B>> Network<B, O> {
             detector_config,
             source,
             base_file,
-            trainable: paths.trainable,
+            trainable: paths.checkpointed(),
             counts: paths.counts,
         };
         // Killed between committing its best epoch and copying it to best/: copy it now. (A
@@ -884,6 +893,7 @@ where
     let dir = epoch_dir(&folder.out, epoch);
     let partial = dir.with_extension("partial");
     let _ = std::fs::remove_dir_all(&partial);
+    net.model.head.sync_running_stats();
     let written = std::fs::create_dir_all(&partial)
         .map_err(|e| TrainError::io(&partial, e))
         .and_then(|()| save_params(&net.model, &net.trainable, &partial.join(TRAINABLE_FILE)))

@@ -60,7 +60,9 @@ fn a_probe_trains_only_the_head_and_pools_the_chosen_hidden_state() {
             output.last_hidden_state
         };
         let pooled = hidden.mean_dim(1).reshape([2, arch.hidden_size]);
-        let Head::MeanLinear(head) = &detector.head;
+        let Head::MeanLinear(head) = &detector.head else {
+            unreachable!("the default head")
+        };
         let expected = head.linear.forward(pooled);
         let logits = logits.into_data();
         logits.assert_approx_eq::<f32>(&expected.into_data(), Default::default());

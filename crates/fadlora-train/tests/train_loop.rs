@@ -564,6 +564,54 @@ fn a_bonafide_logit_run_scores_with_the_second_logit_and_its_detector_keeps_the_
     assert_eq!(old.score, fadlora_run::ScoreKind::LogitDifference);
 }
 
+#[test]
+fn an_aasist_head_trains_saves_its_batchnorm_statistics_and_scores_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = micro_run(
+        dir.path(),
+        3,
+        1,
+        "[probe]\nlayer = 2\n\n[head]\nkind = \"aasist\"\n",
+    );
+    assert_eq!(config.head.kind, fadlora_run::HeadKind::Aasist);
+    let record = finished(train(&config, &TrainOptions::default()).unwrap());
+    assert!(record.epochs.iter().all(|e| e.train_loss.is_finite()));
+    // The whole head trains: SSL_Anti-spoofing's back end on width-32 features has 320,266
+    // parameters in PyTorch's count (fixtures/aasist/reference.json).
+    assert_eq!(record.params.trainable, 320_266);
+
+    // The checkpoint holds the head's parameters and its BatchNorm running statistics, which
+    // training moved away from their initial 0 and 1.
+    let bytes = std::fs::read(dir.path().join("best/trainable.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let names = file.names();
+    assert!(
+        names.iter().all(|n| n.starts_with("head.Aasist.")),
+        "{names:?}"
+    );
+    for stat in ["first_bn.running_mean", "gat_layer_s.bn.running_var"] {
+        let view = file.tensor(&format!("head.Aasist.{stat}")).unwrap();
+        let initial = if stat.ends_with("mean") { 0.0 } else { 1.0 };
+        let moved = view
+            .data()
+            .chunks_exact(4)
+            .any(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) != initial);
+        assert!(moved, "{stat} kept its initial value");
+    }
+
+    // `fadlora eval` on best/ gives the scores the run wrote.
+    let scored = score_eval_again(dir.path(), &config);
+    let run_scores = fadlora_train::scores::read_score_file(
+        &dir.path().join(&record.eval.as_ref().unwrap().scores_file),
+    )
+    .unwrap();
+    assert_eq!(run_scores.len(), 6);
+    for (id, score) in &run_scores {
+        let again = scored.scores.iter().find(|s| &s.id == id).unwrap().score;
+        assert!((again - score).abs() < 1e-5, "{id}: {score} vs {again}");
+    }
+}
+
 /// (IA)^3 end to end: only the vectors and the head train, and `best/` (rebuilt, merged for
 /// inference) gives back the run's eval scores.
 #[test]
