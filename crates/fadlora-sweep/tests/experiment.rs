@@ -731,7 +731,12 @@ fn shipped_paper_experiments_use_the_reference_recipe_and_three_seeds() {
     paper.sort();
     assert_eq!(
         paper,
-        ["length_ablation", "rank_ablation", "target_ablation"]
+        [
+            "length_ablation",
+            "method_ablation",
+            "rank_ablation",
+            "target_ablation"
+        ]
     );
 }
 
