@@ -1,6 +1,7 @@
 //! Audio front door of fadlora: decode WAV, FLAC, MP3, Ogg Vorbis, Opus and AAC (MP4/M4A,
 //! ADTS), mix to mono, resample to 16 kHz,
-//! crop or tile to a fixed length. Knows no tensor backend.
+//! crop or tile to a fixed length; augment training waveforms with RawBoost ([`rawboost`], the
+//! eight modes of SSL_Anti-spoofing, drawn from a seeded RNG). Knows no tensor backend.
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -16,6 +17,7 @@
 mod compressed;
 mod decode;
 mod error;
+pub mod rawboost;
 mod resample;
 mod shape;
 
@@ -25,6 +27,7 @@ use rayon::prelude::*;
 
 pub use decode::{decode, summarize, AudioFormat, AudioSummary, DecodedAudio};
 pub use error::AudioError;
+pub use rawboost::{RawBoost, RawBoostMode};
 pub use resample::{expected_output_len, resample};
 pub use shape::{
     fixed_length, normalize_peak, normalize_zero_mean_unit_variance, random_crop, window,

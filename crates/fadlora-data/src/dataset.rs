@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use fadlora_audio::{
     fixed_length, load_mono_16k, normalize_peak, normalize_zero_mean_unit_variance, random_crop,
-    AudioError,
+    AudioError, RawBoost,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -54,7 +54,16 @@ pub struct AudioDataset {
     samples: usize,
     crop: CropMode,
     normalization: Normalization,
+    augmentation: Option<Augmentation>,
     epoch: AtomicU64,
+}
+
+/// RawBoost on the whole decoded waveform, before cropping and normalisation (where
+/// SSL_Anti-spoofing applies it); its draws depend only on `seed`, the epoch and the item index.
+#[derive(Debug, Clone)]
+struct Augmentation {
+    rawboost: RawBoost,
+    seed: u64,
 }
 
 impl AudioDataset {
@@ -64,6 +73,7 @@ impl AudioDataset {
             samples,
             crop,
             normalization: Normalization::None,
+            augmentation: None,
             epoch: AtomicU64::new(0),
         }
     }
@@ -73,7 +83,16 @@ impl AudioDataset {
         self
     }
 
-    /// Chooses a new set of random crops. Call it at the start of each epoch (the data loader
+    /// Augments every waveform with `rawboost` before it is cropped: for training sets only.
+    /// The draws depend only on `seed`, the epoch ([`AudioDataset::set_epoch`]) and the item
+    /// index, so a run and its resumption see the same augmented inputs. Give it a seed other
+    /// than the crop's: the crops then stay those of the same run without augmentation.
+    pub fn with_augmentation(mut self, rawboost: RawBoost, seed: u64) -> Self {
+        self.augmentation = Some(Augmentation { rawboost, seed });
+        self
+    }
+
+    /// Chooses a new set of random crops (and augmentations). Call it at the start of each epoch (the data loader
     /// holds the dataset in an `Arc`, so keep a clone of that `Arc` to reach it).
     pub fn set_epoch(&self, epoch: u64) {
         self.epoch.store(epoch, Ordering::Relaxed);
@@ -122,11 +141,15 @@ impl AudioDataset {
     /// Decodes item `index` to its fixed-length, normalised waveform.
     pub fn waveform(&self, index: usize) -> Result<Vec<f32>, AudioError> {
         let utterance = &self.utterances[index];
-        let audio = load_mono_16k(&utterance.path)?;
+        let mut audio = load_mono_16k(&utterance.path)?;
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        if let Some(Augmentation { rawboost, seed }) = &self.augmentation {
+            let mut rng = StdRng::seed_from_u64(mix_seed(*seed, epoch, index as u64));
+            audio = rawboost.augment(&audio, &mut rng);
+        }
         let mut waveform = match self.crop {
             CropMode::First => fixed_length(&audio, self.samples),
             CropMode::Random { seed } => {
-                let epoch = self.epoch.load(Ordering::Relaxed);
                 let mut rng = StdRng::seed_from_u64(mix_seed(seed, epoch, index as u64));
                 random_crop(&audio, self.samples, &mut rng)
             }

@@ -34,7 +34,8 @@
 //! [`AudioDataset`] decodes each utterance to mono 16 kHz and cuts or tiles it to a fixed
 //! length ([`CropMode::First`] as SSL_Anti-spoofing evaluates, [`CropMode::Random`] for
 //! training); [`AudioDataset::item`] gives an [`AudioItem`] whose waveform is the samples or
-//! the decoding error.
+//! the decoding error. [`AudioDataset::with_augmentation`] applies RawBoost ([`RawBoost`]) to
+//! training waveforms before they are cut, with draws seeded per epoch and item.
 
 mod asvspoof5;
 mod dataset;
@@ -49,6 +50,7 @@ pub use asvspoof5::{
 };
 pub use dataset::{AudioDataset, AudioItem, CropMode, Normalization, SSL_ANTI_SPOOFING_SAMPLES};
 pub use error::DataError;
+pub use fadlora_audio::{RawBoost, RawBoostMode};
 pub use protocols::{
     read_asvspoof2019_la, read_asvspoof2019_protocol, read_asvspoof2021, read_asvspoof2021_key,
     read_csv_list, read_in_the_wild, Asvspoof2021Track, ASVSPOOF2019_LA_PROTOCOL_DIR,

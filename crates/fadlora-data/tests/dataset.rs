@@ -184,3 +184,42 @@ fn missing_files_are_found_before_training() {
     );
     assert!(error.to_string().contains("gone.wav"));
 }
+
+#[test]
+fn rawboost_is_reproducible_per_seed_epoch_and_index_and_keeps_the_crops() {
+    let corpus = corpus();
+    let rawboost = fadlora_data::RawBoost::new(fadlora_data::RawBoostMode::LnlIsd);
+    let crop = CropMode::Random { seed: 42 };
+    let plain = AudioDataset::new(corpus.utterances.clone(), 100, crop);
+    let augmented = AudioDataset::new(corpus.utterances.clone(), 100, crop)
+        .with_augmentation(rawboost.clone(), 7);
+    let a = augmented.waveform(0).unwrap();
+    assert_eq!(a, augmented.waveform(0).unwrap());
+    assert_eq!(a.len(), 100);
+    assert_ne!(a, plain.waveform(0).unwrap());
+
+    // The augmentation happens on the decoded file before the crop, whose window is unchanged:
+    // the same window of the augmented file.
+    let whole = fadlora_audio::load_mono_16k(&corpus.utterances[0].path).unwrap();
+    let all = decoded(&corpus.long);
+    assert_eq!(whole, all);
+    let start = all
+        .iter()
+        .position(|&x| x == plain.waveform(0).unwrap()[0])
+        .unwrap();
+    // The whole augmented file: a first-samples crop as long as the file, same seed, epoch and
+    // index.
+    let full = AudioDataset::new(corpus.utterances.clone(), all.len(), CropMode::First)
+        .with_augmentation(rawboost.clone(), 7);
+    assert_eq!(a, full.waveform(0).unwrap()[start..start + 100]);
+
+    // Another seed, another epoch or another item draws differently; epoch 0 comes back.
+    let other_seed =
+        AudioDataset::new(corpus.utterances.clone(), 100, crop).with_augmentation(rawboost, 8);
+    assert_ne!(a, other_seed.waveform(0).unwrap());
+    augmented.set_epoch(1);
+    let b = augmented.waveform(0).unwrap();
+    assert_ne!(b, a);
+    augmented.set_epoch(0);
+    assert_eq!(a, augmented.waveform(0).unwrap());
+}

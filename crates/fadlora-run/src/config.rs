@@ -20,6 +20,7 @@
 //! crop_samples = 64600
 //! train_crop = "random"                    # random (default) | first (SSL_Anti-spoofing)
 //! normalization = "none"                   # none | zero-mean-unit-variance
+//! augment = "rawboost:5"                   # optional: RawBoost mode 1-8 on training utterances
 //! max_per_class = 8                        # optional: first N of each class per split
 //!
 //! [model]
@@ -62,7 +63,7 @@ use std::path::{Path, PathBuf};
 use fadlora_data::{DatasetSpec, Normalization, SSL_ANTI_SPOOFING_SAMPLES};
 use serde::{Deserialize, Serialize};
 
-use crate::vocab::{BackendKind, HeadKind, LoraTarget, Mode, Precision, ScoreKind};
+use crate::vocab::{Augment, BackendKind, HeadKind, LoraTarget, Mode, Precision, ScoreKind};
 use crate::RunError;
 
 /// One training run.
@@ -134,6 +135,12 @@ pub struct DataSection {
     pub train_crop: TrainCrop,
     #[serde(default)]
     pub normalization: NormalizationChoice,
+    /// Augmentation of the training utterances (never dev, eval or the `score_train` pass),
+    /// drawn per epoch and utterance from the run seed; none when left out. Left out of the
+    /// serialised TOML when absent: sweep run IDs hash it, and runs that predate the key must
+    /// keep their IDs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<Augment>,
     /// Keep only the first N utterances of each class in every split (protocol order): for
     /// smoke tests and quick experiments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1075,6 +1082,45 @@ epochs = 1
             "dataset = \"csv:list.csv\"\ntrain_crop = \"first\"",
         );
         assert_eq!(parse(&first).unwrap().data.train_crop, TrainCrop::First);
+    }
+
+    #[test]
+    fn augment_reads_back_names_a_wrong_value_and_its_absence_is_not_serialised() {
+        let with = |value: &str| {
+            MINIMAL.replace(
+                "dataset = \"csv:list.csv\"",
+                &format!("dataset = \"csv:list.csv\"\naugment = \"{value}\""),
+            )
+        };
+        let c = parse(&with("rawboost:5")).unwrap();
+        assert_eq!(
+            c.data.augment,
+            Some(Augment::RawBoost(fadlora_data::RawBoostMode::LnlIsd))
+        );
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        assert!(
+            c.to_toml().contains("augment = \"rawboost:5\""),
+            "{}",
+            c.to_toml()
+        );
+        for (value, needle) in [
+            ("rawboost:9", "no RawBoost mode 9"),
+            ("rawboost:0", "leave `augment` out"),
+            ("rawboost", "rawboost:N"),
+            ("specaugment:1", "unknown augmentation"),
+            ("rawboost:five", "rawboost:N"),
+        ] {
+            let (line, _, message) = config_error(&with(value));
+            assert_eq!(line, Some(5), "{value}");
+            assert!(message.contains(needle), "{value}: {message}");
+        }
+        // Sweep run IDs hash the serialised configuration: a run without the key must
+        // serialise exactly as before it existed.
+        let plain = parse(MINIMAL).unwrap();
+        assert_eq!(plain.data.augment, None);
+        assert!(!plain.to_toml().contains("augment"), "{}", plain.to_toml());
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(!json.contains("augment"), "{json}");
     }
 
     #[test]

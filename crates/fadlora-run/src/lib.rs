@@ -35,6 +35,6 @@ pub use record::{
     TimeStats,
 };
 pub use vocab::{
-    parse_targets, targets_label, BackendKind, HeadKind, LoraTarget, Method, Mode, Precision,
-    ScoreKind, UnknownLoraTarget,
+    parse_targets, targets_label, Augment, BackendKind, HeadKind, LoraTarget, Method, Mode,
+    Precision, ScoreKind, UnknownLoraTarget,
 };

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use fadlora_data::RawBoostMode;
 use serde::{Deserialize, Serialize};
 
 /// The float type of the matmuls and activations (mixed precision); weights, gradients,
@@ -376,5 +377,61 @@ mod tests {
             text,
             "precision = \"bf16\"\ntarget = \"ffn_in\"\nbackend = \"wgpu\"\nhead = \"mean-linear\"\nmode = \"lora\"\nprobe = \"probe\"\n"
         );
+    }
+}
+
+/// A training-set augmentation (`[data] augment` of a run TOML). Written `rawboost:N`: RawBoost
+/// in SSL_Anti-spoofing's mode N (its `--algo`, 1-8; 5, LnL then ISD, is its ASVspoof 2019 LA
+/// recipe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Augment {
+    RawBoost(RawBoostMode),
+}
+
+impl fmt::Display for Augment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Augment::RawBoost(mode) => write!(f, "rawboost:{}", mode.number()),
+        }
+    }
+}
+
+impl FromStr for Augment {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let expected = "expected `rawboost:N` with N from 1 to 8 (SSL_Anti-spoofing's RawBoost \
+                        modes: 1 LnL, 2 ISD, 3 SSI, 4 LnL+ISD+SSI, 5 LnL+ISD, 6 LnL+SSI, \
+                        7 ISD+SSI, 8 LnL and ISD in parallel)";
+        let Some((kind, mode)) = s.trim().split_once(':') else {
+            return Err(format!("unknown augmentation `{s}`: {expected}"));
+        };
+        if !kind.trim().eq_ignore_ascii_case("rawboost") {
+            return Err(format!("unknown augmentation `{s}`: {expected}"));
+        }
+        match mode.trim().parse::<u32>() {
+            Ok(0) => Err(format!(
+                "`{s}`: mode 0 is no augmentation; leave `augment` out instead"
+            )),
+            Ok(n) => RawBoostMode::from_number(n)
+                .map(Augment::RawBoost)
+                .ok_or_else(|| format!("`{s}`: no RawBoost mode {n}; {expected}")),
+            Err(_) => Err(format!("`{s}`: {expected}")),
+        }
+    }
+}
+
+impl TryFrom<String> for Augment {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Augment> for String {
+    fn from(a: Augment) -> String {
+        a.to_string()
     }
 }

@@ -26,7 +26,7 @@ use burn::optim::{
 };
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use fadlora_data::{AudioDataset, CropMode};
+use fadlora_data::{AudioDataset, CropMode, RawBoost};
 use fadlora_model::{ModelBackend, TrainBackend};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
@@ -53,6 +53,7 @@ use fadlora_run::record::{
     EpochLog, ParamCounts, RunRecord, SplitResult, TimeStats, RECORD_VERSION,
 };
 use fadlora_run::scores::{read_asv_scores, split_by_label, write_score_file};
+use fadlora_run::Augment;
 use fadlora_run::{write_atomic, HeadKind, LockTiming, RunLock};
 
 /// How a training invocation behaves beyond the run TOML.
@@ -185,6 +186,7 @@ const STREAM_CROP: u64 = 2;
 const STREAM_BACKEND: u64 = 3;
 const STREAM_INIT: u64 = 4;
 const STREAM_LAYERDROP: u64 = 5;
+const STREAM_AUGMENT: u64 = 6;
 
 /// Optimizer steps between two read-backs of the training loss (see the training loop).
 const LOSS_READ_STEPS: usize = 10;
@@ -464,12 +466,20 @@ impl RunData {
                     .with_normalization(normalization),
             )
         };
+        // Only the training set is augmented: dev, eval and the train-scoring pass see the
+        // files as they are. Its own stream keeps the crops those of the same run without it.
+        let mut train = AudioDataset::new(train_utts.clone(), d.crop_samples, train_crop)
+            .with_normalization(normalization);
+        if let Some(Augment::RawBoost(mode)) = d.augment {
+            train =
+                train.with_augmentation(RawBoost::new(mode), mix(config.seed, STREAM_AUGMENT, 0));
+        }
         let data = RunData {
             score_train: config
                 .train
                 .score_train
-                .then(|| dataset(train_utts.clone(), CropMode::First)),
-            train: dataset(train_utts, train_crop),
+                .then(|| dataset(train_utts, CropMode::First)),
+            train: Arc::new(train),
             dev: dataset(dev_utts, CropMode::First),
             eval: eval_utts.map(|u| dataset(u, CropMode::First)),
             asv,
