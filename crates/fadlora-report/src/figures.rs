@@ -327,6 +327,9 @@ pub(crate) enum XScale {
     Log10,
     /// Ticks at every value present.
     Linear,
+    /// From 0, ticks at a round step (1, 2 or 5 x 10^k): quantities such as memory, whose
+    /// values are too close together to label each.
+    LinearFromZero,
 }
 
 impl XScale {
@@ -334,7 +337,7 @@ impl XScale {
         match self {
             XScale::Log2 => x.log2(),
             XScale::Log10 => x.log10(),
-            XScale::Linear => x,
+            XScale::Linear | XScale::LinearFromZero => x,
         }
     }
 
@@ -343,6 +346,7 @@ impl XScale {
             XScale::Log2 => trim_number(2f64.powf(v), 1),
             XScale::Log10 => human_count(10f64.powf(v)),
             XScale::Linear => trim_number(v, 2),
+            XScale::LinearFromZero => trim_number(v, 0),
         }
     }
 }
@@ -425,8 +429,12 @@ impl XyFigure {
             XScale::Log10 => (0.08 * span).max(0.2),
             XScale::Linear if span < 1e-9 => 0.5 * lo.abs().max(1.0),
             XScale::Linear => 0.1 * span,
+            XScale::LinearFromZero => 0.1 * hi.abs().max(1e-9),
         };
-        let (lo, hi) = (lo - pad, hi + pad);
+        let (lo, hi) = match self.x_scale {
+            XScale::LinearFromZero => (0.0, hi + pad),
+            _ => (lo - pad, hi + pad),
+        };
         let mut keys: Vec<f64> = match self.x_scale {
             XScale::Log2 => {
                 let mut k: Vec<f64> = (lo.ceil() as i64..=hi.floor() as i64)
@@ -448,6 +456,19 @@ impl XyFigure {
                     .collect()
             }
             XScale::Linear => xs.clone(),
+            XScale::LinearFromZero => {
+                let raw = hi / 6.0;
+                let magnitude = 10f64.powf(raw.log10().floor());
+                let step = [1.0, 2.0, 5.0, 10.0]
+                    .iter()
+                    .map(|m| m * magnitude)
+                    .find(|s| *s >= raw)
+                    .unwrap_or(10.0 * magnitude);
+                (0..)
+                    .map(|i| i as f64 * step)
+                    .take_while(|v| *v <= hi)
+                    .collect()
+            }
         };
         keys.sort_by(f64::total_cmp);
         keys.dedup_by(|a, b| (*a - *b).abs() < 1e-6);

@@ -11,7 +11,7 @@
 //!   `summary.*` as Markdown, CSV and LaTeX; `breakdown.*` per attack and condition and
 //!   `paired.*` against full fine-tuning where there is something to show, `published.*` when
 //!   the experiment lists published figures), the figures
-//!   (`eer_vs_rank`, `eer_vs_params`, `memory_time`, `det`, `learning_curves` and, when the
+//!   (`eer_vs_rank`, `eer_vs_params`, `eer_vs_memory`, `memory_time`, `det`, `learning_curves` and, when the
 //!   input length varies, `eer_vs_length`, each as PNG and SVG) and `report.md`, which ties
 //!   them together and says how the runs were made.
 //!

@@ -41,7 +41,7 @@ pub struct ReportFiles {
 /// Writes `dir/report/` for the sweep in `dir` (= `results/<experiment>`, holding `plan.json`):
 /// `runs.{md,csv,tex}`, `summary.{md,csv,tex}`, `breakdown.{md,csv,tex}` and
 /// `paired.{md,csv,tex}` when there are attacks or pairs to show, the figures (`eer_vs_rank`,
-/// `eer_vs_params`, `memory_time`, `det`, `learning_curves`, and `eer_vs_length` when the input
+/// `eer_vs_params`, `eer_vs_memory`, `memory_time`, `det`, `learning_curves`, and `eer_vs_length` when the input
 /// length varies; PNG and SVG each) and `report.md`. Tables are always written, even with no finished run; a figure that makes
 /// no sense for the runs at hand is skipped with a note.
 pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
@@ -297,6 +297,12 @@ fn draw_figures(
         files,
         notes,
     );
+
+    let made = eer_vs_memory(groups, metric, &style)
+        .map(|fig| save_figure(&fig, out, "eer_vs_memory"))
+        .transpose()?
+        .ok_or_else(|| "fewer than two configurations measured their peak memory".to_string());
+    figure("eer_vs_memory", "EER vs peak memory", made, files, notes);
 
     let made = memory_time(groups, &style)
         .map(|fig| save_figure(&fig, out, "memory_time"))
@@ -1090,6 +1096,62 @@ fn ia3_label(g: &GroupRow, style: &SeriesStyle, with_length: bool) -> String {
         label.push_str(&format!(", {:.2} s", g.crop_seconds()));
     }
     label
+}
+
+/// The other Pareto view: each configuration's EER against the memory its training needed,
+/// one marker per group (memory does not order LoRA ranks, so nothing is connected).
+fn eer_vs_memory(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> Option<XyFigure> {
+    let measured: Vec<&GroupRow> = groups
+        .iter()
+        .filter(|g| g.peak_mem_bytes.is_some())
+        .collect();
+    if measured.len() < 2 {
+        return None;
+    }
+    let mut full_index = 0;
+    let series = measured
+        .iter()
+        .map(|g| {
+            let color = style.color(g, full_index);
+            let (label, marker) = if g.is_full() {
+                full_index += 1;
+                (style.full_label(g), Marker::Triangle)
+            } else if g.is_probe() {
+                (style.probe_label(g, true), Marker::Square)
+            } else if g.is_ia3() {
+                (ia3_label(g, style, true), Marker::Diamond)
+            } else {
+                (
+                    format!(
+                        "{} {} r{}",
+                        g.adapter_name(),
+                        g.targets_label,
+                        rank_cell(g.rank)
+                    ),
+                    Marker::Circle,
+                )
+            };
+            let memory = g.peak_mem_bytes.expect("filtered") / MIB;
+            Series {
+                label,
+                color,
+                marker,
+                connect: false,
+                points: vec![point(metric, g, memory)],
+            }
+        })
+        .collect();
+    Some(XyFigure {
+        title: format!(
+            "{} EER vs peak memory in training (mean ± std over seeds)",
+            cap(metric.name())
+        ),
+        x_desc: "Peak memory (MiB)".into(),
+        y_desc: metric.axis(),
+        x_scale: XScale::LinearFromZero,
+        series,
+        hlines: Vec::new(),
+    })
 }
 
 fn eer_vs_length(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> XyFigure {
