@@ -500,11 +500,7 @@ impl<B: Backend> Wav2Vec2Model<B> {
             source,
         };
         let mut src = TensorSource::open(&path).map_err(tensors_err)?;
-        let prefix = if src.keys().any(|k| k.starts_with(PEFT_PREFIX_WITH_HEAD)) {
-            PEFT_PREFIX_WITH_HEAD
-        } else {
-            PEFT_PREFIX
-        };
+        let prefix = peft_prefix(&src);
         let rank = config.rank;
         let arch = model.config.clone();
         let mut take = |name: String, shape: &[usize]| -> Result<Vec<f32>, AdapterError> {
@@ -575,11 +571,7 @@ impl<B: Backend> Wav2Vec2Model<B> {
             source,
         };
         let mut src = TensorSource::open(&path).map_err(tensors_err)?;
-        let prefix = if src.keys().any(|k| k.starts_with(PEFT_PREFIX_WITH_HEAD)) {
-            PEFT_PREFIX_WITH_HEAD
-        } else {
-            PEFT_PREFIX
-        };
+        let prefix = peft_prefix(&src);
         for (index, layer) in model.encoder.layers.iter_mut().enumerate() {
             for &target in &config.targets {
                 let ia3 = layer
@@ -683,6 +675,16 @@ impl<B: Backend> Wav2Vec2Model<B> {
             path: config_path,
             source,
         })
+    }
+}
+
+/// Where the adapters' keys start: PEFT nests a bare `Wav2Vec2Model` and one with a head
+/// differently.
+fn peft_prefix(src: &TensorSource) -> &'static str {
+    if src.keys().any(|k| k.starts_with(PEFT_PREFIX_WITH_HEAD)) {
+        PEFT_PREFIX_WITH_HEAD
+    } else {
+        PEFT_PREFIX
     }
 }
 

@@ -69,6 +69,33 @@ fn score_eval_again(run: &Path, config: &RunConfig) -> fadlora_train::scores::Sc
     .unwrap()
 }
 
+/// The eval scores a finished run wrote (`expected` of them, when given) come back, within
+/// `tolerance`, when `best/` scores the eval split again as `fadlora eval` does.
+fn assert_best_scores_again(
+    run: &Path,
+    config: &RunConfig,
+    record: &RunRecord,
+    expected: Option<usize>,
+    tolerance: f64,
+) {
+    let scored = score_eval_again(run, config);
+    let run_scores = fadlora_train::scores::read_score_file(
+        &run.join(&record.eval.as_ref().unwrap().scores_file),
+    )
+    .unwrap();
+    assert!(!run_scores.is_empty());
+    if let Some(n) = expected {
+        assert_eq!(run_scores.len(), n);
+    }
+    for (id, score) in &run_scores {
+        let again = scored.scores.iter().find(|s| &s.id == id).unwrap().score;
+        assert!(
+            (again - score).abs() < tolerance,
+            "{id}: {score} vs {again}"
+        );
+    }
+}
+
 fn finished(outcome: TrainOutcome) -> RunRecord {
     match outcome {
         TrainOutcome::Finished(record) => *record,
@@ -311,16 +338,7 @@ fn rawboost_runs_are_reproducible_and_change_the_training_input() {
 
     // Evaluation is never augmented: the eval scores the run wrote are those of its best
     // checkpoint on the files as they are, as `fadlora eval` computes them again.
-    let scored = score_eval_again(a.path(), &augmented(a.path()));
-    let run_scores = fadlora_train::scores::read_score_file(
-        &a.path().join(&ra.eval.as_ref().unwrap().scores_file),
-    )
-    .unwrap();
-    assert!(!run_scores.is_empty());
-    for (id, score) in &run_scores {
-        let again = scored.scores.iter().find(|s| &s.id == id).unwrap().score;
-        assert!((again - score).abs() < 1e-5, "{id}: {score} vs {again}");
-    }
+    assert_best_scores_again(a.path(), &augmented(a.path()), &ra, None, 1e-5);
 }
 
 /// Split results compare equal when everything but the file name matches.
@@ -455,16 +473,7 @@ fn a_probe_trains_the_head_alone_and_its_best_folder_scores_again() {
 
     // The eval scores of the run (its in-memory backbone) come back from best/ (the initial
     // backbone): the backbone did not move in training.
-    let scored = score_eval_again(dir.path(), &config);
-    let run_scores = fadlora_train::scores::read_score_file(
-        &dir.path().join(&record.eval.as_ref().unwrap().scores_file),
-    )
-    .unwrap();
-    assert_eq!(run_scores.len(), 8);
-    for (id, score) in &run_scores {
-        let again = scored.scores.iter().find(|s| &s.id == id).unwrap().score;
-        assert!((again - score).abs() < 1e-5, "{id}: {score} vs {again}");
-    }
+    assert_best_scores_again(dir.path(), &config, &record, Some(8), 1e-5);
 }
 
 #[test]
@@ -516,16 +525,7 @@ fn a_dora_run_trains_and_its_best_folder_scores_again() {
     // micro: width 32, FFN 64; q and v: A 32x2 + B 2x32 + m 32; ffn_out: A 64x2 + B 2x32 + m 32.
     let per_layer = 2 * (64 + 64 + 32) + (128 + 64 + 32);
     assert_eq!(record.params.trainable, 2 * per_layer + 32 * 2 + 2);
-    let scored = score_eval_again(dir.path(), &config);
-    let run_scores = fadlora_train::scores::read_score_file(
-        &dir.path().join(&record.eval.as_ref().unwrap().scores_file),
-    )
-    .unwrap();
-    assert_eq!(run_scores.len(), 8);
-    for (id, score) in &run_scores {
-        let again = scored.scores.iter().find(|s| &s.id == id).unwrap().score;
-        assert!((again - score).abs() < 1e-4, "{id}: {score} vs {again}");
-    }
+    assert_best_scores_again(dir.path(), &config, &record, Some(8), 1e-4);
 }
 
 /// The bona fide logit (index 1) of the detector in `best/` for every eval utterance of the
@@ -663,16 +663,7 @@ fn an_aasist_head_trains_saves_its_batchnorm_statistics_and_scores_again() {
     }
 
     // `fadlora eval` on best/ gives the scores the run wrote.
-    let scored = score_eval_again(dir.path(), &config);
-    let run_scores = fadlora_train::scores::read_score_file(
-        &dir.path().join(&record.eval.as_ref().unwrap().scores_file),
-    )
-    .unwrap();
-    assert_eq!(run_scores.len(), 6);
-    for (id, score) in &run_scores {
-        let again = scored.scores.iter().find(|s| &s.id == id).unwrap().score;
-        assert!((again - score).abs() < 1e-5, "{id}: {score} vs {again}");
-    }
+    assert_best_scores_again(dir.path(), &config, &record, Some(6), 1e-5);
 }
 
 /// (IA)^3 end to end: only the vectors and the head train, and `best/` (rebuilt, merged for
@@ -690,14 +681,5 @@ fn an_ia3_run_trains_and_its_best_folder_scores_again() {
         .path()
         .join("best/adapter/adapter_config.json")
         .is_file());
-    let scored = score_eval_again(dir.path(), &config);
-    let run_scores = fadlora_train::scores::read_score_file(
-        &dir.path().join(&record.eval.as_ref().unwrap().scores_file),
-    )
-    .unwrap();
-    assert_eq!(run_scores.len(), 8);
-    for (id, score) in &run_scores {
-        let again = scored.scores.iter().find(|s| &s.id == id).unwrap().score;
-        assert!((again - score).abs() < 1e-4, "{id}: {score} vs {again}");
-    }
+    assert_best_scores_again(dir.path(), &config, &record, Some(8), 1e-4);
 }
