@@ -23,7 +23,10 @@ pub mod scores;
 pub mod stats;
 pub mod vocab;
 
-pub use config::{ExtraRules, Ia3Section, Invalid, LoraSection, ProbeSection, RunConfig, RunRules};
+pub use config::{
+    EvalSetSection, EvalWindow, ExtraRules, Ia3Section, Invalid, LoraSection, ProbeSection,
+    RunConfig, RunRules,
+};
 pub use error::RunError;
 pub use fs::write_atomic;
 pub use lock::{inspect_lock, LockOwner, LockState, LockTiming, RunLock};

@@ -36,6 +36,10 @@ pub struct RunRecord {
     pub stopped_early: bool,
     pub dev: SplitResult,
     pub eval: Option<SplitResult>,
+    /// The `[[eval_sets]]` of the configuration, scored with the selected checkpoint, in the
+    /// configuration's order (records before the key have none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_evals: Vec<NamedSplitResult>,
     /// Total wall time of all invocations (seconds).
     pub wall_seconds: f64,
 }
@@ -82,6 +86,17 @@ pub struct SplitResult {
     /// protocol names none, and in records written before it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub breakdown: Vec<SubsetEer>,
+}
+
+/// One extra evaluation set's result; `result.split` is the split kept (`all` when none was).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedSplitResult {
+    /// The set's `name` in `[[eval_sets]]`.
+    pub name: String,
+    /// The dataset spec as the run read it (resolved path).
+    pub dataset: String,
+    #[serde(flatten)]
+    pub result: SplitResult,
 }
 
 /// A confidence interval of an EER, in percent.
