@@ -701,3 +701,112 @@ fn an_ia3_run_trains_and_its_best_folder_scores_again() {
         assert!((again - score).abs() < 1e-4, "{id}: {score} vs {again}");
     }
 }
+
+/// A CSV list of eval trials past the first four of each class (so not those the run's own
+/// eval split scores): four of each class marked `eval`, and two marked `train` that the
+/// entry's `split` must leave out.
+fn write_extra_list(dir: &Path) -> PathBuf {
+    let protocol = std::fs::read_to_string(
+        mini_corpus().join("ASVspoof2019_LA_cm_protocols/ASVspoof2019.LA.cm.eval.trl.txt"),
+    )
+    .unwrap();
+    let (mut bona, mut spoof) = (0, 0);
+    let mut csv = String::from("path,label,system,split,id\n");
+    for line in protocol.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (id, system, label) = (fields[1], fields[3], fields[4]);
+        let count = if label == "bonafide" {
+            &mut bona
+        } else {
+            &mut spoof
+        };
+        *count += 1;
+        let split = match *count {
+            5..=8 => "eval",
+            9 => "train",
+            _ => continue,
+        };
+        let path = mini_corpus().join(format!("ASVspoof2019_LA_eval/flac/{id}.flac"));
+        let system = if system == "-" { "" } else { system };
+        csv.push_str(&format!(
+            "{},{label},{system},{split},{id}\n",
+            path.display()
+        ));
+    }
+    assert_eq!(
+        (bona.min(9), spoof.min(9)),
+        (9, 9),
+        "the mini corpus is big enough"
+    );
+    let list = dir.join("extra.csv");
+    std::fs::write(&list, csv).unwrap();
+    list
+}
+
+#[test]
+fn an_extra_eval_set_is_scored_recorded_and_matches_fadlora_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = write_extra_list(dir.path());
+    let out = dir.path().join("run");
+    let mut config = micro_run(&out, 4, 3, "class_weights = [0.5, 0.5]");
+    config.eval_sets = fadlora_train::parse_run_config(
+        &format!(
+            "output_dir = \"x\"\n[data]\ndataset = \"csv:x.csv\"\n[model]\npreset = \"micro\"\n\
+             [[eval_sets]]\nname = \"csv-extra\"\ndataset = \"csv:{}\"\nsplit = \"eval\"\n",
+            list.display()
+        ),
+        Path::new("sets.toml"),
+    )
+    .unwrap()
+    .eval_sets;
+    let record = finished(train(&config, &TrainOptions::default()).unwrap());
+
+    assert_eq!(record.extra_evals.len(), 1);
+    let extra = &record.extra_evals[0];
+    assert_eq!(extra.name, "csv-extra");
+    assert_eq!(extra.result.split, "eval");
+    assert_eq!(extra.result.scores_file, "scores/csv-extra.txt");
+    // The `train` rows are left out.
+    assert_eq!((extra.result.n_bonafide, extra.result.n_spoof), (4, 4));
+    assert!(extra.result.min_tdcf.is_none());
+    let ci = extra.result.eer_ci.expect("an EER interval");
+    assert!(
+        ci.low_percent <= extra.result.eer_percent && extra.result.eer_percent <= ci.high_percent
+    );
+    assert!(
+        extra.result.breakdown.iter().any(|e| e.factor == "attack"),
+        "{:?}",
+        extra.result.breakdown
+    );
+    let run_scores =
+        fadlora_train::scores::read_score_file(&out.join(&extra.result.scores_file)).unwrap();
+    assert_eq!(run_scores.len(), 8);
+    // The main eval split's scores are still there, under their own name.
+    assert!(out
+        .join(&record.eval.as_ref().unwrap().scores_file)
+        .is_file());
+
+    // `fadlora eval` on the same list gives the same scores and EER.
+    let spec = fadlora_data::DatasetSpec::parse(&format!("csv:{}", list.display())).unwrap();
+    let again = fadlora_train::infer::evaluate_checkpoint(
+        &out,
+        &spec,
+        Some("eval"),
+        config.backend,
+        config.train.eval_batch_size(),
+        config.train.class_weights,
+    )
+    .unwrap();
+    assert_eq!(again.scores.len(), 8);
+    for (id, score) in &run_scores {
+        let other = again.scores.iter().find(|s| &s.id == id).unwrap().score;
+        assert!((other - score).abs() < 1e-5, "{id}: {score} vs {other}");
+    }
+    assert_eq!(again.eer.eer * 100.0, extra.result.eer_percent);
+    assert_eq!(again.eer.threshold, extra.result.threshold);
+
+    // The record on disk reads back with the set.
+    let on_disk: RunRecord =
+        serde_json::from_str(&std::fs::read_to_string(out.join("record.json")).unwrap()).unwrap();
+    assert_eq!(on_disk.extra_evals, record.extra_evals);
+}
