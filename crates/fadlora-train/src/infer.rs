@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use fadlora_data::{AudioDataset, CropMode, DatasetSpec};
+use fadlora_data::{AudioDataset, DatasetSpec};
 
 use crate::backend::{run_on, BackendEnv, BackendJob};
 use crate::checkpoint::{load_detector, DETECTOR_FILE};
@@ -74,7 +74,7 @@ pub fn evaluate_checkpoint_subset(
             let (model, info) = load_detector::<B>(self.dir, &device)?;
             let model = model.merge_adapters()?;
             let ds = std::sync::Arc::new(
-                AudioDataset::new(self.utterances, info.crop_samples, CropMode::First)
+                AudioDataset::new(self.utterances, info.crop_samples, info.eval_crop())
                     .with_normalization(info.normalization.to_data()),
             );
             ds.check_files_exist()?;

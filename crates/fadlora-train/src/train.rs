@@ -473,6 +473,7 @@ impl RunData {
             },
             TrainCrop::First => CropMode::First,
         };
+        let eval_crop = crate::checkpoint::eval_crop(d.eval_window);
         let dataset = |utterances, crop| {
             Arc::new(
                 AudioDataset::new(utterances, d.crop_samples, crop)
@@ -491,10 +492,10 @@ impl RunData {
             score_train: config
                 .train
                 .score_train
-                .then(|| dataset(train_utts, CropMode::First)),
+                .then(|| dataset(train_utts, eval_crop)),
             train: Arc::new(train),
-            dev: dataset(dev_utts, CropMode::First),
-            eval: eval_utts.map(|u| dataset(u, CropMode::First)),
+            dev: dataset(dev_utts, eval_crop),
+            eval: eval_utts.map(|u| dataset(u, eval_crop)),
             asv,
             extra: Vec::new(),
         };
@@ -511,7 +512,7 @@ impl RunData {
                 name: set.name.clone(),
                 dataset: set.dataset.clone(),
                 split: set.split.clone().unwrap_or_else(|| "all".into()),
-                data: dataset(utterances, CropMode::First),
+                data: dataset(utterances, eval_crop),
                 asv: set.asv_scores.as_deref().map(read_asv_scores).transpose()?,
             });
         }
@@ -551,6 +552,7 @@ impl<B: TrainBackend, O> Network<B, O> {
             epoch: best.epoch,
             dev_eer_threshold: best.dev_eer_threshold,
             score: config.head.score,
+            eval_window: config.data.eval_window,
         }
     }
 }

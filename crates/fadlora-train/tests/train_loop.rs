@@ -810,3 +810,110 @@ fn an_extra_eval_set_is_scored_recorded_and_matches_fadlora_eval() {
         serde_json::from_str(&std::fs::read_to_string(out.join("record.json")).unwrap()).unwrap();
     assert_eq!(on_disk.extra_evals, record.extra_evals);
 }
+
+/// For every eval utterance of the run (first `per_class` of each class), the score of the
+/// detector in `best/` with the file forwarded alone: at full length, and cut to the first
+/// `crop` samples (tiled when short). Decoded here with fadlora-audio, not the dataset code
+/// under test.
+struct AloneScores<'a> {
+    run: &'a Path,
+    config: &'a RunConfig,
+    per_class: usize,
+}
+
+/// (id, whole-file score, fixed-window score, samples in the file).
+type Alone = Vec<(String, f64, f64, usize)>;
+
+impl fadlora_train::BackendJob for AloneScores<'_> {
+    type Output = Alone;
+
+    fn run<B: fadlora_model::ModelBackend>(
+        self,
+        device: B::Device,
+        _env: fadlora_train::BackendEnv,
+    ) -> Self::Output {
+        use burn::prelude::*;
+        let (model, info) =
+            fadlora_train::checkpoint::load_detector::<B>(&self.run.join("best"), &device).unwrap();
+        let spec = fadlora_data::DatasetSpec::parse(&self.config.data.dataset).unwrap();
+        let eval = fadlora_train::data::select_split(
+            &spec.load().unwrap(),
+            &spec,
+            "eval",
+            Some(self.per_class),
+        )
+        .unwrap();
+        let score = |wave: Vec<f32>| {
+            let n = wave.len();
+            let input = Tensor::<B, 2>::from_data(TensorData::new(wave, [1, n]), &device);
+            let row: Vec<f32> = model
+                .forward(input)
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .unwrap();
+            info.score.of(f64::from(row[0]), f64::from(row[1]))
+        };
+        eval.iter()
+            .map(|u| {
+                let audio = fadlora_audio::load_mono_16k(&u.path).unwrap();
+                let fixed = fadlora_audio::fixed_length(&audio, self.config.data.crop_samples);
+                (
+                    u.id.clone(),
+                    score(audio.clone()),
+                    score(fixed),
+                    audio.len(),
+                )
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn whole_utterance_scores_equal_each_file_forwarded_alone_at_full_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = micro_run(dir.path(), 4, 2, "class_weights = [0.5, 0.5]");
+    config.data.eval_window = fadlora_run::EvalWindow::Whole;
+    let record = finished(train(&config, &TrainOptions::default()).unwrap());
+    let eval = record.eval.as_ref().unwrap();
+    let run_scores =
+        fadlora_train::scores::read_score_file(&dir.path().join(&eval.scores_file)).unwrap();
+    assert_eq!(run_scores.len(), 8);
+    let alone = fadlora_train::run_on(
+        config.backend,
+        AloneScores {
+            run: dir.path(),
+            config: &config,
+            per_class: 4,
+        },
+    )
+    .unwrap();
+    assert_eq!(alone.len(), 8);
+    // Files longer than the fixed window: there the two windows must give different inputs.
+    let crop = config.data.crop_samples;
+    assert!(
+        alone.iter().any(|(.., n)| *n > crop),
+        "no eval file longer than {crop} samples"
+    );
+    let mut differ = 0;
+    for (id, whole, fixed, n) in &alone {
+        let run = run_scores.iter().find(|(i, _)| i == id).unwrap().1;
+        assert!(
+            (run - whole).abs() < 1e-5,
+            "{id} ({n} samples): {run} vs {whole}"
+        );
+        if *n > crop && (run - fixed).abs() > 1e-5 {
+            differ += 1;
+        }
+    }
+    assert!(
+        differ > 0,
+        "whole-file scores equal the fixed window's: {alone:?}"
+    );
+    // The detector keeps the window: `fadlora eval` scores whole files too.
+    let again = score_eval_again(dir.path(), &config);
+    for (id, whole, ..) in &alone {
+        let other = again.scores.iter().find(|s| &s.id == id).unwrap().score;
+        assert!((other - whole).abs() < 1e-5, "{id}: {other} vs {whole}");
+    }
+}
