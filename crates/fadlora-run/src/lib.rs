@@ -34,8 +34,8 @@ pub use plan::{
     read_record, Plan, PlannedRun, PublishedFigure, PublishedMetric, RunAxes, RunState,
 };
 pub use record::{
-    EpochLog, ParamCounts, PeakMemory, PercentInterval, RunRecord, SplitResult, SubsetEer,
-    TimeStats,
+    EpochLog, NamedSplitResult, ParamCounts, PeakMemory, PercentInterval, RunRecord, SplitResult,
+    SubsetEer, TimeStats,
 };
 pub use vocab::{
     parse_targets, targets_label, Augment, BackendKind, HeadKind, LoraTarget, Method, Mode,
