@@ -275,6 +275,16 @@ impl Experiment {
         if self.base.name.is_some() {
             return Err(self.error("base.name", "is set by the sweep (the run ID): remove it"));
         }
+        // Apart, so the error points at the offending `[[base.eval_sets]]` entry's line.
+        if let Err((index, Invalid { key, message })) = self.base.check_eval_sets() {
+            let field = key.rsplit('.').next().unwrap_or(key);
+            return Err(SweepError::Run(fadlora_run::RunError::Config {
+                path: self.source.clone(),
+                line: entry_line(&self.text, "base.eval_sets", index, field),
+                key: format!("base.{key}"),
+                message: format!("`base.{key}` (entry {}): {message}", index + 1),
+            }));
+        }
         if let Err(Invalid { key, message }) = self
             .base
             .check()
