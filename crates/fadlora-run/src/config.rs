@@ -197,7 +197,8 @@ pub enum EvalWindow {
     /// The first `crop_samples`, short files tiled (SSL_Anti-spoofing's evaluation).
     #[default]
     Fixed,
-    /// The whole file: long utterances are not truncated, short ones not tiled.
+    /// The whole file: long utterances are not truncated, short ones not tiled (one shorter
+    /// than the feature encoder's receptive field, 400 samples for wav2vec2, cannot be scored).
     Whole,
 }
 

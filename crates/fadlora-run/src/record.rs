@@ -203,6 +203,19 @@ mod tests {
     }
 
     #[test]
+    fn a_named_split_result_is_a_split_result_with_its_name_and_dataset() {
+        let json = r#"{"name":"itw","dataset":"itw:/data/itw","split":"all","n_bonafide":3,
+            "n_spoof":5,"eer_percent":20.0,"threshold":0.5,"loss":0.7,
+            "scores_file":"scores/itw.txt"}"#;
+        let named: NamedSplitResult = serde_json::from_str(json).unwrap();
+        assert_eq!(named.name, "itw");
+        assert_eq!(named.result.scores_file, "scores/itw.txt");
+        let back: NamedSplitResult =
+            serde_json::from_str(&serde_json::to_string(&named).unwrap()).unwrap();
+        assert_eq!(back, named);
+    }
+
+    #[test]
     fn a_split_result_written_before_intervals_and_breakdowns_still_reads() {
         let old = r#"{"split":"eval","n_bonafide":100,"n_spoof":160,"eer_percent":12.5,
             "threshold":0.25,"loss":0.5,"scores_file":"scores/eval.txt"}"#;
