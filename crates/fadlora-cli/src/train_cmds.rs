@@ -9,7 +9,7 @@ use fadlora_model::Precision;
 use fadlora_run::{LoraSection, LoraTarget};
 use fadlora_train::backend::default_backend;
 use fadlora_train::bench::{bench_step as run_bench_step, BenchStepConfig};
-use fadlora_train::infer::evaluate_checkpoint;
+use fadlora_train::infer::evaluate_checkpoint_subset;
 use fadlora_train::scores::{
     evaluate_scores, read_asv_scores, read_protocol, read_score_file, write_score_file,
     ProtocolFilter,
@@ -102,6 +102,10 @@ pub struct EvalArgs {
     /// Which split to score; all utterances when absent.
     #[arg(long)]
     split: Option<String>,
+    /// ASVspoof 2021 keys: keep only this subset (`eval`, `progress`, `hidden_track`), as an
+    /// `[[eval_sets]]` entry's `subset` does.
+    #[arg(long)]
+    subset: Option<String>,
     /// Where to write the `utt_id score` file.
     #[arg(long)]
     scores: Option<PathBuf>,
@@ -116,10 +120,11 @@ pub struct EvalArgs {
 
 pub fn eval(args: EvalArgs) -> Result<ExitCode> {
     let spec = DatasetSpec::parse(&args.dataset)?;
-    let set = evaluate_checkpoint(
+    let set = evaluate_checkpoint_subset(
         &args.checkpoint,
         &spec,
         args.split.as_deref(),
+        args.subset.as_deref(),
         args.backend,
         args.batch_size,
         [0.1, 0.9],

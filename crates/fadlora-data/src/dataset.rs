@@ -16,7 +16,7 @@ use crate::{DataError, Label, Utterance};
 /// The input length of SSL_Anti-spoofing and AASIST: 64,600 samples (~4.04 s at 16 kHz).
 pub const SSL_ANTI_SPOOFING_SAMPLES: usize = 64_600;
 
-/// How a waveform is brought to the fixed input length.
+/// How a waveform is cut to the model's input: a fixed length, or all of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CropMode {
     /// The first samples, short files tiled ([`fadlora_audio::fixed_length`]): evaluation.
@@ -25,6 +25,9 @@ pub enum CropMode {
     /// depends only on `seed`, the epoch ([`AudioDataset::set_epoch`]) and the item index, so
     /// it is the same whichever loader worker fetches the item.
     Random { seed: u64 },
+    /// The whole file, neither cut nor tiled: items differ in length, so batch them one at a
+    /// time (or by equal length). `samples` is ignored.
+    Whole,
 }
 
 /// Optional amplitude normalisation after cropping.
@@ -102,6 +105,10 @@ impl AudioDataset {
         &self.utterances
     }
 
+    pub fn crop(&self) -> CropMode {
+        self.crop
+    }
+
     pub fn samples_per_item(&self) -> usize {
         self.samples
     }
@@ -138,7 +145,8 @@ impl AudioDataset {
         self.utterances.is_empty()
     }
 
-    /// Decodes item `index` to its fixed-length, normalised waveform.
+    /// Decodes item `index` to its cropped (fixed-length unless [`CropMode::Whole`]), normalised
+    /// waveform.
     pub fn waveform(&self, index: usize) -> Result<Vec<f32>, AudioError> {
         let utterance = &self.utterances[index];
         let mut audio = load_mono_16k(&utterance.path)?;
@@ -149,6 +157,7 @@ impl AudioDataset {
         }
         let mut waveform = match self.crop {
             CropMode::First => fixed_length(&audio, self.samples),
+            CropMode::Whole => audio,
             CropMode::Random { seed } => {
                 let mut rng = StdRng::seed_from_u64(mix_seed(seed, epoch, index as u64));
                 random_crop(&audio, self.samples, &mut rng)

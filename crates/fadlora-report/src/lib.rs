@@ -10,7 +10,8 @@
 //! - `report/`, written by [`write_report`]: per-run and per-group tables (`runs.*`,
 //!   `summary.*` as Markdown, CSV and LaTeX; `breakdown.*` per attack and condition and
 //!   `paired.*` against full fine-tuning where there is something to show, `published.*` when
-//!   the experiment lists published figures), the figures
+//!   the experiment lists published figures, `cross_corpus.*` when runs have
+//!   `[[eval_sets]]`: one column per evaluation set), the figures
 //!   (`eer_vs_rank`, `eer_vs_params`, `eer_vs_memory`, `memory_time`, `det`, `learning_curves` and, when the
 //!   input length varies, `eer_vs_length`, each as PNG and SVG) and `report.md`, which ties
 //!   them together and says how the runs were made.

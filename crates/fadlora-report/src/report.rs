@@ -40,7 +40,8 @@ pub struct ReportFiles {
 
 /// Writes `dir/report/` for the sweep in `dir` (= `results/<experiment>`, holding `plan.json`):
 /// `runs.{md,csv,tex}`, `summary.{md,csv,tex}`, `breakdown.{md,csv,tex}` and
-/// `paired.{md,csv,tex}` when there are attacks or pairs to show, the figures (`eer_vs_rank`,
+/// `paired.{md,csv,tex}` when there are attacks or pairs to show, `cross_corpus.{md,csv,tex}`
+/// when some run has `[[eval_sets]]`, the figures (`eer_vs_rank`,
 /// `eer_vs_params`, `eer_vs_memory`, `memory_time`, `det`, `learning_curves`, and `eer_vs_length` when the input
 /// length varies; PNG and SVG each) and `report.md`. Tables are always written, even with no finished run; a figure that makes
 /// no sense for the runs at hand is skipped with a note.
@@ -69,6 +70,23 @@ pub fn write_report(dir: &Path) -> Result<ReportFiles, ReportError> {
         .sort_by_key(|p| (group_order(&p.group), p.seed));
     notes.extend(stats.notes.iter().cloned());
     let mut tables = write_tables(&out, &rows, &groups, &stats, metric, &mut files)?;
+    if let Some(cross) = cross_corpus(&finished, &rows, &groups) {
+        let csv = out.join("cross_corpus.csv");
+        let mut frame = cross.frame().map_err(|e| ReportError::table(&csv, e))?;
+        write(&csv, &csv_bytes(&mut frame, &csv)?, &mut files)?;
+        let table = cross.table();
+        write(
+            &out.join("cross_corpus.md"),
+            table.markdown().as_bytes(),
+            &mut files,
+        )?;
+        write(
+            &out.join("cross_corpus.tex"),
+            table.latex().as_bytes(),
+            &mut files,
+        )?;
+        tables.cross_corpus = Some((table, cross.trials_note()));
+    }
     if !plan.published.is_empty() {
         let table = published_table(&plan.published, &groups);
         write(
@@ -131,6 +149,8 @@ struct Tables {
     breakdown: Option<Table>,
     /// Absent without a LoRA or probe run paired with full fine-tuning of its seed.
     paired: Option<Table>,
+    /// Absent when no run has `[[eval_sets]]`: the table and its trial-count note.
+    cross_corpus: Option<(Table, String)>,
 }
 
 /// `runs.{csv,md,tex}`, `summary.{csv,md,tex}`, and where there is something to show
@@ -193,6 +213,7 @@ fn write_tables(
         published: None,
         breakdown,
         paired,
+        cross_corpus: None,
     })
 }
 
@@ -731,6 +752,177 @@ fn breakdown_table(rows: &[RunRow], groups: &[GroupRow], stats: &Stats) -> Table
         table.push(cells);
     }
     table
+}
+
+/// One column of the cross-corpus table: the dataset's eval split (`extra: false`) or one
+/// `[[eval_sets]]` entry, with the trial counts of the first run that has it.
+struct CorpusSet {
+    name: String,
+    extra: bool,
+    dataset: String,
+    n_bonafide: usize,
+    n_spoof: usize,
+    /// Some run scored a different number of trials (another `max_per_class`, another list).
+    counts_vary: bool,
+}
+
+/// The cross-corpus table's content: per group and set, the seeds' EERs.
+struct CrossCorpus {
+    sets: Vec<CorpusSet>,
+    /// `cells[group][set]`: one entry per finished run of the group that has the set.
+    cells: Vec<(String, Vec<Vec<SeedEer>>)>,
+}
+
+/// The eval split and every extra set of `record`, as (name, extra, dataset, result).
+fn evaluated_sets(record: &RunRecord) -> Vec<(&str, bool, &str, &SplitResult)> {
+    let main = record.eval.as_ref().map(|e| {
+        (
+            e.split.as_str(),
+            false,
+            record.config.data.dataset.as_str(),
+            e,
+        )
+    });
+    main.into_iter()
+        .chain(
+            record
+                .extra_evals
+                .iter()
+                .map(|x| (x.name.as_str(), true, x.dataset.as_str(), &x.result)),
+        )
+        .collect()
+}
+
+/// `None` unless some finished run has `[[eval_sets]]`.
+fn cross_corpus(
+    finished: &[(&PlannedRun, RunRecord)],
+    rows: &[RunRow],
+    groups: &[GroupRow],
+) -> Option<CrossCorpus> {
+    if finished.iter().all(|(_, r)| r.extra_evals.is_empty()) {
+        return None;
+    }
+    let mut sets: Vec<CorpusSet> = Vec::new();
+    // The main split first, whatever order runs list their sets in.
+    for main_first in [false, true] {
+        for (_, record) in finished {
+            for (name, extra, dataset, result) in evaluated_sets(record) {
+                if extra != main_first {
+                    continue;
+                }
+                match sets.iter_mut().find(|s| s.name == name && s.extra == extra) {
+                    Some(set) => {
+                        set.counts_vary |=
+                            (set.n_bonafide, set.n_spoof) != (result.n_bonafide, result.n_spoof)
+                    }
+                    None => sets.push(CorpusSet {
+                        name: name.to_string(),
+                        extra,
+                        dataset: dataset.to_string(),
+                        n_bonafide: result.n_bonafide,
+                        n_spoof: result.n_spoof,
+                        counts_vary: false,
+                    }),
+                }
+            }
+        }
+    }
+    let cells = groups
+        .iter()
+        .map(|g| {
+            let per_set = sets
+                .iter()
+                .map(|set| {
+                    rows.iter()
+                        .zip(finished)
+                        .filter(|(row, _)| row.group == g.group)
+                        .filter_map(|(_, (_, record))| {
+                            evaluated_sets(record)
+                                .into_iter()
+                                .find(|(name, extra, ..)| *name == set.name && *extra == set.extra)
+                                .map(|(.., r)| (r.eer_percent, r.eer_ci))
+                        })
+                        .collect()
+                })
+                .collect();
+            (g.group.clone(), per_set)
+        })
+        .collect();
+    Some(CrossCorpus { sets, cells })
+}
+
+impl CrossCorpus {
+    fn table(&self) -> Table {
+        let mut headers: Vec<(&str, Align)> = vec![("Group", Align::Left)];
+        headers.extend(self.sets.iter().map(|s| (s.name.as_str(), Align::Right)));
+        let mut table = Table::new(&headers);
+        for (group, per_set) in &self.cells {
+            let mut row = vec![group.clone()];
+            row.extend(per_set.iter().map(|values| seeds_cell(values)));
+            table.push(row);
+        }
+        table
+    }
+
+    /// `eval 20 / 40; itw 1,000 / 2,000`, counts that differ between runs marked as such.
+    fn trials_note(&self) -> String {
+        self.sets
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {} / {}{}",
+                    s.name,
+                    thousands(s.n_bonafide as u64),
+                    thousands(s.n_spoof as u64),
+                    if s.counts_vary {
+                        " (first run; others differ)"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// One line per group and set: mean and sample std over seeds (std empty for one seed).
+    fn frame(&self) -> polars::prelude::PolarsResult<DataFrame> {
+        let (mut group, mut set, mut kind, mut dataset) = (vec![], vec![], vec![], vec![]);
+        let (mut seeds, mut mean, mut std) = (vec![], vec![], vec![]);
+        let (mut bona, mut spoof) = (vec![], vec![]);
+        for (g, per_set) in &self.cells {
+            for (s, values) in self.sets.iter().zip(per_set) {
+                let n = values.len() as f64;
+                let m = (!values.is_empty()).then(|| values.iter().map(|v| v.0).sum::<f64>() / n);
+                let sd = m.filter(|_| values.len() > 1).map(|m| {
+                    (values.iter().map(|v| (v.0 - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+                });
+                group.push(g.as_str());
+                set.push(s.name.as_str());
+                kind.push(if s.extra { "eval_set" } else { "eval_split" });
+                dataset.push(s.dataset.as_str());
+                seeds.push(values.len() as u64);
+                mean.push(m);
+                std.push(sd);
+                bona.push(s.n_bonafide as u64);
+                spoof.push(s.n_spoof as u64);
+            }
+        }
+        DataFrame::new(
+            group.len(),
+            vec![
+                Column::new("group".into(), group),
+                Column::new("set".into(), set),
+                Column::new("kind".into(), kind),
+                Column::new("dataset".into(), dataset),
+                Column::new("n_seeds".into(), seeds),
+                Column::new("eer_mean_percent".into(), mean),
+                Column::new("eer_std_percent".into(), std),
+                Column::new("n_bonafide".into(), bona),
+                Column::new("n_spoof".into(), spoof),
+            ],
+        )
+    }
 }
 
 fn paired_frame(stats: &Stats) -> polars::prelude::PolarsResult<DataFrame> {
@@ -1577,6 +1769,7 @@ fn report_markdown(plan: &Plan, inputs: &MarkdownInputs) -> String {
     setup_section(&mut md, plan, inputs);
     summary_section(&mut md, inputs.groups, &inputs.tables.summary);
     published_section(&mut md, inputs.tables.published.as_ref());
+    cross_corpus_section(&mut md, inputs.tables.cross_corpus.as_ref());
     breakdown_section(&mut md, inputs.tables.breakdown.as_ref());
     paired_section(&mut md, inputs.tables.paired.as_ref(), inputs.stats);
     figures_section(&mut md, inputs.figures);
@@ -1789,6 +1982,20 @@ fn summary_section(md: &mut String, groups: &[GroupRow], summary: &Table) {
         "This table as [CSV](summary.csv) and [LaTeX](summary.tex); every run: \
          [runs.md](runs.md), [runs.csv](runs.csv), [runs.tex](runs.tex).\n\n",
     );
+}
+
+fn cross_corpus_section(md: &mut String, table: Option<&(Table, String)>) {
+    let Some((table, trials)) = table else { return };
+    md.push_str("## Cross-corpus evaluation\n\n");
+    md.push_str(&format!(
+        "EER (%) of each group's selected checkpoints on the dataset's eval split and on every \
+         `[[eval_sets]]` entry of the runs. Cells: mean ± sample std over seeds, or one seed's \
+         EER with its 95 % bootstrap interval; `-` where no finished run of the group has the \
+         set. Trials (bona fide / spoof): {trials}. As [CSV](cross_corpus.csv) and \
+         [LaTeX](cross_corpus.tex).\n\n"
+    ));
+    md.push_str(&table.markdown());
+    md.push('\n');
 }
 
 fn breakdown_section(md: &mut String, table: Option<&Table>) {

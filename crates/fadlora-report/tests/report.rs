@@ -259,6 +259,7 @@ fn record(spec: &Spec, config: RunConfig, n_bona: usize, n_spoof: usize) -> RunR
             bootstrap: None,
             breakdown: Vec::new(),
         }),
+        extra_evals: Vec::new(),
         wall_seconds: 60.0,
     }
 }
@@ -493,6 +494,9 @@ fn report_writes_tables_figures_and_markdown() {
         assert_png(&dir.join(format!("{stem}.png")));
     }
     assert!(!dir.join("eer_vs_length.png").exists());
+    // No run has [[eval_sets]]: no cross-corpus table.
+    assert!(!dir.join("cross_corpus.md").exists());
+    assert!(!read(&dir.join("report.md")).contains("Cross-corpus"));
     assert_svg(
         &dir.join("eer_vs_rank.svg"),
         &[
@@ -1110,4 +1114,115 @@ fn published_figures_are_tabled_beside_the_measured_ones() {
     let report = write_report(&plan.dir).unwrap();
     assert!(!read(&report.dir.join("report.md")).contains("Published"));
     assert!(!report.dir.join("published.md").exists());
+}
+
+/// A set's result as the trainer records it (only what the report reads matters here).
+fn extra_result(
+    name: &str,
+    eer: f64,
+    n_bona: usize,
+    n_spoof: usize,
+) -> fadlora_run::NamedSplitResult {
+    fadlora_run::NamedSplitResult {
+        name: name.into(),
+        dataset: format!("csv:/data/{name}.csv"),
+        result: SplitResult {
+            split: "all".into(),
+            n_bonafide: n_bona,
+            n_spoof,
+            eer_percent: eer,
+            threshold: 0.0,
+            loss: 0.5,
+            min_tdcf: None,
+            scores_file: format!("scores/{name}.txt"),
+            eer_ci: Some(fadlora_run::PercentInterval {
+                low_percent: eer - 1.0,
+                high_percent: eer + 1.0,
+            }),
+            bootstrap: None,
+            breakdown: Vec::new(),
+        },
+    }
+}
+
+#[test]
+fn runs_with_extra_eval_sets_get_a_cross_corpus_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (finished, unfinished) = main_fixture();
+    let plan = build(tmp.path(), &mini_spec(), &finished, &unfinished);
+    // Every finished run on `itw` (eval EER + 10); only seed 0 on `df21`, listed first, so
+    // the column order must come from the sets, not from one run's list.
+    for (spec, run) in finished.iter().zip(&plan.runs) {
+        let path = plan.run_dir(run).join(RECORD_FILE);
+        let mut rec: RunRecord = serde_json::from_str(&read(&path)).unwrap();
+        if spec.seed == 0 {
+            rec.extra_evals
+                .push(extra_result("df21", spec.eval_eer + 20.0, 300, 3000));
+        }
+        rec.extra_evals
+            .push(extra_result("itw", spec.eval_eer + 10.0, 1000, 2000));
+        std::fs::write(&path, serde_json::to_string_pretty(&rec).unwrap()).unwrap();
+    }
+    let report = write_report(&plan.dir).unwrap();
+    let dir = plan.dir.join("report");
+    preview(&dir, "cross_");
+    for name in ["cross_corpus.md", "cross_corpus.csv", "cross_corpus.tex"] {
+        assert!(report.files.contains(&dir.join(name)), "{name} not listed");
+    }
+    let md = read(&dir.join("cross_corpus.md"));
+    let lines: Vec<&str> = md.lines().collect();
+    // The main eval split first, then the sets in the order first seen.
+    assert_eq!(lines[0], "| Group | eval | df21 | itw |");
+    // Full: eval 12 and 14, itw 22 and 24 -> 23 ± sqrt(2); df21 from seed 0 alone, with its
+    // interval.
+    let full = lines.iter().find(|l| l.starts_with("| full |")).unwrap();
+    assert_eq!(
+        *full,
+        format!(
+            "| full | 13.00 ± {sd:.2} | 32.00 [31.00, 33.00] | 23.00 ± {sd:.2} |",
+            sd = 2f64.sqrt()
+        )
+    );
+    // lora-q+k+v+o-r4 has only seed 0 finished.
+    let one = lines
+        .iter()
+        .find(|l| l.starts_with("| lora-q+k+v+o-r4 |"))
+        .unwrap();
+    assert!(one.contains("| 27.00 [26.00, 28.00] |"), "{one}");
+
+    let csv = read_csv(&dir.join("cross_corpus.csv"));
+    // 4 groups x 3 sets.
+    assert_eq!(csv.height(), 12);
+    let sets = strings(&csv, "set");
+    let groups = strings(&csv, "group");
+    let at = |g: &str, s: &str| {
+        (0..csv.height())
+            .find(|&i| groups[i] == g && sets[i] == s)
+            .unwrap()
+    };
+    let i = at("full", "itw");
+    assert_close(f64_at(&csv, "eer_mean_percent", i), 23.0, "full itw mean");
+    assert_close(
+        f64_at(&csv, "eer_std_percent", i),
+        2f64.sqrt(),
+        "full itw std",
+    );
+    assert_close(f64_at(&csv, "n_bonafide", i), 1000.0, "itw bona fide");
+    assert_close(
+        f64_at(&csv, "n_seeds", at("full", "df21")),
+        1.0,
+        "df21 seeds",
+    );
+
+    let report_md = read(&dir.join("report.md"));
+    let section = report_md
+        .split("## Cross-corpus evaluation")
+        .nth(1)
+        .expect("a cross-corpus section");
+    assert!(
+        section.contains("df21 300 / 3,000") && section.contains("itw 1,000 / 2,000"),
+        "{section}"
+    );
+    assert!(section.contains(&lines[0].to_string()), "{section}");
+    assert!(read(&dir.join("cross_corpus.tex")).contains("df21 & itw"));
 }

@@ -22,6 +22,8 @@
 //! normalization = "none"                   # none | zero-mean-unit-variance
 //! augment = "rawboost:5"                   # optional: RawBoost mode 1-8 on training utterances
 //! max_per_class = 8                        # optional: first N of each class per split
+//! eval_window = "fixed"                    # fixed (default): the first crop_samples of dev,
+//!                                          # eval and eval_sets utterances | whole: all of it
 //!
 //! [model]
 //! preset = "tiny"                          # or checkpoint = "HF dir", or config = "config.json"
@@ -56,6 +58,13 @@
 //! class_weights = [0.1, 0.9]               # [spoof, bona fide]
 //! selection_metric = "dev-eer"
 //! patience = 3
+//!
+//! [[eval_sets]]                            # optional, repeatable: more sets the selected
+//! name = "itw"                             # checkpoint scores (scores/<name>.txt, record)
+//! dataset = "itw:../data/release_in_the_wild"
+//! split = "eval"                           # optional: keep only this split
+//! subset = "eval"                          # optional: ASVspoof 2021 keys' subset
+//! asv_scores = "..."                       # optional, ASVspoof 2019 LA only: min t-DCF
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -102,6 +111,31 @@ pub struct RunConfig {
     pub optim: OptimSection,
     #[serde(default)]
     pub train: TrainSection,
+    /// Sets beside the dataset's eval split that the selected checkpoint scores (cross-corpus
+    /// results). Left out of the serialised TOML when empty: sweep run IDs hash it, and runs
+    /// that predate the key must keep their IDs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eval_sets: Vec<EvalSetSection>,
+}
+
+/// One `[[eval_sets]]` entry: a labelled set scored by the selected checkpoint only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSetSection {
+    /// Names the score file (`scores/<name>.txt`) and the set in records and reports.
+    pub name: String,
+    /// A [`DatasetSpec`] string, relative paths resolved like `data.dataset`.
+    pub dataset: String,
+    /// Keep only this split (a CSV list or corpus with several); all trials when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<String>,
+    /// ASVspoof 2021 keys: keep only this subset (`eval`, `progress`, `hidden_track`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<String>,
+    /// The organisers' ASV scores for this set: the record then gives its min t-DCF (the
+    /// ASVspoof 2019 cost model, so ASVspoof 2019 LA sets only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asv_scores: Option<PathBuf>,
 }
 
 fn default_backend() -> BackendKind {
@@ -150,6 +184,28 @@ pub struct DataSection {
     /// record then also gives the eval min t-DCF.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asv_scores: Option<PathBuf>,
+    /// How dev, eval and `eval_sets` utterances are cut for scoring. Left out of the
+    /// serialised TOML at its default: sweep run IDs hash it.
+    #[serde(default, skip_serializing_if = "EvalWindow::is_fixed")]
+    pub eval_window: EvalWindow,
+}
+
+/// What part of an utterance scoring sees.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EvalWindow {
+    /// The first `crop_samples`, short files tiled (SSL_Anti-spoofing's evaluation).
+    #[default]
+    Fixed,
+    /// The whole file: long utterances are not truncated, short ones not tiled (one shorter
+    /// than the feature encoder's receptive field, 400 samples for wav2vec2, cannot be scored).
+    Whole,
+}
+
+impl EvalWindow {
+    fn is_fixed(&self) -> bool {
+        *self == EvalWindow::Fixed
+    }
 }
 
 fn default_train_split() -> String {
@@ -540,6 +596,11 @@ impl RunConfig {
         if let Err(e) = DatasetSpec::parse(&config.data.dataset) {
             return Err(located(&text, path, "data.dataset", e.to_string()));
         }
+        for (index, set) in config.eval_sets.iter().enumerate() {
+            if let Err(message) = set.check_spec() {
+                return Err(located_entry(&text, path, index, "dataset", message));
+            }
+        }
         Ok(config)
     }
 
@@ -554,6 +615,11 @@ impl RunConfig {
                 "is required: the folder that receives checkpoints, scores and the run record"
                     .into(),
             ));
+        }
+        // Checked first, and apart, so an entry's error points at that entry's line.
+        if let Err((index, Invalid { key, message })) = config.check_eval_sets() {
+            let field = key.rsplit('.').next().unwrap_or(key);
+            return Err(located_entry(text, path, index, field, message));
         }
         if let Err(Invalid { key, message }) = config.check().and_then(|()| extra(&config)) {
             return Err(located(text, path, key, message));
@@ -614,7 +680,57 @@ impl RunConfig {
         // `[lora]` values and the probe's layer are the model crate's to judge (through the
         // trainer's ExtraRules): only it knows how many layers a preset has.
         self.optim.check()?;
-        self.train.check(&self.optim)
+        self.train.check(&self.optim)?;
+        self.check_eval_sets().map_err(|(_, e)| e)
+    }
+
+    /// The `[[eval_sets]]` rules, with the index of the first entry that breaks one.
+    pub fn check_eval_sets(&self) -> Result<(), (usize, Invalid)> {
+        for (index, set) in self.eval_sets.iter().enumerate() {
+            let fail = |key, message: String| Err((index, invalid(key, message)));
+            let name = &set.name;
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return fail(
+                    "eval_sets.name",
+                    format!("`{name}` names a score file: use letters, digits, `-` or `_`"),
+                );
+            }
+            if self.eval_sets[..index].iter().any(|s| &s.name == name) {
+                return fail("eval_sets.name", format!("`{name}` is used twice"));
+            }
+            // The dev and eval splits write scores/<split>.txt too.
+            let d = &self.data;
+            if *name == d.dev_split || d.eval_split.as_ref() == Some(name) {
+                return fail(
+                    "eval_sets.name",
+                    format!("`{name}` is a split of `data.dataset`, whose scores file it would overwrite"),
+                );
+            }
+            if set.dataset.trim().is_empty() {
+                return fail("eval_sets.dataset", "must not be empty".into());
+            }
+            if has_known_prefix(&set.dataset) {
+                if let Err(message) = set.check_spec() {
+                    return fail("eval_sets.dataset", message);
+                }
+            }
+            for (key, value) in [
+                ("eval_sets.split", &set.split),
+                ("eval_sets.subset", &set.subset),
+            ] {
+                if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
+                    return fail(
+                        key,
+                        "must not be empty (leave it out to keep every trial)".into(),
+                    );
+                }
+            }
+        }
+        Ok(())
     }
     /// Makes relative paths (dataset, checkpoint, config, output_dir) relative to `base`.
     pub fn resolve_paths(&mut self, base: &Path) {
@@ -635,14 +751,12 @@ impl RunConfig {
         if let Some(a) = &self.data.asv_scores {
             self.data.asv_scores = Some(join(a));
         }
-        // A dataset spec is `kind:path` or a bare path; only the path part is relative.
-        let spec = &self.data.dataset;
-        let (prefix, path) = match spec.split_once(':') {
-            Some((kind, path)) if has_known_prefix(spec) => (format!("{kind}:"), path.to_string()),
-            _ => (String::new(), spec.clone()),
-        };
-        if Path::new(&path).is_relative() {
-            self.data.dataset = format!("{prefix}{}", base.join(path).display());
+        self.data.dataset = resolve_spec(&self.data.dataset, base);
+        for set in &mut self.eval_sets {
+            set.dataset = resolve_spec(&set.dataset, base);
+            if let Some(a) = &set.asv_scores {
+                set.asv_scores = Some(join(a));
+            }
         }
     }
 
@@ -654,6 +768,39 @@ impl RunConfig {
     /// output folder).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a RunConfig always serialises")
+    }
+}
+
+/// A dataset spec is `kind:path` or a bare path; only the path part is relative to `base`.
+fn resolve_spec(spec: &str, base: &Path) -> String {
+    let (prefix, path) = match spec.split_once(':') {
+        Some((kind, path)) if has_known_prefix(spec) => (format!("{kind}:"), path.to_string()),
+        _ => (String::new(), spec.to_string()),
+    };
+    if Path::new(&path).is_relative() {
+        format!("{prefix}{}", base.join(path).display())
+    } else {
+        spec.to_string()
+    }
+}
+
+impl EvalSetSection {
+    pub fn spec(&self) -> Result<DatasetSpec, RunError> {
+        Ok(DatasetSpec::parse(&self.dataset)?)
+    }
+
+    /// The spec parses (a bare path is looked at), and ASV scores go with ASVspoof 2019 LA:
+    /// the only cost model fadlora computes min t-DCF with is that challenge's.
+    fn check_spec(&self) -> Result<(), String> {
+        let spec = DatasetSpec::parse(&self.dataset).map_err(|e| e.to_string())?;
+        if self.asv_scores.is_some() && !matches!(spec, DatasetSpec::Asvspoof2019La(_)) {
+            return Err(format!(
+                "`asv_scores` needs an ASVspoof 2019 LA set (min t-DCF uses its cost model), \
+                 not {}",
+                spec.kind_name()
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -816,6 +963,7 @@ const KNOWN_PREFIXES: &[&str] = &[
     "asvspoof2019-la",
     "asvspoof2021-la",
     "asvspoof2021-df",
+    "asvspoof5",
     "itw",
     "in-the-wild",
     "csv",
@@ -848,6 +996,17 @@ pub fn located(text: &str, path: &Path, key: &str, message: String) -> RunError 
         line: key_line(text, key),
         key: key.to_string(),
         message: format!("`{key}`: {message}"),
+    }
+}
+
+/// A [`RunError::Config`] for `field` of `[[eval_sets]]` entry `index`, at its line.
+fn located_entry(text: &str, path: &Path, index: usize, field: &str, message: String) -> RunError {
+    let key = format!("eval_sets.{field}");
+    RunError::Config {
+        path: path.to_path_buf(),
+        line: entry_line(text, "eval_sets", index, field),
+        message: format!("`{key}` (entry {}): {message}", index + 1),
+        key,
     }
 }
 
@@ -1121,6 +1280,77 @@ epochs = 1
         assert!(!plain.to_toml().contains("augment"), "{}", plain.to_toml());
         let json = serde_json::to_string(&plain).unwrap();
         assert!(!json.contains("augment"), "{json}");
+    }
+
+    #[test]
+    fn eval_sets_read_back_resolve_and_are_not_serialised_when_absent() {
+        let text = format!(
+            "{MINIMAL}\n[[eval_sets]]\nname = \"itw\"\ndataset = \"itw:../itw\"\n\n\
+             [[eval_sets]]\nname = \"df21\"\ndataset = \"asvspoof2021-df:/data/df\"\n\
+             subset = \"eval\"\n"
+        );
+        let mut c = parse(&text).unwrap();
+        assert_eq!(c.eval_sets.len(), 2);
+        assert_eq!(c.eval_sets[1].subset.as_deref(), Some("eval"));
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        c.resolve_paths(Path::new("/runs"));
+        assert_eq!(c.eval_sets[0].dataset, "itw:/runs/../itw");
+        assert_eq!(c.eval_sets[1].dataset, "asvspoof2021-df:/data/df");
+        // Sweep run IDs hash the serialised configuration: a run without eval sets, or with
+        // the default window, must serialise exactly as before the keys existed.
+        let plain = parse(MINIMAL).unwrap();
+        assert_eq!(plain.data.eval_window, EvalWindow::Fixed);
+        for written in [plain.to_toml(), serde_json::to_string(&plain).unwrap()] {
+            assert!(
+                !written.contains("eval_sets") && !written.contains("eval_window"),
+                "{written}"
+            );
+        }
+        let whole = MINIMAL.replace(
+            "dataset = \"csv:list.csv\"",
+            "dataset = \"csv:list.csv\"\neval_window = \"whole\"",
+        );
+        let whole = parse(&whole).unwrap();
+        assert_eq!(whole.data.eval_window, EvalWindow::Whole);
+        assert_eq!(parse(&whole.to_toml()).unwrap(), whole);
+    }
+
+    #[test]
+    fn a_bad_eval_set_names_its_key_and_the_entry_line() {
+        let set = |name: &str, extra: &str| {
+            format!("\n[[eval_sets]]\nname = \"{name}\"\ndataset = \"csv:x.csv\"\n{extra}")
+        };
+        // Lines: MINIMAL ends at line 9; each entry starts with a blank line.
+        let two = format!("{MINIMAL}{}{}", set("a", ""), set("a", ""));
+        let (line, key, message) = config_error(&two);
+        assert_eq!((key.as_str(), line), ("eval_sets.name", Some(15)));
+        assert!(message.contains("used twice"), "{message}");
+        let (line, key, _) = config_error(&format!("{MINIMAL}{}", set("it w", "")));
+        assert_eq!((key.as_str(), line), ("eval_sets.name", Some(11)));
+        let (_, key, message) = config_error(&format!("{MINIMAL}{}", set("dev", "")));
+        assert_eq!(key, "eval_sets.name");
+        assert!(message.contains("scores file"), "{message}");
+        let empty = format!("{MINIMAL}\n[[eval_sets]]\nname = \"x\"\ndataset = \" \"\n");
+        let (line, key, _) = config_error(&empty);
+        assert_eq!((key.as_str(), line), ("eval_sets.dataset", Some(12)));
+        let (line, key, _) = config_error(&format!("{MINIMAL}{}", set("x", "split = \"\"\n")));
+        assert_eq!((key.as_str(), line), ("eval_sets.split", Some(13)));
+        let asv = set("x", "asv_scores = \"asv.txt\"\n");
+        let (_, key, message) = config_error(&format!("{MINIMAL}{asv}"));
+        assert_eq!(key, "eval_sets.dataset");
+        assert!(message.contains("ASVspoof 2019 LA"), "{message}");
+        let missing = format!("{MINIMAL}\n[[eval_sets]]\nname = \"x\"\n");
+        assert!(config_error(&missing).2.contains("dataset"));
+        let (line, _, message) = config_error(&format!("{MINIMAL}{}", set("x", "subsets = 1\n")));
+        assert_eq!(line, Some(13));
+        assert!(message.contains("subsets"), "{message}");
+        let window = MINIMAL.replace(
+            "dataset = \"csv:list.csv\"",
+            "dataset = \"csv:list.csv\"\neval_window = \"full\"",
+        );
+        let (line, _, message) = config_error(&window);
+        assert_eq!(line, Some(5));
+        assert!(message.contains("whole"), "{message}");
     }
 
     #[test]

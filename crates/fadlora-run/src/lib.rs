@@ -23,7 +23,10 @@ pub mod scores;
 pub mod stats;
 pub mod vocab;
 
-pub use config::{ExtraRules, Ia3Section, Invalid, LoraSection, ProbeSection, RunConfig, RunRules};
+pub use config::{
+    EvalSetSection, EvalWindow, ExtraRules, Ia3Section, Invalid, LoraSection, ProbeSection,
+    RunConfig, RunRules,
+};
 pub use error::RunError;
 pub use fs::write_atomic;
 pub use lock::{inspect_lock, LockOwner, LockState, LockTiming, RunLock};
@@ -31,8 +34,8 @@ pub use plan::{
     read_record, Plan, PlannedRun, PublishedFigure, PublishedMetric, RunAxes, RunState,
 };
 pub use record::{
-    EpochLog, ParamCounts, PeakMemory, PercentInterval, RunRecord, SplitResult, SubsetEer,
-    TimeStats,
+    EpochLog, NamedSplitResult, ParamCounts, PeakMemory, PercentInterval, RunRecord, SplitResult,
+    SubsetEer, TimeStats,
 };
 pub use vocab::{
     parse_targets, targets_label, Augment, BackendKind, HeadKind, LoraTarget, Method, Mode,

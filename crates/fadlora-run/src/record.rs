@@ -36,6 +36,10 @@ pub struct RunRecord {
     pub stopped_early: bool,
     pub dev: SplitResult,
     pub eval: Option<SplitResult>,
+    /// The `[[eval_sets]]` of the configuration, scored with the selected checkpoint, in the
+    /// configuration's order (records before the key have none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_evals: Vec<NamedSplitResult>,
     /// Total wall time of all invocations (seconds).
     pub wall_seconds: f64,
 }
@@ -82,6 +86,17 @@ pub struct SplitResult {
     /// protocol names none, and in records written before it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub breakdown: Vec<SubsetEer>,
+}
+
+/// One extra evaluation set's result; `result.split` is the split kept (`all` when none was).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedSplitResult {
+    /// The set's `name` in `[[eval_sets]]`.
+    pub name: String,
+    /// The dataset spec as the run read it (resolved path).
+    pub dataset: String,
+    #[serde(flatten)]
+    pub result: SplitResult,
 }
 
 /// A confidence interval of an EER, in percent.
@@ -185,6 +200,19 @@ mod tests {
         assert_eq!(s.min_ms, 1.0);
         assert_eq!(TimeStats::of(&[2.0]).unwrap().p90_ms, 2.0);
         assert!(TimeStats::of(&[]).is_none());
+    }
+
+    #[test]
+    fn a_named_split_result_is_a_split_result_with_its_name_and_dataset() {
+        let json = r#"{"name":"itw","dataset":"itw:/data/itw","split":"all","n_bonafide":3,
+            "n_spoof":5,"eer_percent":20.0,"threshold":0.5,"loss":0.7,
+            "scores_file":"scores/itw.txt"}"#;
+        let named: NamedSplitResult = serde_json::from_str(json).unwrap();
+        assert_eq!(named.name, "itw");
+        assert_eq!(named.result.scores_file, "scores/itw.txt");
+        let back: NamedSplitResult =
+            serde_json::from_str(&serde_json::to_string(&named).unwrap()).unwrap();
+        assert_eq!(back, named);
     }
 
     #[test]

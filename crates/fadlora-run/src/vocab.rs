@@ -337,7 +337,7 @@ mod tests {
             "{err}"
         );
         let modes: Vec<&str> = Mode::ALL.map(Mode::as_str).to_vec();
-        assert_eq!(modes, ["full", "lora", "probe"]);
+        assert_eq!(modes, ["full", "lora", "probe", "ia3"]);
         let err = LoraTarget::from_hf_name("fc9").unwrap_err().to_string();
         assert!(
             err.contains("`fc9`") && err.contains("intermediate_dense"),

@@ -275,6 +275,16 @@ impl Experiment {
         if self.base.name.is_some() {
             return Err(self.error("base.name", "is set by the sweep (the run ID): remove it"));
         }
+        // Apart, so the error points at the offending `[[base.eval_sets]]` entry's line.
+        if let Err((index, Invalid { key, message })) = self.base.check_eval_sets() {
+            let field = key.rsplit('.').next().unwrap_or(key);
+            return Err(SweepError::Run(fadlora_run::RunError::Config {
+                path: self.source.clone(),
+                line: entry_line(&self.text, "base.eval_sets", index, field),
+                key: format!("base.{key}"),
+                message: format!("`base.{key}` (entry {}): {message}", index + 1),
+            }));
+        }
         if let Err(Invalid { key, message }) = self
             .base
             .check()
@@ -740,6 +750,10 @@ impl Experiment {
                 config.model.checkpoint = config.model.checkpoint.as_deref().map(normalize);
                 config.model.config = config.model.config.as_deref().map(normalize);
                 config.data.asv_scores = config.data.asv_scores.as_deref().map(normalize);
+                for set in &mut config.eval_sets {
+                    set.dataset = normalize_spec(&set.dataset);
+                    set.asv_scores = set.asv_scores.as_deref().map(normalize);
+                }
                 config.name = Some(id.clone());
                 config.output_dir = dir.join(&id);
                 PlannedRun {
@@ -767,15 +781,22 @@ impl Experiment {
             return Ok(());
         };
         let config = &run.config;
-        let spec = &config.data.dataset;
-        let (kind, path) = match spec.split_once(':') {
-            Some((kind, path)) if !kind.contains('/') && kind.len() > 1 => {
-                (kind.to_ascii_lowercase(), PathBuf::from(path))
-            }
-            _ => (String::new(), PathBuf::from(spec)),
-        };
+        let (kind, path) = split_spec(&config.data.dataset);
         if !path.exists() {
             return Err(self.missing("base.data.dataset", path, dataset_hint(&kind)));
+        }
+        for set in &config.eval_sets {
+            let (kind, path) = split_spec(&set.dataset);
+            if !path.exists() {
+                return Err(self.missing("base.eval_sets", path, dataset_hint(&kind)));
+            }
+            if let Some(asv) = set.asv_scores.as_ref().filter(|a| !a.is_file()) {
+                return Err(self.missing(
+                    "base.eval_sets",
+                    asv.clone(),
+                    "Give the organisers' ASV scores for this set.".into(),
+                ));
+            }
         }
         if let Some(checkpoint) = &config.model.checkpoint {
             if !checkpoint.join("config.json").is_file() {
@@ -925,4 +946,13 @@ fn config_hash(config: &RunConfig) -> String {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{:08x}", (hash >> 32) ^ (hash & 0xffff_ffff))
+}
+/// A dataset spec's kind (lower case, empty for a bare path) and path.
+fn split_spec(spec: &str) -> (String, PathBuf) {
+    match spec.split_once(':') {
+        Some((kind, path)) if !kind.contains('/') && kind.len() > 1 => {
+            (kind.to_ascii_lowercase(), PathBuf::from(path))
+        }
+        _ => (String::new(), PathBuf::from(spec)),
+    }
 }

@@ -776,3 +776,45 @@ fn methods_plan_lora_dora_and_ia3_side_by_side() {
         "{err}"
     );
 }
+
+#[test]
+fn base_eval_sets_reach_every_run_resolved_and_are_checked() {
+    let sets = "\n[[base.eval_sets]]\nname = \"itw\"\ndataset = \"itw:../data/itw\"\n\
+                split = \"eval\"\n";
+    let text = format!("{BASE}{sets}\n[sweep]\nranks = [4]\nseeds = [0, 1]\n");
+    let e = Experiment::parse(&text, Path::new("experiments/demo.toml"), MODEL_RULES).unwrap();
+    let plan = e.plan(Path::new("/tmp/results")).unwrap();
+    assert!(plan.runs.len() >= 2);
+    let cwd = std::env::current_dir().unwrap();
+    for run in &plan.runs {
+        assert_eq!(run.config.eval_sets.len(), 1);
+        let set = &run.config.eval_sets[0];
+        assert_eq!(set.name, "itw");
+        // Relative to the experiment TOML, spelled without `..`.
+        assert_eq!(set.dataset, format!("itw:{}/data/itw", cwd.display()));
+    }
+    // The sets are part of the run: its ID changes with them.
+    let plain = experiment("[sweep]\nranks = [4]\nseeds = [0, 1]\n").unwrap();
+    assert_ne!(ids(&e), ids(&plain));
+    // A missing set stops the sweep before any run (the dataset itself exists).
+    let mini = format!("{}/../../datasets/mini", env!("CARGO_MANIFEST_DIR"));
+    let text = text.replace("../datasets/mini", &mini);
+    let e = Experiment::parse(&text, Path::new("experiments/demo.toml"), MODEL_RULES).unwrap();
+    let plan = e.plan(Path::new("/tmp/results")).unwrap();
+    let err2 = e.check_inputs(&plan).unwrap_err().to_string();
+    assert!(
+        err2.contains("base.eval_sets") && err2.contains("data/itw"),
+        "{err2}"
+    );
+
+    let twice = format!("{BASE}{sets}{sets}\n[sweep]\nranks = [4]\n");
+    let (line, key, message) = located(Experiment::parse(
+        &twice,
+        Path::new("experiments/demo.toml"),
+        MODEL_RULES,
+    ));
+    assert_eq!(key, "base.eval_sets.name");
+    // The second entry's `name`: BASE, a blank line, then five lines per entry.
+    assert_eq!(line, Some(BASE.lines().count() + 8));
+    assert!(message.contains("used twice"), "{message}");
+}

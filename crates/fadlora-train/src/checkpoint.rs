@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::NormalizationChoice;
 use crate::detector::{BaseSource, Detector, DetectorConfig};
 use crate::TrainError;
+use fadlora_data::CropMode;
+use fadlora_run::config::EvalWindow;
 pub use fadlora_run::layout::{BASE_FILE, DETECTOR_FILE, OPTIMIZER_FILE, TRAINABLE_FILE};
 use fadlora_run::{write_atomic, ScoreKind};
 
@@ -44,6 +46,29 @@ pub struct DetectorFile {
     /// difference, the default.
     #[serde(default)]
     pub score: ScoreKind,
+    /// What part of a file scoring sees (`[data] eval_window`), so `fadlora eval` scores as the
+    /// run did. Detectors saved before the choice existed used the fixed window.
+    #[serde(default, skip_serializing_if = "is_fixed")]
+    pub eval_window: EvalWindow,
+}
+
+fn is_fixed(window: &EvalWindow) -> bool {
+    *window == EvalWindow::Fixed
+}
+
+impl DetectorFile {
+    /// How this detector's scoring cuts a file.
+    pub fn eval_crop(&self) -> CropMode {
+        eval_crop(self.eval_window)
+    }
+}
+
+/// The crop scoring uses under `window`.
+pub fn eval_crop(window: EvalWindow) -> CropMode {
+    match window {
+        EvalWindow::Fixed => CropMode::First,
+        EvalWindow::Whole => CropMode::Whole,
+    }
 }
 
 fn store_error(path: &Path, e: impl std::fmt::Display) -> TrainError {

@@ -21,12 +21,26 @@ pub fn select_split(
     split: &str,
     max_per_class: Option<usize>,
 ) -> Result<Vec<Utterance>, TrainError> {
-    let wanted = Split::parse(split);
+    select_trials(all, spec, Some(split), None, max_per_class)
+}
+
+/// The trials of an evaluation set: those of `split` and (ASVspoof 2021 keys) `subset` when
+/// given, every one otherwise, cut as [`select_split`] cuts. Both classes must remain, or
+/// there is no EER.
+pub fn select_trials(
+    all: &[Utterance],
+    spec: &DatasetSpec,
+    split: Option<&str>,
+    subset: Option<&str>,
+    max_per_class: Option<usize>,
+) -> Result<Vec<Utterance>, TrainError> {
+    let wanted = split.map(Split::parse);
     let limit = max_per_class.unwrap_or(usize::MAX);
     let (mut bona, mut spoof) = (0, 0);
     let selected: Vec<Utterance> = all
         .iter()
-        .filter(|u| u.split == wanted)
+        .filter(|u| wanted.as_ref().is_none_or(|w| u.split == *w))
+        .filter(|u| subset.is_none_or(|s| u.conditions.as_ref().is_some_and(|c| c.subset == s)))
         .filter(|u| {
             let count = match u.label {
                 Label::Bonafide => &mut bona,
@@ -37,17 +51,23 @@ pub fn select_split(
         })
         .cloned()
         .collect();
+    let what = match (split, subset) {
+        (Some(split), Some(subset)) => format!("split `{split}`, subset `{subset}`,"),
+        (Some(split), None) => format!("split `{split}`"),
+        (None, Some(subset)) => format!("subset `{subset}`"),
+        (None, None) => "the dataset".to_string(),
+    };
     let has = |label| selected.iter().any(|u| u.label == label);
     if selected.is_empty() {
         return Err(TrainError::Dataset {
             dataset: spec.to_string(),
-            what: format!("split `{split}` has no utterances"),
+            what: format!("{what} has no utterances"),
         });
     }
     if !has(Label::Bonafide) || !has(Label::Spoof) {
         return Err(TrainError::Dataset {
             dataset: spec.to_string(),
-            what: format!("split `{split}` needs both bona fide and spoof utterances"),
+            what: format!("{what} needs both bona fide and spoof utterances"),
         });
     }
     Ok(selected)

@@ -3,10 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use fadlora_data::{AudioDataset, CropMode, DatasetSpec, Split};
+use fadlora_data::{AudioDataset, DatasetSpec};
 
 use crate::backend::{run_on, BackendEnv, BackendJob};
 use crate::checkpoint::{load_detector, DETECTOR_FILE};
+use crate::data::select_trials;
 use crate::scores::{score_dataset, ScoredSet};
 use crate::TrainError;
 use fadlora_run::BackendKind;
@@ -33,18 +34,30 @@ pub fn evaluate_checkpoint(
     batch_size: usize,
     class_weights: [f64; 2],
 ) -> Result<ScoredSet, TrainError> {
+    evaluate_checkpoint_subset(
+        checkpoint,
+        dataset,
+        split,
+        None,
+        backend,
+        batch_size,
+        class_weights,
+    )
+}
+
+/// [`evaluate_checkpoint`] on the trials of `split` and `subset` (ASVspoof 2021 keys), each
+/// when given: the selection the trainer makes for a `[[eval_sets]]` entry.
+pub fn evaluate_checkpoint_subset(
+    checkpoint: &Path,
+    dataset: &DatasetSpec,
+    split: Option<&str>,
+    subset: Option<&str>,
+    backend: BackendKind,
+    batch_size: usize,
+    class_weights: [f64; 2],
+) -> Result<ScoredSet, TrainError> {
     let dir = resolve_checkpoint(checkpoint)?;
-    let mut utterances = dataset.load()?;
-    if let Some(split) = split {
-        let wanted = Split::parse(split);
-        utterances.retain(|u| u.split == wanted);
-        if utterances.is_empty() {
-            return Err(TrainError::Dataset {
-                dataset: dataset.to_string(),
-                what: format!("split `{split}` has no utterances"),
-            });
-        }
-    }
+    let utterances = select_trials(&dataset.load()?, dataset, split, subset, None)?;
     struct Job<'a> {
         dir: &'a Path,
         utterances: Vec<fadlora_data::Utterance>,
@@ -61,7 +74,7 @@ pub fn evaluate_checkpoint(
             let (model, info) = load_detector::<B>(self.dir, &device)?;
             let model = model.merge_adapters()?;
             let ds = std::sync::Arc::new(
-                AudioDataset::new(self.utterances, info.crop_samples, CropMode::First)
+                AudioDataset::new(self.utterances, info.crop_samples, info.eval_crop())
                     .with_normalization(info.normalization.to_data()),
             );
             ds.check_files_exist()?;

@@ -9,7 +9,7 @@
 //!   `config.toml` (resolved), `progress.json`, `checkpoints/epoch-NNNN/`, `best/`
 //!   (`detector.json` + `trainable.safetensors` [+ `base.safetensors`]; LoRA runs also
 //!   `adapter/` in PEFT's layout),
-//!   `scores/{dev,eval}.txt`, `record.json`.
+//!   `scores/{dev,eval}.txt` and `scores/<name>.txt` per `[[eval_sets]]` entry, `record.json`.
 //! - [`checkpoint::load_detector`] + [`scores::score_dataset`]: evaluate a trained detector.
 //! - `fadlora_run::scores::evaluate_scores`: EER / min t-DCF of a score file against a protocol.
 //! - [`bench::bench_step`]: one-training-step benchmark.

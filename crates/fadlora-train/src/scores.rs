@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use fadlora_data::{AudioDataset, Label};
+use fadlora_data::{AudioDataset, CropMode, Label};
 use fadlora_metrics::Eer;
 pub use fadlora_run::scores::*;
 use fadlora_run::ScoreKind;
@@ -32,6 +32,8 @@ impl ScoredSet {
 
 /// Scores every utterance of `dataset` with `model` (no gradients: pass the inner-backend
 /// module), in batches of `batch_size`, each score made from the logits as `score` says.
+/// Whole-file datasets ([`CropMode::Whole`]) go one utterance at a time: lengths differ, and
+/// padding would change what the model sees.
 pub fn score_dataset<B: fadlora_model::ModelBackend>(
     model: &Detector<B>,
     dataset: &Arc<AudioDataset>,
@@ -45,6 +47,10 @@ pub fn score_dataset<B: fadlora_model::ModelBackend>(
     let mut scores = Vec::with_capacity(dataset.utterances().len());
     let (mut weighted_nll, mut weight_sum) = (0.0, 0.0);
     let indices: Vec<usize> = (0..dataset.utterances().len()).collect();
+    let batch_size = match dataset.crop() {
+        CropMode::Whole => 1,
+        _ => batch_size,
+    };
     let batches: Vec<Vec<usize>> = indices.chunks(batch_size).map(<[usize]>::to_vec).collect();
     let decoded = Prefetch::new(Arc::clone(dataset), batches.clone());
     for (chunk, items) in batches.iter().zip(decoded) {

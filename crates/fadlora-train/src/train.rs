@@ -41,7 +41,7 @@ use crate::checkpoint::{
     BASE_FILE, DETECTOR_FILE, OPTIMIZER_FILE, TRAINABLE_FILE,
 };
 use crate::config::{OptimKind, OptimSection, RunConfig, SelectionMetric, TrainCrop};
-use crate::data::{select_split, stack, Prefetch};
+use crate::data::{select_split, select_trials, stack, Prefetch};
 use crate::detector::{param_paths, weighted_cross_entropy, BaseSource, Detector, DetectorConfig};
 use crate::measure::git_commit;
 use crate::scores::{score_dataset, ScoredSet};
@@ -50,7 +50,7 @@ use fadlora_run::fs::TEMP_SUFFIX;
 use fadlora_run::layout::{epoch_dir, BEST_DIR, CHECKPOINTS_DIR, SCORES_DIR};
 pub use fadlora_run::layout::{ADAPTER_DIR, CONFIG_FILE, PROGRESS_FILE, RECORD_FILE};
 use fadlora_run::record::{
-    EpochLog, ParamCounts, RunRecord, SplitResult, TimeStats, RECORD_VERSION,
+    EpochLog, NamedSplitResult, ParamCounts, RunRecord, SplitResult, TimeStats, RECORD_VERSION,
 };
 use fadlora_run::scores::{read_asv_scores, split_by_label, write_score_file};
 use fadlora_run::Augment;
@@ -439,6 +439,19 @@ struct RunData {
     /// The training set cut as in evaluation, when `train.score_train` asks for a train EER.
     score_train: Option<Arc<AudioDataset>>,
     asv: Option<fadlora_metrics::AsvScores>,
+    /// The `[[eval_sets]]`, in the configuration's order.
+    extra: Vec<ExtraSet>,
+}
+
+/// One `[[eval_sets]]` entry, read and checked before training.
+struct ExtraSet {
+    name: String,
+    /// The spec as the run read it, for the record.
+    dataset: String,
+    /// The split kept, or `all`.
+    split: String,
+    data: Arc<AudioDataset>,
+    asv: Option<fadlora_metrics::AsvScores>,
 }
 
 impl RunData {
@@ -460,6 +473,7 @@ impl RunData {
             },
             TrainCrop::First => CropMode::First,
         };
+        let eval_crop = crate::checkpoint::eval_crop(d.eval_window);
         let dataset = |utterances, crop| {
             Arc::new(
                 AudioDataset::new(utterances, d.crop_samples, crop)
@@ -474,19 +488,38 @@ impl RunData {
             train =
                 train.with_augmentation(RawBoost::new(mode), mix(config.seed, STREAM_AUGMENT, 0));
         }
-        let data = RunData {
+        let mut data = RunData {
             score_train: config
                 .train
                 .score_train
-                .then(|| dataset(train_utts, CropMode::First)),
+                .then(|| dataset(train_utts, eval_crop)),
             train: Arc::new(train),
-            dev: dataset(dev_utts, CropMode::First),
-            eval: eval_utts.map(|u| dataset(u, CropMode::First)),
+            dev: dataset(dev_utts, eval_crop),
+            eval: eval_utts.map(|u| dataset(u, eval_crop)),
             asv,
+            extra: Vec::new(),
         };
+        for set in &config.eval_sets {
+            let spec = set.spec()?;
+            let utterances = select_trials(
+                &spec.load()?,
+                &spec,
+                set.split.as_deref(),
+                set.subset.as_deref(),
+                d.max_per_class,
+            )?;
+            data.extra.push(ExtraSet {
+                name: set.name.clone(),
+                dataset: set.dataset.clone(),
+                split: set.split.clone().unwrap_or_else(|| "all".into()),
+                data: dataset(utterances, eval_crop),
+                asv: set.asv_scores.as_deref().map(read_asv_scores).transpose()?,
+            });
+        }
         for ds in [Some(&data.train), Some(&data.dev), data.eval.as_ref()]
             .into_iter()
             .flatten()
+            .chain(data.extra.iter().map(|e| &e.data))
         {
             ds.check_files_exist()?;
         }
@@ -519,6 +552,7 @@ impl<B: TrainBackend, O> Network<B, O> {
             epoch: best.epoch,
             dev_eer_threshold: best.dev_eer_threshold,
             score: config.head.score,
+            eval_window: config.data.eval_window,
         }
     }
 }
@@ -1007,12 +1041,20 @@ where
     };
     let d = &config.data;
     let dev = score(&data.dev)?;
-    let dev_result = finish_split(&folder.out, &d.dev_split, &dev, data.dev.utterances(), None)?;
+    let dev_result = finish_split(
+        &folder.out,
+        &d.dev_split,
+        &d.dev_split,
+        &dev,
+        data.dev.utterances(),
+        None,
+    )?;
     let eval_result = match (&data.eval, &d.eval_split) {
         (Some(ds), Some(split)) => {
             let eval = score(ds)?;
             Some(finish_split(
                 &folder.out,
+                split,
                 split,
                 &eval,
                 ds.utterances(),
@@ -1021,6 +1063,27 @@ where
         }
         _ => None,
     };
+    let mut extra_evals = Vec::with_capacity(data.extra.len());
+    for set in &data.extra {
+        let scored = score(&set.data)?;
+        tracing::info!(
+            set = %set.name,
+            eer_percent = scored.eer.eer * 100.0,
+            "extra evaluation set scored"
+        );
+        extra_evals.push(NamedSplitResult {
+            name: set.name.clone(),
+            dataset: set.dataset.clone(),
+            result: finish_split(
+                &folder.out,
+                &set.name,
+                &set.split,
+                &scored,
+                set.data.utterances(),
+                set.asv.as_ref(),
+            )?,
+        });
+    }
     progress.wall_seconds = wall_seconds();
     let record = RunRecord {
         record_version: RECORD_VERSION,
@@ -1041,6 +1104,7 @@ where
         stopped_early: progress.stopped_early,
         dev: dev_result,
         eval: eval_result,
+        extra_evals,
         wall_seconds: progress.wall_seconds,
     };
     folder.lock.check_held()?;
@@ -1048,17 +1112,18 @@ where
     Ok(record)
 }
 
-/// Writes the split's score file and summarises it: EER with its bootstrap interval, the EER
+/// Writes the set's score file (`scores/<file_stem>.txt`) and summarises it: EER with its bootstrap interval, the EER
 /// per attack and condition the protocol names (`utterances`), and with the organisers' ASV
 /// scores the min t-DCF (ASVspoof 2019 cost model).
 fn finish_split(
     out: &Path,
+    file_stem: &str,
     split: &str,
     set: &ScoredSet,
     utterances: &[fadlora_data::Utterance],
     asv: Option<&fadlora_metrics::AsvScores>,
 ) -> Result<SplitResult, TrainError> {
-    let rel = format!("{SCORES_DIR}/{split}.txt");
+    let rel = format!("{SCORES_DIR}/{file_stem}.txt");
     write_score_file(&out.join(&rel), &set.scores)?;
     let min_tdcf = match asv {
         Some(asv) => {

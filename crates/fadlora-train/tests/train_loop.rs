@@ -683,3 +683,219 @@ fn an_ia3_run_trains_and_its_best_folder_scores_again() {
         .is_file());
     assert_best_scores_again(dir.path(), &config, &record, Some(8), 1e-4);
 }
+
+/// A CSV list of eval trials past the first four of each class (so not those the run's own
+/// eval split scores): four of each class marked `eval`, and two marked `train` that the
+/// entry's `split` must leave out.
+fn write_extra_list(dir: &Path) -> PathBuf {
+    let protocol = std::fs::read_to_string(
+        mini_corpus().join("ASVspoof2019_LA_cm_protocols/ASVspoof2019.LA.cm.eval.trl.txt"),
+    )
+    .unwrap();
+    let (mut bona, mut spoof) = (0, 0);
+    let mut csv = String::from("path,label,system,split,id\n");
+    for line in protocol.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (id, system, label) = (fields[1], fields[3], fields[4]);
+        let count = if label == "bonafide" {
+            &mut bona
+        } else {
+            &mut spoof
+        };
+        *count += 1;
+        let split = match *count {
+            5..=8 => "eval",
+            9 => "train",
+            _ => continue,
+        };
+        let path = mini_corpus().join(format!("ASVspoof2019_LA_eval/flac/{id}.flac"));
+        let system = if system == "-" { "" } else { system };
+        csv.push_str(&format!(
+            "{},{label},{system},{split},{id}\n",
+            path.display()
+        ));
+    }
+    assert_eq!(
+        (bona.min(9), spoof.min(9)),
+        (9, 9),
+        "the mini corpus is big enough"
+    );
+    let list = dir.join("extra.csv");
+    std::fs::write(&list, csv).unwrap();
+    list
+}
+
+#[test]
+fn an_extra_eval_set_is_scored_recorded_and_matches_fadlora_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = write_extra_list(dir.path());
+    let out = dir.path().join("run");
+    let mut config = micro_run(&out, 4, 3, "class_weights = [0.5, 0.5]");
+    config.eval_sets = fadlora_train::parse_run_config(
+        &format!(
+            "output_dir = \"x\"\n[data]\ndataset = \"csv:x.csv\"\n[model]\npreset = \"micro\"\n\
+             [[eval_sets]]\nname = \"csv-extra\"\ndataset = \"csv:{}\"\nsplit = \"eval\"\n",
+            list.display()
+        ),
+        Path::new("sets.toml"),
+    )
+    .unwrap()
+    .eval_sets;
+    let record = finished(train(&config, &TrainOptions::default()).unwrap());
+
+    assert_eq!(record.extra_evals.len(), 1);
+    let extra = &record.extra_evals[0];
+    assert_eq!(extra.name, "csv-extra");
+    assert_eq!(extra.result.split, "eval");
+    assert_eq!(extra.result.scores_file, "scores/csv-extra.txt");
+    // The `train` rows are left out.
+    assert_eq!((extra.result.n_bonafide, extra.result.n_spoof), (4, 4));
+    assert!(extra.result.min_tdcf.is_none());
+    let ci = extra.result.eer_ci.expect("an EER interval");
+    assert!(
+        ci.low_percent <= extra.result.eer_percent && extra.result.eer_percent <= ci.high_percent
+    );
+    assert!(
+        extra.result.breakdown.iter().any(|e| e.factor == "attack"),
+        "{:?}",
+        extra.result.breakdown
+    );
+    let run_scores =
+        fadlora_train::scores::read_score_file(&out.join(&extra.result.scores_file)).unwrap();
+    assert_eq!(run_scores.len(), 8);
+    // The main eval split's scores are still there, under their own name.
+    assert!(out
+        .join(&record.eval.as_ref().unwrap().scores_file)
+        .is_file());
+
+    // `fadlora eval` on the same list gives the same scores and EER.
+    let spec = fadlora_data::DatasetSpec::parse(&format!("csv:{}", list.display())).unwrap();
+    let again = fadlora_train::infer::evaluate_checkpoint(
+        &out,
+        &spec,
+        Some("eval"),
+        config.backend,
+        config.train.eval_batch_size(),
+        config.train.class_weights,
+    )
+    .unwrap();
+    assert_eq!(again.scores.len(), 8);
+    for (id, score) in &run_scores {
+        let other = again.scores.iter().find(|s| &s.id == id).unwrap().score;
+        assert!((other - score).abs() < 1e-5, "{id}: {score} vs {other}");
+    }
+    assert_eq!(again.eer.eer * 100.0, extra.result.eer_percent);
+    assert_eq!(again.eer.threshold, extra.result.threshold);
+
+    // The record on disk reads back with the set.
+    let on_disk: RunRecord =
+        serde_json::from_str(&std::fs::read_to_string(out.join("record.json")).unwrap()).unwrap();
+    assert_eq!(on_disk.extra_evals, record.extra_evals);
+}
+
+/// For every eval utterance of the run (first `per_class` of each class), the score of the
+/// detector in `best/` with the file forwarded alone: at full length, and cut to the first
+/// `crop` samples (tiled when short). Decoded here with fadlora-audio, not the dataset code
+/// under test.
+struct AloneScores<'a> {
+    run: &'a Path,
+    config: &'a RunConfig,
+    per_class: usize,
+}
+
+/// (id, whole-file score, fixed-window score, samples in the file).
+type Alone = Vec<(String, f64, f64, usize)>;
+
+impl fadlora_train::BackendJob for AloneScores<'_> {
+    type Output = Alone;
+
+    fn run<B: fadlora_model::ModelBackend>(
+        self,
+        device: B::Device,
+        _env: fadlora_train::BackendEnv,
+    ) -> Self::Output {
+        use burn::prelude::*;
+        let (model, info) =
+            fadlora_train::checkpoint::load_detector::<B>(&self.run.join("best"), &device).unwrap();
+        let spec = fadlora_data::DatasetSpec::parse(&self.config.data.dataset).unwrap();
+        let eval = fadlora_train::data::select_split(
+            &spec.load().unwrap(),
+            &spec,
+            "eval",
+            Some(self.per_class),
+        )
+        .unwrap();
+        let score = |wave: Vec<f32>| {
+            let n = wave.len();
+            let input = Tensor::<B, 2>::from_data(TensorData::new(wave, [1, n]), &device);
+            let row: Vec<f32> = model
+                .forward(input)
+                .into_data()
+                .convert::<f32>()
+                .to_vec()
+                .unwrap();
+            info.score.of(f64::from(row[0]), f64::from(row[1]))
+        };
+        eval.iter()
+            .map(|u| {
+                let audio = fadlora_audio::load_mono_16k(&u.path).unwrap();
+                let fixed = fadlora_audio::fixed_length(&audio, self.config.data.crop_samples);
+                (
+                    u.id.clone(),
+                    score(audio.clone()),
+                    score(fixed),
+                    audio.len(),
+                )
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn whole_utterance_scores_equal_each_file_forwarded_alone_at_full_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = micro_run(dir.path(), 4, 2, "class_weights = [0.5, 0.5]");
+    config.data.eval_window = fadlora_run::EvalWindow::Whole;
+    let record = finished(train(&config, &TrainOptions::default()).unwrap());
+    let eval = record.eval.as_ref().unwrap();
+    let run_scores =
+        fadlora_train::scores::read_score_file(&dir.path().join(&eval.scores_file)).unwrap();
+    assert_eq!(run_scores.len(), 8);
+    let alone = fadlora_train::run_on(
+        config.backend,
+        AloneScores {
+            run: dir.path(),
+            config: &config,
+            per_class: 4,
+        },
+    )
+    .unwrap();
+    assert_eq!(alone.len(), 8);
+    // Files longer than the fixed window: there the two windows must give different inputs.
+    let crop = config.data.crop_samples;
+    assert!(
+        alone.iter().any(|(.., n)| *n > crop),
+        "no eval file longer than {crop} samples"
+    );
+    let mut differ = 0;
+    for (id, whole, fixed, n) in &alone {
+        let run = run_scores.iter().find(|(i, _)| i == id).unwrap().1;
+        assert!(
+            (run - whole).abs() < 1e-5,
+            "{id} ({n} samples): {run} vs {whole}"
+        );
+        if *n > crop && (run - fixed).abs() > 1e-5 {
+            differ += 1;
+        }
+    }
+    assert!(
+        differ > 0,
+        "whole-file scores equal the fixed window's: {alone:?}"
+    );
+    // The detector keeps the window: `fadlora eval` scores whole files too.
+    let again = score_eval_again(dir.path(), &config);
+    for (id, whole, ..) in &alone {
+        let other = again.scores.iter().find(|s| &s.id == id).unwrap().score;
+        assert!((other - whole).abs() < 1e-5, "{id}: {other} vs {whole}");
+    }
+}
