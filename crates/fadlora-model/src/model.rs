@@ -45,7 +45,7 @@ pub struct Wav2Vec2Model<B: Backend> {
     /// The adapters' configuration once [`Wav2Vec2Model::with_lora`] has frozen the model.
     #[module(skip)]
     pub lora: Option<LoraConfig>,
-    /// The (IA)^3 configuration once [`Wav2Vec2Model::with_ia3`] has frozen the model.
+    /// The (IA)^3 configuration once [`Wav2Vec2Model::try_with_ia3`] has frozen the model.
     #[module(skip)]
     pub ia3: Option<Ia3Config>,
 }
