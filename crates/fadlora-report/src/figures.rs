@@ -534,34 +534,57 @@ impl XyFigure {
     }
 }
 
+/// A chart on `area` with `x` below (labelled by `x_label`), y from 0 to `top`, and the house
+/// grid and fonts: what every line and curve figure starts from.
+fn key_axis_chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    (caption, caption_size): (&str, u32),
+    x: KeyAxis,
+    top: f64,
+    (x_desc, y_desc): (&str, &str),
+    x_label: &dyn Fn(&f64) -> String,
+) -> Result<
+    ChartContext<'a, DB, Cartesian2d<KeyAxis, plotters::coord::types::RangedCoordf64>>,
+    String,
+> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, font(caption_size))
+        .margin(20)
+        .x_label_area_size(80)
+        .y_label_area_size(100)
+        .build_cartesian_2d(x, 0f64..top)
+        .map_err(err)?;
+    let y_label = |v: &f64| trim_number(*v, 2);
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .axis_desc_style(font(AXIS_SIZE))
+        .label_style(font(TICK_SIZE))
+        .x_label_formatter(x_label)
+        .y_label_formatter(&y_label)
+        .bold_line_style(RGBColor(215, 215, 215))
+        .light_line_style(RGBColor(242, 242, 242))
+        .max_light_lines(1)
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
+}
+
 impl Figure for XyFigure {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
         let plot = with_legend(root, &self.legend())?;
         let (lo, hi, keys) = self.x_range_and_keys();
         let top = self.y_top();
         let scale = self.x_scale;
-        let mut chart = ChartBuilder::on(&plot)
-            .caption(&self.title, font(CAPTION_SIZE))
-            .margin(20)
-            .x_label_area_size(80)
-            .y_label_area_size(100)
-            .build_cartesian_2d(KeyAxis::new(lo, hi, keys), 0f64..top)
-            .map_err(err)?;
-        let x_fmt = |v: &f64| scale.label(*v);
-        let y_fmt = |v: &f64| trim_number(*v, 2);
-        chart
-            .configure_mesh()
-            .x_desc(&self.x_desc)
-            .y_desc(&self.y_desc)
-            .axis_desc_style(font(AXIS_SIZE))
-            .label_style(font(TICK_SIZE))
-            .x_label_formatter(&x_fmt)
-            .y_label_formatter(&y_fmt)
-            .bold_line_style(RGBColor(215, 215, 215))
-            .light_line_style(RGBColor(242, 242, 242))
-            .max_light_lines(1)
-            .draw()
-            .map_err(err)?;
+        let mut chart = key_axis_chart(
+            &plot,
+            (&self.title, CAPTION_SIZE),
+            KeyAxis::new(lo, hi, keys),
+            top,
+            (&self.x_desc, &self.y_desc),
+            &|v: &f64| scale.label(*v),
+        )?;
 
         for h in &self.hlines {
             if let Some(e) = h.err.filter(|e| *e > 0.0) {
@@ -1016,28 +1039,14 @@ impl CurvesFigure {
             .filter(|v| v.is_finite())
             .fold(0.0, f64::max);
         let top = if top > 0.0 { top * 1.1 } else { 1.0 };
-        let mut chart = ChartBuilder::on(area)
-            .caption(&panel.title, font(CAPTION_SIZE - 4))
-            .margin(20)
-            .x_label_area_size(80)
-            .y_label_area_size(100)
-            .build_cartesian_2d(KeyAxis::new(lo, hi, keys), 0f64..top)
-            .map_err(err)?;
-        let x_fmt = |v: &f64| trim_number(*v, 0);
-        let y_fmt = |v: &f64| trim_number(*v, 2);
-        chart
-            .configure_mesh()
-            .x_desc(&self.x_desc)
-            .y_desc(&panel.y_desc)
-            .axis_desc_style(font(AXIS_SIZE))
-            .label_style(font(TICK_SIZE))
-            .x_label_formatter(&x_fmt)
-            .y_label_formatter(&y_fmt)
-            .bold_line_style(RGBColor(215, 215, 215))
-            .light_line_style(RGBColor(242, 242, 242))
-            .max_light_lines(1)
-            .draw()
-            .map_err(err)?;
+        let mut chart = key_axis_chart(
+            area,
+            (&panel.title, CAPTION_SIZE - 4),
+            KeyAxis::new(lo, hi, keys),
+            top,
+            (&self.x_desc, &panel.y_desc),
+            &|v: &f64| trim_number(*v, 0),
+        )?;
         for line in &panel.lines {
             let points: Vec<(f64, f64)> = line
                 .points
