@@ -96,6 +96,22 @@ fn assert_best_scores_again(
     }
 }
 
+/// Trains `config` until its first epoch is checkpointed, then stops as a killed run would.
+fn train_one_epoch_then_stop(config: &RunConfig) {
+    let interrupted = train(
+        config,
+        &TrainOptions {
+            interrupt_after_epochs: Some(1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        interrupted,
+        TrainOutcome::Interrupted { epochs_done: 1 }
+    ));
+}
+
 fn finished(outcome: TrainOutcome) -> RunRecord {
     match outcome {
         TrainOutcome::Finished(record) => *record,
@@ -248,18 +264,7 @@ fn same_seed_gives_identical_metrics_and_resume_reaches_the_same_end() {
     // Interrupted after the first epoch, then resumed: the same final metrics.
     let c = tempfile::tempdir().unwrap();
     let config = micro_run(c.path(), 3, epochs, extra);
-    let interrupted = train(
-        &config,
-        &TrainOptions {
-            interrupt_after_epochs: Some(1),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    assert!(matches!(
-        interrupted,
-        TrainOutcome::Interrupted { epochs_done: 1 }
-    ));
+    train_one_epoch_then_stop(&config);
     assert!(!c.path().join("record.json").exists());
     let rc = finished(train(&config, &TrainOptions::default()).unwrap());
     assert_eq!(metrics(&ra.epochs), metrics(&rc.epochs));
@@ -309,18 +314,7 @@ fn rawboost_runs_are_reproducible_and_change_the_training_input() {
     // Resumed after the first epoch: the second sees the augmentation of the uninterrupted run.
     let c = tempfile::tempdir().unwrap();
     let config = augmented(c.path());
-    let interrupted = train(
-        &config,
-        &TrainOptions {
-            interrupt_after_epochs: Some(1),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    assert!(matches!(
-        interrupted,
-        TrainOutcome::Interrupted { epochs_done: 1 }
-    ));
+    train_one_epoch_then_stop(&config);
     let rc = finished(train(&config, &TrainOptions::default()).unwrap());
     assert_eq!(metrics(&ra.epochs), metrics(&rc.epochs));
 
