@@ -25,6 +25,20 @@ fn reference() -> serde_json::Value {
         .unwrap()
 }
 
+/// `fadlora eer --scores SCORES --protocol PROTOCOL --json`, parsed; `name` labels a failure.
+fn eer_json(scores: &Path, protocol: &Path, name: &str) -> serde_json::Value {
+    let (ok, stdout, stderr) = fadlora(&[
+        "eer",
+        "--scores",
+        scores.to_str().unwrap(),
+        "--protocol",
+        protocol.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{name}: {stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
 #[test]
 fn eer_json_matches_every_reference_fixture() {
     let reference = reference();
@@ -33,16 +47,7 @@ fn eer_json_matches_every_reference_fixture() {
     for (name, expected) in cases {
         let scores = fixtures().join(format!("{name}.scores"));
         let protocol = fixtures().join(format!("{name}.protocol"));
-        let (ok, stdout, stderr) = fadlora(&[
-            "eer",
-            "--scores",
-            scores.to_str().unwrap(),
-            "--protocol",
-            protocol.to_str().unwrap(),
-            "--json",
-        ]);
-        assert!(ok, "{name}: {stderr}");
-        let got: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let got = eer_json(&scores, &protocol, name);
         let close = |key: &str, want: f64| {
             let v = got[key].as_f64().unwrap();
             assert!((v - want).abs() <= 1e-9, "{name} {key}: {v} vs {want}");
@@ -136,16 +141,7 @@ fn asvspoof5_metrics_match_the_organisers_code() {
         let score_file = dir.path().join(format!("{name}.scores"));
         std::fs::write(&protocol_file, protocol).unwrap();
         std::fs::write(&score_file, scores).unwrap();
-        let (ok, stdout, stderr) = fadlora(&[
-            "eer",
-            "--scores",
-            score_file.to_str().unwrap(),
-            "--protocol",
-            protocol_file.to_str().unwrap(),
-            "--json",
-        ]);
-        assert!(ok, "{name}: {stderr}");
-        let got: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let got = eer_json(&score_file, &protocol_file, name);
         for (ours, theirs, scale) in [
             ("eer_percent", "eer", 100.0),
             ("min_dcf", "min_dcf", 1.0),
