@@ -211,6 +211,12 @@ impl Wav2Vec2Config {
     }
 
     /// Rejects every setting this implementation would not reproduce exactly.
+    /// The width of Hugging Face's MMS attention adapters, which transformers builds only in
+    /// the pre-LN layer: `adapter_attn_dim` on a post-LN model adds nothing, there as here.
+    pub fn mms_adapter_dim(&self) -> Option<usize> {
+        self.adapter_attn_dim.filter(|_| self.do_stable_layer_norm)
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(model_type) = &self.model_type {
             if model_type != "wav2vec2" {
@@ -241,11 +247,11 @@ impl Wav2Vec2Config {
                 supported: "false (no convolutional adapter on top of the encoder)",
             });
         }
-        if let Some(dim) = self.adapter_attn_dim {
+        if self.adapter_attn_dim == Some(0) {
             return Err(ConfigError::Unsupported {
                 field: "adapter_attn_dim",
-                value: dim.to_string(),
-                supported: "null (no attention adapters, as in MMS)",
+                value: "0".into(),
+                supported: "null or a positive width (MMS attention adapters)",
             });
         }
         let n = self.conv_dim.len();

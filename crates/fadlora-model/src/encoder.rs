@@ -10,6 +10,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::adapter_layer::{AdapterKind, AdapterLayer, AdapterLayerConfig};
 use crate::config::Wav2Vec2Config;
 use crate::conv::WeightNormGroupedConv;
 use crate::linear::{init_linear, linear_from_checkpoint, EncoderLinear};
@@ -85,7 +86,8 @@ impl<B: ModelBackend> FeedForward<B> {
 }
 
 /// One transformer block. `stable` selects pre-LN (`do_stable_layer_norm = true`, XLS-R)
-/// over post-LN (wav2vec2-base); the parameters are the same.
+/// over post-LN (wav2vec2-base); the parameters are the same. `adapter_layer` is an MMS or
+/// bottleneck adapter ([`crate::adapter_layer`]), absent in plain checkpoints.
 #[derive(Module, Debug)]
 pub struct EncoderLayer<B: Backend> {
     pub attention: Attention<B>,
@@ -93,6 +95,7 @@ pub struct EncoderLayer<B: Backend> {
     pub layer_norm: Norm<B>,
     pub feed_forward: FeedForward<B>,
     pub final_layer_norm: Norm<B>,
+    pub adapter_layer: Option<AdapterLayer<B>>,
     pub stable: bool,
 }
 
@@ -103,6 +106,7 @@ impl<B: Backend> EncoderLayer<B> {
         config: &Wav2Vec2Config,
         mut linear: impl FnMut(&str, usize, usize) -> Result<EncoderLinear<B>, LoadError>,
         mut norm: impl FnMut(&str) -> Result<Norm<B>, LoadError>,
+        adapter_layer: Option<AdapterLayer<B>>,
     ) -> Result<Self, LoadError> {
         let h = config.hidden_size;
         let f = config.intermediate_size;
@@ -117,6 +121,7 @@ impl<B: Backend> EncoderLayer<B> {
                 output_dropout: DropoutConfig::new(config.hidden_dropout).init(),
             },
             final_layer_norm: norm("final_layer_norm")?,
+            adapter_layer,
             stable: config.do_stable_layer_norm,
         })
     }
@@ -169,12 +174,26 @@ impl<B: ModelBackend> EncoderLayer<B> {
             let ff = self
                 .feed_forward
                 .forward(self.final_layer_norm.forward(x.clone()));
-            x + ff
+            let x = x + self.bottleneck(ff);
+            match &self.adapter_layer {
+                Some(adapter) if adapter.kind == AdapterKind::Mms => x.clone() + adapter.forward(x),
+                _ => x,
+            }
         } else {
             let attn = self.attention.forward(x.clone());
             let x = self.layer_norm.forward(x + dropout(&self.dropout, attn));
             let ff = self.feed_forward.forward(x.clone());
-            self.final_layer_norm.forward(x + ff)
+            self.final_layer_norm.forward(x + self.bottleneck(ff))
+        }
+    }
+
+    /// The feed-forward output through a bottleneck adapter, if the layer has one.
+    fn bottleneck(&self, ff: Tensor<B, 3>) -> Tensor<B, 3> {
+        match &self.adapter_layer {
+            Some(adapter) if adapter.kind == AdapterKind::Bottleneck => {
+                ff.clone() + adapter.forward(ff)
+            }
+            _ => ff,
         }
     }
 }
@@ -237,12 +256,16 @@ impl<B: Backend> Encoder<B> {
     pub fn init(config: &Wav2Vec2Config, device: &B::Device) -> Self {
         let h = config.hidden_size;
         let eps = config.layer_norm_eps;
+        let mms = config
+            .mms_adapter_dim()
+            .map(|size| AdapterLayerConfig::new(AdapterKind::Mms, size));
         let layers = (0..config.num_hidden_layers)
             .map(|_| {
                 EncoderLayer::new(
                     config,
                     |_, d_in, d_out| Ok(init_linear(d_in, d_out, device)),
                     |_| Ok(Norm::layer_norm(h, eps, device)),
+                    mms.as_ref().map(|c| AdapterLayer::init(c, h, device)),
                 )
                 .expect("random initialisation cannot fail")
             })
@@ -284,6 +307,16 @@ impl<B: Backend> Encoder<B> {
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let prefix = format!("encoder.layers.{i}");
+            let adapter_layer = match config.mms_adapter_dim() {
+                Some(size) => Some(AdapterLayer::from_checkpoint(
+                    src,
+                    &format!("{prefix}.adapter_layer"),
+                    h,
+                    size,
+                    device,
+                )?),
+                None => None,
+            };
             // Both closures need the source; a RefCell keeps the borrow checker content
             // without changing the order in which tensors are read.
             let src_cell = std::cell::RefCell::new(&mut *src);
@@ -303,6 +336,7 @@ impl<B: Backend> Encoder<B> {
                         .borrow_mut()
                         .take_norm(&format!("{prefix}.{name}"), h, eps, device)
                 },
+                adapter_layer,
             )?);
         }
         Ok(Self {

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use burn_store::ModuleSnapshot;
 
+use crate::adapter_layer::AdapterKind;
 use crate::feature::conv_specs;
 use crate::load::permute;
 use crate::model::Wav2Vec2Model;
@@ -48,6 +49,8 @@ pub enum ExportError {
     Write { path: PathBuf, message: String },
     #[error("a model with LoRA adapters is not a Hugging Face Wav2Vec2Model: export the adapters (PEFT layout) or merge them first")]
     HasAdapters,
+    #[error("transformers' Wav2Vec2Model has no bottleneck adapters (only MMS attention adapters): this model cannot be exported as one")]
+    BottleneckAdapters,
     #[error("unexpected parameter `{0}`: this exporter does not know its Hugging Face layout")]
     UnknownParameter(String),
 }
@@ -58,6 +61,13 @@ impl<B: Backend> Wav2Vec2Model<B> {
         if self.lora.is_some() {
             return Err(ExportError::HasAdapters);
         }
+        let adapters = self.adapter_layers();
+        if adapters
+            .iter()
+            .any(|(_, a)| a.kind == AdapterKind::Bottleneck)
+        {
+            return Err(ExportError::BottleneckAdapters);
+        }
         let write_err = |path: &Path, message: String| ExportError::Write {
             path: path.to_path_buf(),
             message,
@@ -67,7 +77,10 @@ impl<B: Backend> Wav2Vec2Model<B> {
         let weights = dir.join("model.safetensors");
         write_safetensors(&weights, &tensors, options.dtype).map_err(|m| write_err(&weights, m))?;
 
-        let mut config = serde_json::to_value(&self.config).expect("a config serialises");
+        let mut arch = self.config.clone();
+        // MMS adapters (loaded or trained) are transformers' own: `adapter_attn_dim` builds them.
+        arch.adapter_attn_dim = adapters.first().map(|(_, a)| a.size());
+        let mut config = serde_json::to_value(&arch).expect("a config serialises");
         let fields = config.as_object_mut().expect("a config is an object");
         fields.insert("model_type".into(), "wav2vec2".into());
         fields.insert("architectures".into(), serde_json::json!(["Wav2Vec2Model"]));

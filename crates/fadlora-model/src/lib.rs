@@ -11,6 +11,8 @@
 //! LoRA ([`lora`]): [`Wav2Vec2Model::with_lora`] freezes the pretrained weights and adds
 //! adapters to any of the six encoder projections; [`adapter`] reads and writes them in
 //! Hugging Face PEFT's layout; [`count_trainable`] gives PEFT's trainable-parameter count.
+//! [`adapter_layer`]: bottleneck adapters in every encoder layer, Hugging Face's MMS
+//! adapters (`adapter_attn_dim`) among them.
 //!
 //! The model runs on any [`ModelBackend`] ([`ops`]): burn's backend plus GELU, LayerNorm and
 //! softmax as single operations with their own backward (exact erf GELU gradients on every
@@ -18,6 +20,7 @@
 //! ([`precision`]: f32, bf16 or f16 matmuls and activations, LayerNorm and softmax in f32).
 
 pub mod adapter;
+pub mod adapter_layer;
 pub mod config;
 pub mod conv;
 pub mod encoder;
@@ -35,6 +38,7 @@ pub mod pretraining;
 pub mod tokens;
 
 pub use adapter::{AdapterError, SaveAdapterOptions};
+pub use adapter_layer::{AdapterKind, AdapterLayer, AdapterLayerConfig};
 pub use config::{ConfigError, FeatExtractNorm, Wav2Vec2Config};
 pub use export::{ExportDtype, ExportError, ExportOptions};
 pub use linear::EncoderLinear;

@@ -5,6 +5,7 @@ use std::path::Path;
 use burn::module::{Module, Param};
 use burn::prelude::*;
 
+use crate::adapter_layer::AdapterLayerConfig;
 use crate::config::Wav2Vec2Config;
 use crate::encoder::Encoder;
 use crate::feature::{FeatureEncoder, FeatureProjection};
@@ -48,6 +49,10 @@ pub struct Wav2Vec2Model<B: Backend> {
     /// The (IA)^3 configuration once [`Wav2Vec2Model::try_with_ia3`] has frozen the model.
     #[module(skip)]
     pub ia3: Option<Ia3Config>,
+    /// The adapter layers added by [`Wav2Vec2Model::try_with_adapters`] (adapters a checkpoint
+    /// brings, as MMS's, are part of the base model and leave this `None`).
+    #[module(skip)]
+    pub adapter: Option<AdapterLayerConfig>,
 }
 
 impl Wav2Vec2Config {
@@ -67,6 +72,7 @@ impl Wav2Vec2Config {
             config: self.clone(),
             lora: None,
             ia3: None,
+            adapter: None,
         }
     }
 }
@@ -119,6 +125,7 @@ impl<B: Backend> Wav2Vec2Model<B> {
             config,
             lora: None,
             ia3: None,
+            adapter: None,
         };
         src.finish()?;
         Ok(model)

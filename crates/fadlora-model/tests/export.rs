@@ -111,3 +111,44 @@ fn a_model_without_masked_spec_embed_says_so_in_its_config() {
     assert_eq!(config["mask_time_prob"], 0.0);
     Wav2Vec2Model::<Flex>::from_pretrained(dir.path(), &device).unwrap();
 }
+
+/// MMS adapters are transformers' own: they export with `adapter_attn_dim` and load back to the
+/// same network. Bottleneck adapters have no transformers form and are refused.
+#[test]
+fn mms_adapters_export_and_bottleneck_adapters_are_refused() {
+    use fadlora_model::{AdapterKind, AdapterLayerConfig};
+    let device = Default::default();
+    let mms = Wav2Vec2Model::<Flex>::from_pretrained(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/wav2vec2/mms_adapter"
+        ),
+        &device,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    mms.save_pretrained(dir.path(), &options(ExportDtype::F32))
+        .unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["adapter_attn_dim"], 8);
+    let loaded = Wav2Vec2Model::<Flex>::from_pretrained(dir.path(), &device).unwrap();
+    let a = mms.forward(input(&device), false).last_hidden_state;
+    let b = loaded.forward(input(&device), false).last_hidden_state;
+    assert_eq!(a.into_data(), b.into_data());
+
+    let bottleneck = Wav2Vec2Config::micro()
+        .init::<Flex>(&device)
+        .try_with_adapters(
+            &AdapterLayerConfig::new(AdapterKind::Bottleneck, 4),
+            &device,
+        )
+        .unwrap();
+    let err = bottleneck
+        .save_pretrained(
+            tempfile::tempdir().unwrap().path(),
+            &options(ExportDtype::F32),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("bottleneck"), "{err}");
+}

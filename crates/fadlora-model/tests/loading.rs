@@ -147,7 +147,7 @@ fn unsupported_settings_are_rejected_with_the_setting_named() {
             "feat_extract_activation",
         ),
         (r#"{"add_adapter": true}"#, "add_adapter"),
-        (r#"{"adapter_attn_dim": 16}"#, "adapter_attn_dim"),
+        (r#"{"adapter_attn_dim": 0}"#, "adapter_attn_dim"),
         (r#"{"model_type": "hubert"}"#, "model_type"),
         (r#"{"conv_kernel": [10, 3, 3, 3, 3, 2, 5]}"#, "conv_kernel"),
         (r#"{"conv_stride": [5, 2, 2]}"#, "conv_stride"),

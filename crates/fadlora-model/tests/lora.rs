@@ -544,3 +544,165 @@ fn saved_adapters_load_back(config: LoraConfig) {
         .to_string();
     assert!(err.contains("fadlora.head.linear.weight"), "{err}");
 }
+
+/// Fresh MMS and bottleneck adapters add exactly nothing until they train (`linear_2` is zero),
+/// freeze everything else, and give the hand-computed trainable counts.
+#[test]
+fn adapter_layers_start_at_the_base_and_train_alone() {
+    use fadlora_model::{AdapterKind, AdapterLayerConfig};
+    type AB = Autodiff<TB>;
+    let device = Default::default();
+    let input = reference_input();
+    let base_model = base::<TB>();
+    let want = outputs(&base_model, input.clone());
+    let base_params = fadlora_model::count_params(&base_model);
+    for kind in AdapterKind::ALL {
+        let config = AdapterLayerConfig::new(kind, 8);
+        let adapted = base_model
+            .clone()
+            .try_with_adapters(&config, &device)
+            .unwrap();
+        for (got, want) in outputs(&adapted, input.clone()).iter().zip(&want) {
+            assert_eq!(got.to_data(), want.to_data(), "{kind}");
+        }
+        // Per layer (hidden 32, size 8): MMS 2*32 + (32*8 + 8) + (8*32 + 32) = 616; the
+        // bottleneck has no LayerNorm: 552. Two layers.
+        let per_layer = match kind {
+            AdapterKind::Mms => 616,
+            AdapterKind::Bottleneck => 552,
+        };
+        assert_eq!(config.params_per_layer(32), per_layer);
+        let counts = count_trainable(
+            &base_deterministic::<AB>()
+                .try_with_adapters(&config, &device)
+                .unwrap(),
+        );
+        assert_eq!(
+            (counts.trainable, counts.total),
+            (2 * per_layer, base_params + 2 * per_layer),
+            "{kind}"
+        );
+        assert!(matches!(
+            adapted.try_with_adapters(&config, &device),
+            Err(LoraError::AlreadyAdapted)
+        ));
+    }
+
+    // Only the adapters get gradients once linear_2 has moved off zero.
+    let config = AdapterLayerConfig::new(AdapterKind::Mms, 4);
+    let mut model = base_deterministic::<AB>()
+        .try_with_adapters(&config, &device)
+        .unwrap();
+    AB::seed(&device, 5);
+    for layer in &mut model.encoder.layers {
+        let adapter = layer.adapter_layer.as_mut().unwrap();
+        adapter.linear_2.weight = Param::from_tensor(Tensor::random(
+            [4, 32],
+            Distribution::Normal(0.0, 0.25),
+            &device,
+        ));
+    }
+    let x = Tensor::<AB, 2>::from_data(input.to_data(), &device);
+    let grads = model.forward(x, false).last_hidden_state.sum().backward();
+    struct Check<'a> {
+        grads: &'a <AB as burn::tensor::backend::AutodiffBackend>::Gradients,
+        with: usize,
+        without: usize,
+    }
+    impl burn::module::ModuleVisitor<AB> for Check<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
+            let has = param.grad(self.grads).is_some();
+            assert_eq!(has, param.is_require_grad(), "param {}", param.id);
+            if has {
+                self.with += 1;
+            } else {
+                self.without += 1;
+            }
+        }
+    }
+    let mut check = Check {
+        grads: &grads,
+        with: 0,
+        without: 0,
+    };
+    burn::module::Module::visit(&model, &mut check);
+    assert_eq!(
+        check.with,
+        2 * 6,
+        "norm, linear_1 and linear_2 (weight, bias) of two layers"
+    );
+    assert_eq!(check.without, checkpoint_tensor_count());
+}
+
+#[test]
+fn mms_adapters_are_refused_on_post_ln_models_and_kept_from_an_mms_checkpoint() {
+    use fadlora_model::{AdapterKind, AdapterLayerConfig};
+    let device = Default::default();
+    let post_ln = Wav2Vec2Model::<TB>::from_pretrained(
+        fixture(&["base_group", "safetensors_weight_g"]),
+        &device,
+    )
+    .unwrap();
+    let err = post_ln
+        .clone()
+        .try_with_adapters(&AdapterLayerConfig::new(AdapterKind::Mms, 8), &device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("pre-LN"), "{err}");
+    post_ln
+        .try_with_adapters(
+            &AdapterLayerConfig::new(AdapterKind::Bottleneck, 8),
+            &device,
+        )
+        .unwrap();
+
+    // An MMS checkpoint's own adapters train from their pretrained values: same outputs,
+    // and they (only they) become trainable.
+    type AB = Autodiff<TB>;
+    let mms = Wav2Vec2Model::<AB>::from_pretrained(fixture(&["mms_adapter"]), &device).unwrap();
+    let input = Tensor::<AB, 2>::from_data(reference_input().to_data(), &device);
+    let adapted = mms
+        .clone()
+        .try_with_adapters(&AdapterLayerConfig::new(AdapterKind::Mms, 8), &device)
+        .unwrap();
+    let counts = count_trainable(&adapted);
+    assert_eq!(counts.trainable, 2 * 616);
+    let eval = |m: &Wav2Vec2Model<AB>| {
+        burn::module::AutodiffModule::valid(m)
+            .forward(input.clone().inner(), false)
+            .last_hidden_state
+            .into_data()
+    };
+    assert_eq!(eval(&adapted), eval(&mms));
+    let err = mms
+        .try_with_adapters(&AdapterLayerConfig::new(AdapterKind::Mms, 4), &device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("size 8"), "{err}");
+}
+
+#[test]
+fn xls_r_300m_adapter_layer_counts_equal_hand_computed_values() {
+    use fadlora_model::{AdapterKind, AdapterLayerConfig};
+    let device = Default::default();
+    let full = 315_437_696;
+    let xls_r = Wav2Vec2Config::xls_r_300m().init::<Autodiff<TB>>(&device);
+    // 24 layers, hidden 1024. MMS, 32 units: LayerNorm 2*1024, linear_1 1024*32 + 32,
+    // linear_2 32*1024 + 1024 = 68,640 per layer. Bottleneck, 64 units: 1024*64 + 64 +
+    // 64*1024 + 1024 = 132,160 per layer.
+    for (kind, size, want) in [
+        (AdapterKind::Mms, 32, 24 * 68_640),
+        (AdapterKind::Bottleneck, 64, 24 * 132_160),
+    ] {
+        let adapted = xls_r
+            .clone()
+            .try_with_adapters(&AdapterLayerConfig::new(kind, size), &device)
+            .unwrap();
+        let counts = count_trainable(&adapted);
+        assert_eq!(
+            (counts.trainable, counts.total),
+            (want, full + want),
+            "{kind} {size}"
+        );
+    }
+}

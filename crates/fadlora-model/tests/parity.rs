@@ -301,3 +301,20 @@ fn dropout_acts_only_when_training() {
     );
     assert!(diff <= TOL, "{diff}");
 }
+
+/// Hugging Face's MMS attention adapters (`adapter_attn_dim`): a pre-LN model with random
+/// adapters in every layer loads them with the rest and reproduces every output of
+/// transformers (fixtures/wav2vec2/mms_adapter, tools/fixtures/make_mms_adapter_fixtures.py).
+#[test]
+fn mms_attention_adapters_load_and_match_reference() {
+    check_batch_reference("mms_adapter", "");
+    let device = Default::default();
+    let model = Wav2Vec2Model::<TB>::from_pretrained(fixture(&["mms_adapter"]), &device).unwrap();
+    assert_eq!(model.adapter_layers().len(), 2);
+    // fixture_info.json: 27,728 parameters, 32 of them masked_spec_embed; 616 per adapter.
+    assert_eq!(count_params(&model), 27_728 - 32);
+    let per_layer = fadlora_model::AdapterLayerConfig::new(fadlora_model::AdapterKind::Mms, 8)
+        .params_per_layer(32);
+    assert_eq!(per_layer, 616);
+    assert_eq!(count_params(&model), 26_464 + 2 * per_layer);
+}

@@ -17,8 +17,10 @@ pub enum LoraError {
         field: &'static str,
         message: String,
     },
-    #[error("the model already carries LoRA adapters; adapt the base model once")]
+    #[error("the model already carries adapters (LoRA, (IA)^3 or adapter layers); adapt the base model once")]
     AlreadyAdapted,
+    #[error("invalid adapter layers: {0}")]
+    Adapter(String),
     #[error("the model carries no LoRA adapters")]
     NotAdapted,
     /// PEFT's `safe_merge` check: the adapter is left unmerged.

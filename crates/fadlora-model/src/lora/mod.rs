@@ -26,3 +26,4 @@ mod model;
 pub use config::{parse_targets, LoraConfig, LoraError, LoraTarget};
 pub use ia3::{Ia3, Ia3Config};
 pub use layer::{Lora, LoraLinear, LoraLinearConfig, NonFiniteMerge};
+pub(crate) use model::Freeze;

@@ -11,7 +11,7 @@ use crate::model::Wav2Vec2Model;
 
 /// Marks every float parameter as frozen without initialising lazy ones (burn's
 /// `Module::no_grad` materialises them, which for XLS-R means allocating 1.3 GB to count).
-struct Freeze;
+pub(crate) struct Freeze;
 
 impl<B: Backend> ModuleMapper<B> for Freeze {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
@@ -34,7 +34,7 @@ impl<B: Backend> Wav2Vec2Model<B> {
 
     /// [`Self::with_lora`], returning an error for an invalid configuration.
     pub fn try_with_lora(self, config: &LoraConfig, device: &B::Device) -> Result<Self, LoraError> {
-        if self.lora.is_some() || self.ia3.is_some() {
+        if self.lora.is_some() || self.ia3.is_some() || self.adapter.is_some() {
             return Err(LoraError::AlreadyAdapted);
         }
         config.check(self.config.num_hidden_layers)?;
@@ -67,7 +67,7 @@ impl<B: Backend> Wav2Vec2Model<B> {
     /// Freezes every pretrained parameter and adds trainable (IA)^3 vectors (all ones) as
     /// `config` says; fails on an invalid configuration or an already adapted model.
     pub fn try_with_ia3(self, config: &Ia3Config, device: &B::Device) -> Result<Self, LoraError> {
-        if self.lora.is_some() || self.ia3.is_some() {
+        if self.lora.is_some() || self.ia3.is_some() || self.adapter.is_some() {
             return Err(LoraError::AlreadyAdapted);
         }
         config.check()?;
