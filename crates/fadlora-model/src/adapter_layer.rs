@@ -32,44 +32,8 @@ use crate::ops::ModelBackend;
 /// PyTorch's `nn.LayerNorm` default, which `Wav2Vec2AttnAdapterLayer` keeps.
 pub const MMS_ADAPTER_NORM_EPS: f64 = 1e-5;
 
-/// Where an adapter sits in the layer and whether it normalises its input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AdapterKind {
-    /// Hugging Face's MMS attention adapter (pre-LN layers only).
-    #[default]
-    Mms,
-    /// A bottleneck on the feed-forward output, before its residual sum.
-    Bottleneck,
-}
-
-impl AdapterKind {
-    pub const ALL: [AdapterKind; 2] = [AdapterKind::Mms, AdapterKind::Bottleneck];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AdapterKind::Mms => "mms",
-            AdapterKind::Bottleneck => "bottleneck",
-        }
-    }
-}
-
-impl std::fmt::Display for AdapterKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for AdapterKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        AdapterKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown adapter kind `{s}` (expected mms or bottleneck)"))
-    }
-}
+/// The run TOML's `[adapter] kind` (defined in fadlora-run, shared with the trainer and sweep).
+pub use fadlora_run::AdapterKind;
 
 /// Which adapters [`Wav2Vec2Model::try_with_adapters`] adds: one of `size` hidden units in
 /// every encoder layer.

@@ -68,10 +68,12 @@ pub(crate) const FULL_COLORS: [RGBColor; 3] = [
     RGBColor(90, 90, 90),
     RGBColor(150, 150, 150),
 ];
-/// Frozen-feature probes: dark shades apart from the palette's LoRA lines and the greys of
-/// full fine-tuning.
 /// (IA)^3: a teal apart from the palette, the probes and the greys.
 pub(crate) const IA3_COLOR: RGBColor = RGBColor(0, 150, 136);
+/// Adapter layers: a dark gold apart from the palette, the probes and the greys.
+pub(crate) const ADAPTER_COLOR: RGBColor = RGBColor(170, 130, 0);
+/// Frozen-feature probes: dark shades apart from the palette's LoRA lines and the greys of
+/// full fine-tuning.
 pub(crate) const PROBE_COLORS: [RGBColor; 4] = [
     RGBColor(128, 0, 64),
     RGBColor(0, 90, 70),
@@ -174,6 +176,8 @@ pub(crate) enum Marker {
     Square,
     /// (IA)^3.
     Diamond,
+    /// Adapter layers.
+    InvertedTriangle,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -230,6 +234,12 @@ fn draw_marker<DB: DrawingBackend>(
                     (at.0, at.1 + 9),
                     (at.0 - 9, at.1),
                 ],
+                color.filled(),
+            ))
+            .map_err(err),
+        Marker::InvertedTriangle => area
+            .draw(&Polygon::new(
+                vec![(at.0 - 8, at.1 - 6), (at.0 + 8, at.1 - 6), (at.0, at.1 + 9)],
                 color.filled(),
             ))
             .map_err(err),

@@ -14,7 +14,8 @@ use plotters::style::RGBColor;
 
 use crate::figures::{
     save_figure, BarPanel, BarsFigure, CurveLine, CurvePanel, CurvesFigure, DetData, DetFigure,
-    HLine, Marker, Point, Series, XScale, XyFigure, FULL_COLORS, IA3_COLOR, PALETTE, PROBE_COLORS,
+    HLine, Marker, Point, Series, XScale, XyFigure, ADAPTER_COLOR, FULL_COLORS, IA3_COLOR, PALETTE,
+    PROBE_COLORS,
 };
 use crate::stats::{self, Stats};
 use crate::summary::{
@@ -1115,8 +1116,8 @@ impl SeriesStyle {
         if g.is_probe() {
             return self.probe_color(g);
         }
-        if g.is_ia3() {
-            return IA3_COLOR;
+        if let Some((_, color, _)) = point_method(g, self, false) {
+            return color;
         }
         match self.by_group.get(&g.group) {
             Some((_, _, c)) => *c,
@@ -1253,12 +1254,15 @@ fn eer_vs_params(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> Xy
                     .collect(),
             }),
     );
-    series.extend(groups.iter().filter(|g| g.is_ia3()).map(|g| Series {
-        label: ia3_label(g, style, true),
-        color: IA3_COLOR,
-        marker: Marker::Diamond,
-        connect: false,
-        points: vec![point(metric, g, g.trainable)],
+    series.extend(groups.iter().filter_map(|g| {
+        let (label, color, marker) = point_method(g, style, true)?;
+        Some(Series {
+            label,
+            color,
+            marker,
+            connect: false,
+            points: vec![point(metric, g, g.trainable)],
+        })
     }));
     // A probe trains the head alone: the far left of the axis, one point per probed state.
     series.extend(groups.iter().filter(|g| g.is_probe()).map(|g| Series {
@@ -1281,13 +1285,37 @@ fn eer_vs_params(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> Xy
     }
 }
 
-/// `(IA)^3 k+v+ffn_out`, with the input length when lengths vary and `with_length`.
-fn ia3_label(g: &GroupRow, style: &SeriesStyle, with_length: bool) -> String {
-    let mut label = format!("(IA)^3 {}", g.targets_label);
+/// Methods without a rank to draw a line over, one marker per group: `(IA)^3 k+v+ffn_out`
+/// (teal diamonds) and `MMS adapter 32` / `bottleneck adapter 64` (gold inverted triangles),
+/// with the input length when lengths vary and `with_length`. `None` for other groups.
+fn point_method(
+    g: &GroupRow,
+    style: &SeriesStyle,
+    with_length: bool,
+) -> Option<(String, RGBColor, Marker)> {
+    let (mut label, color, marker) = if g.is_ia3() {
+        (
+            format!("(IA)^3 {}", g.targets_label),
+            IA3_COLOR,
+            Marker::Diamond,
+        )
+    } else if g.is_adapter() {
+        let kind = match g.adapter_kind.unwrap_or_default() {
+            fadlora_run::AdapterKind::Mms => "MMS",
+            fadlora_run::AdapterKind::Bottleneck => "bottleneck",
+        };
+        (
+            format!("{kind} adapter {}", g.adapter_size.unwrap_or_default()),
+            ADAPTER_COLOR,
+            Marker::InvertedTriangle,
+        )
+    } else {
+        return None;
+    };
     if with_length && style.crops_vary {
         label.push_str(&format!(", {:.2} s", g.crop_seconds()));
     }
-    label
+    Some((label, color, marker))
 }
 
 /// The other Pareto view: each configuration's EER against the memory its training needed,
@@ -1310,8 +1338,8 @@ fn eer_vs_memory(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> Op
                 (style.full_label(g), Marker::Triangle)
             } else if g.is_probe() {
                 (style.probe_label(g, true), Marker::Square)
-            } else if g.is_ia3() {
-                (ia3_label(g, style, true), Marker::Diamond)
+            } else if let Some((label, _, marker)) = point_method(g, style, true) {
+                (label, marker)
             } else {
                 (
                     format!(
@@ -1378,8 +1406,8 @@ fn eer_vs_length(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> Xy
                 style.probe_color(g),
                 Marker::Square,
             )
-        } else if g.is_ia3() {
-            (ia3_label(g, style, false), IA3_COLOR, Marker::Diamond)
+        } else if let Some(method) = point_method(g, style, false) {
+            method
         } else {
             let mut label = format!(
                 "{} {} r{}",
@@ -1440,8 +1468,8 @@ fn learning_curves(
                 FULL_COLORS[(full_seen - 1).min(FULL_COLORS.len() - 1)]
             } else if g.is_probe() {
                 style.probe_color(g)
-            } else if g.is_ia3() {
-                IA3_COLOR
+            } else if let Some((_, color, _)) = point_method(g, style, false) {
+                color
             } else {
                 lora_seen += 1;
                 PALETTE[(lora_seen - 1) % PALETTE.len()]
@@ -1572,6 +1600,7 @@ fn det_figure(
         (Mode::Full, FULL_COLORS[0], "best full"),
         (Mode::Probe, PROBE_COLORS[0], "best probe"),
         (Mode::Ia3, IA3_COLOR, "best (IA)^3"),
+        (Mode::Adapter, ADAPTER_COLOR, "best adapter"),
     ] {
         let Some(i) = best_run(rows, mode) else {
             continue;
@@ -1944,6 +1973,29 @@ fn training_sentence(plan: &Plan, rows: &[RunRow]) -> Option<String> {
                 .map(|t| format!("`{t}`"))
                 .collect::<Vec<_>>()
                 .join(" / ")
+        ));
+    }
+    if modes.contains(&Mode::Adapter) {
+        let mut kinds: Vec<&str> = Vec::new();
+        for r in plan.runs.iter().filter(|r| r.axes.mode == Mode::Adapter) {
+            let kind = match r.axes.adapter_kind.unwrap_or_default() {
+                fadlora_run::AdapterKind::Mms => {
+                    "MMS adapters (Hugging Face's `adapter_attn_dim`: LayerNorm, `size` units, \
+                     ReLU, back to the width, added to each layer's output)"
+                }
+                fadlora_run::AdapterKind::Bottleneck => {
+                    "bottleneck adapters (`size` units, ReLU, back to the width, added to the \
+                     feed-forward block's output)"
+                }
+            };
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        training.push(format!(
+            "adapter runs (groups `adapter-<kind>-<size>`) freeze every wav2vec2 weight and \
+             train {} in every encoder layer, starting as the identity, plus the head",
+            kinds.join(" / ")
         ));
     }
     if modes.contains(&Mode::Full) {

@@ -60,6 +60,8 @@ pub(crate) struct RunRow {
     pub probe_layer: Option<usize>,
     /// A DoRA run (mode LoRA).
     pub dora: bool,
+    pub adapter_kind: Option<fadlora_run::AdapterKind>,
+    pub adapter_size: Option<usize>,
     pub crop_samples: usize,
     pub seed: u64,
     pub trainable: usize,
@@ -86,7 +88,7 @@ impl RunRow {
         let axes = &run.axes;
         let lora = record.config.lora.as_ref().or(run.config.lora.as_ref());
         let alpha = match axes.mode {
-            Mode::Full | Mode::Probe | Mode::Ia3 => None,
+            Mode::Full | Mode::Probe | Mode::Ia3 | Mode::Adapter => None,
             Mode::Lora => axes.alpha.or(lora.map(|l| l.alpha())),
         };
         RunRow {
@@ -101,6 +103,8 @@ impl RunRow {
             layers_label: axes.layers_label(),
             probe_layer: axes.probe_layer,
             dora: axes.dora,
+            adapter_kind: axes.adapter_kind,
+            adapter_size: axes.adapter_size,
             crop_samples: axes.crop_samples,
             seed: axes.seed,
             trainable: record.params.trainable,
@@ -233,6 +237,8 @@ pub(crate) struct GroupRow {
     pub layers_label: String,
     pub probe_layer: Option<usize>,
     pub dora: bool,
+    pub adapter_kind: Option<fadlora_run::AdapterKind>,
+    pub adapter_size: Option<usize>,
     pub crop_samples: usize,
     pub n: usize,
     pub dev_mean: f64,
@@ -270,6 +276,10 @@ impl GroupRow {
 
     pub fn is_ia3(&self) -> bool {
         self.mode == Mode::Ia3
+    }
+
+    pub fn is_adapter(&self) -> bool {
+        self.mode == Mode::Adapter
     }
 
     /// `LoRA` or `DoRA`, for labels.
@@ -369,6 +379,8 @@ pub(crate) fn group_rows(rows: &[RunRow]) -> PolarsResult<Vec<GroupRow>> {
             layers_label: first.layers_label.clone(),
             probe_layer: first.probe_layer,
             dora: first.dora,
+            adapter_kind: first.adapter_kind,
+            adapter_size: first.adapter_size,
             crop_samples: first.crop_samples,
             n: value(&agg, "n", i)?.unwrap_or(0.0) as usize,
             dev_mean: mean("dev_eer_percent")?.unwrap_or(f64::NAN),

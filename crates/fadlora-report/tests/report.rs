@@ -281,6 +281,8 @@ fn build(root: &Path, dataset: &str, finished: &[Spec], unfinished: &[Spec]) -> 
                 layers: None,
                 probe_layer: spec.probe_layer,
                 dora: false,
+                adapter_kind: None,
+                adapter_size: None,
                 crop_samples: spec.crop,
                 seed: spec.seed,
             },

@@ -72,7 +72,9 @@ use std::path::{Path, PathBuf};
 use fadlora_data::{DatasetSpec, Normalization, SSL_ANTI_SPOOFING_SAMPLES};
 use serde::{Deserialize, Serialize};
 
-use crate::vocab::{Augment, BackendKind, HeadKind, LoraTarget, Mode, Precision, ScoreKind};
+use crate::vocab::{
+    AdapterKind, Augment, BackendKind, HeadKind, LoraTarget, Mode, Precision, ScoreKind,
+};
 use crate::RunError;
 
 /// One training run.
@@ -105,6 +107,9 @@ pub struct RunConfig {
     /// (IA)^3 instead of LoRA; left out of the serialised TOML when absent (run IDs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ia3: Option<Ia3Section>,
+    /// Adapter layers instead of LoRA; left out of the serialised TOML when absent (run IDs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<AdapterSection>,
     #[serde(default)]
     pub head: HeadSection,
     #[serde(default)]
@@ -356,6 +361,35 @@ fn default_ia3_targets() -> Vec<LoraTarget> {
 
 fn default_ia3_feedforward() -> Vec<LoraTarget> {
     vec![LoraTarget::FfnOut]
+}
+
+/// The `[adapter]` table: a small trainable MLP in every encoder layer, everything pretrained
+/// frozen. `kind = "mms"` is Hugging Face's MMS attention adapter (LayerNorm, `size` units,
+/// ReLU, back; added to each pre-LN layer's output), `"bottleneck"` the same MLP without the
+/// LayerNorm on the feed-forward output (either layout). Fresh adapters start as the identity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterSection {
+    #[serde(default)]
+    pub kind: AdapterKind,
+    /// Hidden units of every adapter (`adapter_attn_dim`).
+    #[serde(default = "default_adapter_size")]
+    pub size: usize,
+}
+
+impl Default for AdapterSection {
+    fn default() -> Self {
+        AdapterSection {
+            kind: AdapterKind::default(),
+            size: default_adapter_size(),
+        }
+    }
+}
+
+/// MMS's released adapters are 16 wide; 32 sits between its size and LoRA r=4's budget on
+/// XLS-R 300M's q+v (0.39M trainable parameters vs 1.65M).
+fn default_adapter_size() -> usize {
+    32
 }
 
 /// The `[probe]` table: the whole wav2vec2 is frozen (its dropouts and LayerDrop off) and only
@@ -634,6 +668,7 @@ impl RunConfig {
             (_, Some(_), _) => Mode::Probe,
             (Some(_), None, _) => Mode::Lora,
             (None, None, Some(_)) => Mode::Ia3,
+            (None, None, None) if self.adapter.is_some() => Mode::Adapter,
             (None, None, None) => Mode::Full,
         }
     }
@@ -660,6 +695,18 @@ impl RunConfig {
                 "(IA)^3 is a method of its own: a run has at most one of `[lora]`, `[ia3]` and \
                  `[probe]`",
             ));
+        }
+        if self.adapter.is_some()
+            && (self.lora.is_some() || self.probe.is_some() || self.ia3.is_some())
+        {
+            return Err(invalid(
+                "adapter",
+                "adapter layers are a method of their own: a run has at most one of `[lora]`, \
+                 `[ia3]`, `[adapter]` and `[probe]`",
+            ));
+        }
+        if self.adapter.as_ref().is_some_and(|a| a.size == 0) {
+            return Err(invalid("adapter.size", "must be at least 1 hidden unit"));
         }
         if let Some(ia3) = &self.ia3 {
             if ia3.targets.is_empty() {
@@ -1170,6 +1217,39 @@ epochs = 1
         ));
         assert_eq!(key, "ia3.feedforward");
         assert!(message.contains("ffn_out"), "{message}");
+    }
+
+    #[test]
+    fn adapter_reads_its_defaults_and_is_refused_beside_another_method_or_at_size_0() {
+        let c = parse(&format!("{MINIMAL}\n[adapter]\n")).unwrap();
+        assert_eq!(c.mode(), Mode::Adapter);
+        assert_eq!(
+            c.adapter,
+            Some(AdapterSection {
+                kind: AdapterKind::Mms,
+                size: 32
+            })
+        );
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        assert!(!parse(MINIMAL).unwrap().to_toml().contains("adapter"));
+        let c = parse(&format!(
+            "{MINIMAL}\n[adapter]\nkind = \"bottleneck\"\nsize = 8\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.adapter.as_ref().map(|a| (a.kind, a.size)),
+            Some((AdapterKind::Bottleneck, 8))
+        );
+        let (line, key, message) =
+            config_error(&format!("{MINIMAL}\n[ia3]\n\n[adapter]\nsize = 4\n"));
+        assert_eq!((key.as_str(), line), ("adapter", Some(12)));
+        assert!(message.contains("at most one"), "{message}");
+        let (_, key, _) = config_error(&format!("{MINIMAL}\n[adapter]\nsize = 0\n"));
+        assert_eq!(key, "adapter.size");
+        let (line, _, message) =
+            config_error(&format!("{MINIMAL}\n[adapter]\nkind = \"houlsby\"\n"));
+        assert_eq!(line, Some(11), "{message}");
+        assert!(message.contains("houlsby"), "{message}");
     }
 
     #[test]

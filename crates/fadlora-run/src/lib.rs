@@ -24,8 +24,8 @@ pub mod stats;
 pub mod vocab;
 
 pub use config::{
-    EvalSetSection, EvalWindow, ExtraRules, Ia3Section, Invalid, LoraSection, ProbeSection,
-    RunConfig, RunRules,
+    AdapterSection, EvalSetSection, EvalWindow, ExtraRules, Ia3Section, Invalid, LoraSection,
+    ProbeSection, RunConfig, RunRules,
 };
 pub use error::RunError;
 pub use fs::write_atomic;
@@ -38,6 +38,6 @@ pub use record::{
     SubsetEer, TimeStats,
 };
 pub use vocab::{
-    parse_targets, targets_label, Augment, BackendKind, HeadKind, LoraTarget, Method, Mode,
-    Precision, ScoreKind, UnknownLoraTarget,
+    parse_targets, targets_label, AdapterKind, Augment, BackendKind, HeadKind, LoraTarget, Method,
+    Mode, Precision, ScoreKind, UnknownLoraTarget,
 };

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::fs::write_atomic;
 use crate::layout::{PLAN_FILE, PROGRESS_FILE, RECORD_FILE, RUN_CONFIG_FILE};
 use crate::record::RunRecord;
-use crate::vocab::{targets_label, LoraTarget, Mode};
+use crate::vocab::{targets_label, AdapterKind, LoraTarget, Mode};
 use crate::{RunConfig, RunError};
 
 /// Where a run sits on the sweep's axes. LoRA-only fields are `None` for full fine-tuning and
@@ -32,6 +32,11 @@ pub struct RunAxes {
     /// Weight-decomposed LoRA (DoRA) rather than plain LoRA.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dora: bool,
+    /// Adapter layers' kind and width (`[adapter]`), for adapter runs only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_kind: Option<AdapterKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_size: Option<usize>,
     pub crop_samples: usize,
     pub seed: u64,
 }
@@ -54,8 +59,8 @@ impl RunAxes {
                 Some(layer) => format!("L{layer}"),
                 None => "-".into(),
             },
-            (Mode::Lora | Mode::Ia3, None) => "all".into(),
-            (Mode::Lora | Mode::Ia3, Some(l)) => l
+            (Mode::Lora | Mode::Ia3 | Mode::Adapter, None) => "all".into(),
+            (Mode::Lora | Mode::Ia3 | Mode::Adapter, Some(l)) => l
                 .iter()
                 .map(|i| i.to_string())
                 .collect::<Vec<_>>()

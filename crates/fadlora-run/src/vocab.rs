@@ -271,8 +271,8 @@ impl ScoreKind {
 }
 
 /// What a run trains: everything (full fine-tuning), LoRA (or DoRA) adapters and the head (a
-/// `[lora]` table), (IA)^3 vectors and the head (an `[ia3]` table), or the head alone on a
-/// frozen backbone (a `[probe]` table).
+/// `[lora]` table), (IA)^3 vectors and the head (an `[ia3]` table), adapter layers and the head
+/// (an `[adapter]` table), or the head alone on a frozen backbone (a `[probe]` table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -280,10 +280,17 @@ pub enum Mode {
     Lora,
     Probe,
     Ia3,
+    Adapter,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 4] = [Mode::Full, Mode::Lora, Mode::Probe, Mode::Ia3];
+    pub const ALL: [Mode; 5] = [
+        Mode::Full,
+        Mode::Lora,
+        Mode::Probe,
+        Mode::Ia3,
+        Mode::Adapter,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -291,7 +298,48 @@ impl Mode {
             Mode::Lora => "lora",
             Mode::Probe => "probe",
             Mode::Ia3 => "ia3",
+            Mode::Adapter => "adapter",
         }
+    }
+}
+
+/// Where an adapter layer sits in an encoder layer (`[adapter] kind`): Hugging Face's MMS
+/// attention adapter (pre-LN layers only), or a bottleneck on the feed-forward output.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AdapterKind {
+    #[default]
+    Mms,
+    Bottleneck,
+}
+
+impl AdapterKind {
+    pub const ALL: [AdapterKind; 2] = [AdapterKind::Mms, AdapterKind::Bottleneck];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdapterKind::Mms => "mms",
+            AdapterKind::Bottleneck => "bottleneck",
+        }
+    }
+}
+
+impl fmt::Display for AdapterKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AdapterKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AdapterKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown adapter kind `{s}` (expected mms or bottleneck)"))
     }
 }
 
@@ -305,6 +353,8 @@ pub enum Method {
     Dora,
     /// One (IA)^3 run per seed and input length (`[ia3]`, or its defaults).
     Ia3,
+    /// One adapter-layer run per adapter size (`[sweep] adapter_sizes`), seed and input length.
+    Adapter,
 }
 
 impl fmt::Display for Mode {
@@ -337,7 +387,11 @@ mod tests {
             "{err}"
         );
         let modes: Vec<&str> = Mode::ALL.map(Mode::as_str).to_vec();
-        assert_eq!(modes, ["full", "lora", "probe", "ia3"]);
+        assert_eq!(modes, ["full", "lora", "probe", "ia3", "adapter"]);
+        for kind in AdapterKind::ALL {
+            assert_eq!(kind.as_str().parse::<AdapterKind>().unwrap(), kind);
+        }
+        assert!("houlsby".parse::<AdapterKind>().is_err());
         let err = LoraTarget::from_hf_name("fc9").unwrap_err().to_string();
         assert!(
             err.contains("`fc9`") && err.contains("intermediate_dense"),

@@ -49,8 +49,8 @@ use fadlora_run::config::{
     entry_line, key_line, located, parse_toml, Invalid, LoraSection, ProbeSection, RunRules,
 };
 use fadlora_run::{
-    targets_label, Ia3Section, LoraTarget, Method, Mode, Plan, PlannedRun, PublishedFigure,
-    RunAxes, RunConfig, RunError,
+    targets_label, AdapterSection, Ia3Section, LoraTarget, Method, Mode, Plan, PlannedRun,
+    PublishedFigure, RunAxes, RunConfig, RunError,
 };
 use serde::Deserialize;
 
@@ -142,6 +142,10 @@ pub struct SweepSection {
     /// table, `["dora"]` if its `[lora]` sets `use_dora`, else `["lora"]`.
     #[serde(default)]
     pub methods: Option<Vec<Method>>,
+    /// Adapter-layer widths, one run each when `methods` lists `adapter` (their kind is the
+    /// base's `[adapter] kind`, MMS by default). Left out: the base's `[adapter] size`, else 32.
+    #[serde(default)]
+    pub adapter_sizes: Option<Vec<usize>>,
     /// Grid points matching every key of a rule are dropped.
     #[serde(default)]
     pub exclude: Vec<RunRule>,
@@ -213,6 +217,7 @@ fn same_set(a: &[LoraTarget], b: &[LoraTarget]) -> bool {
 /// The axes after defaults, in grid order.
 struct Axes {
     methods: Vec<Method>,
+    adapter_sizes: Vec<usize>,
     ranks: Vec<usize>,
     targets: Vec<Vec<LoraTarget>>,
     layers: Vec<Option<Vec<usize>>>,
@@ -327,6 +332,10 @@ impl Experiment {
                 "sweep.probe_layers",
                 s.probe_layers.as_ref().is_some_and(|v| v.is_empty()),
             ),
+            (
+                "sweep.adapter_sizes",
+                s.adapter_sizes.as_ref().is_some_and(|v| v.is_empty()),
+            ),
         ] {
             if empty {
                 return Err(self.error(key, "is empty: leave it out to use the base's value"));
@@ -368,6 +377,7 @@ impl Experiment {
                 Some(Mode::Full) => "full fine-tuning",
                 Some(Mode::Probe) => "a probe",
                 Some(Mode::Ia3) => "an (IA)^3 run",
+                Some(Mode::Adapter) => "an adapter run",
                 Some(Mode::Lora) | None => continue,
             };
             if rule.rank.is_some() || rule.targets.is_some() || rule.layers.is_some() {
@@ -454,6 +464,8 @@ impl Experiment {
         let base_lora = self.base.lora.as_ref();
         let default_method = if self.base.ia3.is_some() {
             Method::Ia3
+        } else if self.base.adapter.is_some() {
+            Method::Adapter
         } else if base_lora.is_some_and(|l| l.use_dora) {
             Method::Dora
         } else {
@@ -461,6 +473,10 @@ impl Experiment {
         };
         let mut axes = Axes {
             methods: s.methods.clone().unwrap_or_else(|| vec![default_method]),
+            adapter_sizes: s
+                .adapter_sizes
+                .clone()
+                .unwrap_or_else(|| vec![self.adapter_section().size]),
             ranks: s
                 .ranks
                 .clone()
@@ -501,7 +517,23 @@ impl Experiment {
         axes.probe_layers.retain(|layer| seen.insert(*layer));
         let mut seen = BTreeSet::new();
         axes.methods.retain(|method| seen.insert(*method));
+        let mut seen = BTreeSet::new();
+        axes.adapter_sizes.retain(|size| seen.insert(*size));
         axes
+    }
+
+    /// The `[adapter]` table of the adapter runs: the base's, else the defaults.
+    fn adapter_section(&self) -> AdapterSection {
+        self.base.adapter.clone().unwrap_or_default()
+    }
+
+    fn adapter_axes(&self, size: usize, crop: usize, seed: u64) -> RunAxes {
+        RunAxes {
+            mode: Mode::Adapter,
+            adapter_kind: Some(self.adapter_section().kind),
+            adapter_size: Some(size),
+            ..full_axes(crop, seed)
+        }
     }
 
     /// The `[ia3]` table of the (IA)^3 runs: the base's, else the defaults.
@@ -544,6 +576,12 @@ impl Experiment {
                         });
                         continue;
                     }
+                    if method == Method::Adapter {
+                        for &size in &axes.adapter_sizes {
+                            points.push(self.adapter_axes(size, crop, seed));
+                        }
+                        continue;
+                    }
                     for layers in &axes.layers {
                         for targets in &axes.targets {
                             for &rank in &axes.ranks {
@@ -555,8 +593,7 @@ impl Experiment {
                                     layers: layers.clone(),
                                     probe_layer: None,
                                     dora: method == Method::Dora,
-                                    crop_samples: crop,
-                                    seed,
+                                    ..full_axes(crop, seed)
                                 });
                             }
                         }
@@ -603,6 +640,8 @@ impl Experiment {
                         targets: Some(self.ia3_section().targets),
                         ..full_axes(crop, seed)
                     }
+                } else if rule.mode == Some(Mode::Adapter) {
+                    self.adapter_axes(axes.adapter_sizes[0], crop, seed)
                 } else if rule.mode == Some(Mode::Probe) {
                     probe_axes(axes.probe_layers[0], crop, seed)
                 } else {
@@ -631,8 +670,7 @@ impl Experiment {
                         },
                         probe_layer: None,
                         dora: axes.methods.first() == Some(&Method::Dora),
-                        crop_samples: crop,
-                        seed,
+                        ..full_axes(crop, seed)
                     }
                 };
                 kept.push((point, "include"));
@@ -648,8 +686,12 @@ impl Experiment {
         config.data.crop_samples = axes.crop_samples;
         config.probe = axes.probe_layer.map(|layer| ProbeSection { layer });
         config.ia3 = (axes.mode == Mode::Ia3).then(|| self.ia3_section());
+        config.adapter = (axes.mode == Mode::Adapter).then(|| AdapterSection {
+            kind: axes.adapter_kind.unwrap_or_default(),
+            size: axes.adapter_size.expect("adapter runs have a size"),
+        });
         config.lora = match axes.mode {
-            Mode::Probe | Mode::Ia3 => None,
+            Mode::Probe | Mode::Ia3 | Mode::Adapter => None,
             Mode::Full => {
                 if let Some(lr) = self.sweep.full_lr {
                     config.optim.lr = lr;
@@ -688,6 +730,7 @@ impl Experiment {
             "seed" if s.seeds.is_some() => Some("sweep.seeds"),
             "optim.lr" | "optim.min_lr" if s.full_lr.is_some() => Some("sweep.full_lr"),
             "probe.layer" if s.probe_layers.is_some() => Some("sweep.probe_layers"),
+            "adapter.size" if s.adapter_sizes.is_some() => Some("sweep.adapter_sizes"),
             _ => None,
         };
         axis.map(String::from)
@@ -708,6 +751,11 @@ impl Experiment {
             let mut group = match axes.mode {
                 Mode::Full => "full".to_string(),
                 Mode::Ia3 => format!("ia3-{}", axes.targets_label()),
+                Mode::Adapter => format!(
+                    "adapter-{}-{}",
+                    axes.adapter_kind.unwrap_or_default(),
+                    axes.adapter_size.unwrap_or_default()
+                ),
                 Mode::Lora => format!(
                     "{}-{}-r{}",
                     if axes.dora { "dora" } else { "lora" },
@@ -897,6 +945,8 @@ fn full_axes(crop: usize, seed: u64) -> RunAxes {
         layers: None,
         probe_layer: None,
         dora: false,
+        adapter_kind: None,
+        adapter_size: None,
         crop_samples: crop,
         seed,
     }

@@ -777,6 +777,42 @@ fn methods_plan_lora_dora_and_ia3_side_by_side() {
     );
 }
 
+/// `adapter` in `methods` plans one run per `adapter_sizes` entry, of the base's `[adapter]`
+/// kind; the other methods keep their run IDs; a size of 0 names its axis.
+#[test]
+fn methods_plan_adapter_layers_per_size() {
+    let e = experiment(
+        "[sweep]\nranks = [4]\nfull_finetune = true\nmethods = [\"lora\", \"adapter\"]\n\
+         adapter_sizes = [8, 32, 8]\n",
+    )
+    .unwrap();
+    let plan = e.plan(Path::new("/r")).unwrap();
+    let groups: Vec<&str> = plan.runs.iter().map(|r| r.group.as_str()).collect();
+    assert_eq!(
+        groups,
+        ["full", "lora-q+v-r4", "adapter-mms-8", "adapter-mms-32"]
+    );
+    assert_eq!(
+        &ids(&e)[..2],
+        ["full-s0-a8df037b", "lora-q+v-r4-s0-0e72f21b"]
+    );
+    let adapter = &plan.runs[3];
+    assert_eq!(adapter.axes.mode, fadlora_sweep::Mode::Adapter);
+    assert!(adapter.config.lora.is_none());
+    assert_eq!(
+        adapter.config.adapter,
+        Some(fadlora_run::AdapterSection {
+            kind: fadlora_run::AdapterKind::Mms,
+            size: 32
+        })
+    );
+    let err = experiment("[sweep]\nmethods = [\"adapter\"]\nadapter_sizes = [0]\n")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("sweep.adapter_sizes"), "{err}");
+}
+
 #[test]
 fn base_eval_sets_reach_every_run_resolved_and_are_checked() {
     let sets = "\n[[base.eval_sets]]\nname = \"itw\"\ndataset = \"itw:../data/itw\"\n\

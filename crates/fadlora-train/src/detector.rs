@@ -84,6 +84,9 @@ pub struct DetectorConfig {
     /// (IA)^3 vectors instead of LoRA (everything pretrained frozen). `None` in detectors
     /// saved before (IA)^3.
     pub ia3: Option<fadlora_run::Ia3Section>,
+    /// Adapter layers instead of LoRA (everything pretrained frozen). `None` in detectors
+    /// saved before adapter layers.
+    pub adapter: Option<fadlora_run::AdapterSection>,
     /// A frozen-feature probe of this hidden state (see [`Detector::probe_layer`]): the whole
     /// front end is frozen and only the head trains. `None` in detectors saved before probes.
     pub probe_layer: Option<usize>,
@@ -151,6 +154,10 @@ impl DetectorConfig {
             (None, None) if self.ia3.is_some() => {
                 let ia3 = self.ia3.as_ref().expect("checked");
                 lora_hookup::apply_ia3(wav2vec2, ia3, device)?
+            }
+            (None, None) if self.adapter.is_some() => {
+                let adapter = self.adapter.as_ref().expect("checked");
+                lora_hookup::apply_adapter(wav2vec2, adapter, device)?
             }
             // Random initialisation already materialises every parameter (assign_param_ids
             // below), so `no_grad` costs nothing more than it would.

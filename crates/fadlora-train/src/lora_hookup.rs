@@ -1,5 +1,5 @@
 //! The one place where the trainer meets LoRA (`fadlora_model::lora`): with a `[lora]` (or
-//! `[ia3]`) table, every pretrained tensor of the front end is frozen and adapters are added;
+//! `[ia3]`, or `[adapter]`) table, every pretrained tensor of the front end is frozen and adapters are added;
 //! without one the same model trains fully. Nothing else in the trainer differs between the two: the optimizer
 //! only ever sees gradients of parameters that require them.
 
@@ -23,4 +23,13 @@ pub fn apply_ia3<B: Backend>(
     device: &B::Device,
 ) -> Result<Wav2Vec2Model<B>, TrainError> {
     Ok(model.try_with_ia3(&ia3_config(ia3), device)?)
+}
+
+pub fn apply_adapter<B: Backend>(
+    model: Wav2Vec2Model<B>,
+    adapter: &fadlora_run::AdapterSection,
+    device: &B::Device,
+) -> Result<Wav2Vec2Model<B>, TrainError> {
+    let config = fadlora_model::AdapterLayerConfig::new(adapter.kind, adapter.size);
+    Ok(model.try_with_adapters(&config, device)?)
 }

@@ -678,6 +678,30 @@ fn an_ia3_run_trains_and_its_best_folder_scores_again() {
     assert_best_scores_again(dir.path(), &config, &record, Some(8), 1e-4);
 }
 
+/// MMS adapter layers end to end: only the adapters and the head train (the checkpoint holds
+/// nothing else), and `best/` rebuilt gives back the run's eval scores.
+#[test]
+fn an_adapter_run_trains_only_its_adapters_and_its_best_folder_scores_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = micro_run(dir.path(), 4, 2, "[adapter]\nsize = 4\n");
+    assert_eq!(config.mode(), fadlora_run::Mode::Adapter);
+    let record = finished(train(&config, &TrainOptions::default()).unwrap());
+    // micro: width 32, 2 layers. Per layer LayerNorm 2*32, linear_1 32*4 + 4, linear_2
+    // 4*32 + 32 = 356; plus the head's Linear(32, 2).
+    assert_eq!(record.params.trainable, 2 * 356 + 32 * 2 + 2);
+    let bytes = std::fs::read(dir.path().join("best/trainable.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let names = file.names();
+    assert!(
+        names
+            .iter()
+            .all(|n| n.contains(".adapter_layer.") || n.starts_with("head.")),
+        "{names:?}"
+    );
+    assert_eq!(names.len(), 2 * 6 + 2);
+    assert_best_scores_again(dir.path(), &config, &record, Some(8), 1e-4);
+}
+
 /// A CSV list of eval trials past the first four of each class (so not those the run's own
 /// eval split scores): four of each class marked `eval`, and two marked `train` that the
 /// entry's `split` must leave out.
