@@ -971,6 +971,35 @@ mod tests {
     }
 
     #[test]
+    fn pickle_machine_keeps_unknown_objects_and_shared_references() {
+        // pickle.dumps({'a': collections.defaultdict(dict), 'b': -300, 'big': -2**40,
+        //               'c': [1.5, None, True], 's': {3}, 'again': <the same list as 'c'>},
+        //              protocol=2)
+        let bytes: &[u8] = b"\
+            \x80\x02\x7d\x71\x00\x28\x58\x01\x00\x00\x00\x61\x71\x01\x63\x63\x6f\x6c\x6c\x65\x63\
+            \x74\x69\x6f\x6e\x73\x0a\x64\x65\x66\x61\x75\x6c\x74\x64\x69\x63\x74\x0a\x71\x02\x63\
+            \x5f\x5f\x62\x75\x69\x6c\x74\x69\x6e\x5f\x5f\x0a\x64\x69\x63\x74\x0a\x71\x03\x85\x71\
+            \x04\x52\x71\x05\x58\x01\x00\x00\x00\x62\x71\x06\x4a\xd4\xfe\xff\xff\x58\x03\x00\x00\
+            \x00\x62\x69\x67\x71\x07\x8a\x06\x00\x00\x00\x00\x00\xff\x58\x01\x00\x00\x00\x63\x71\
+            \x08\x5d\x71\x09\x28\x47\x3f\xf8\x00\x00\x00\x00\x00\x00\x4e\x88\x65\x58\x01\x00\x00\
+            \x00\x73\x71\x0a\x63\x5f\x5f\x62\x75\x69\x6c\x74\x69\x6e\x5f\x5f\x0a\x73\x65\x74\x0a\
+            \x71\x0b\x5d\x71\x0c\x4b\x03\x61\x85\x71\x0d\x52\x71\x0e\x58\x05\x00\x00\x00\x61\x67\
+            \x61\x69\x6e\x71\x0f\x68\x09\x75\x2e";
+        let parsed = pickle::parse(bytes).unwrap();
+        let Value::Dict(d) = Value::of(&parsed, parsed.root, 0) else {
+            panic!("not a dict");
+        };
+        assert_eq!(d["a"], Value::Other("collections.defaultdict".into()));
+        assert_eq!(d["b"], Value::Int(-300));
+        assert_eq!(d["big"], Value::Int(-(1i64 << 40)));
+        let list = Value::List(vec![Value::Float(1.5), Value::None, Value::Bool(true)]);
+        assert_eq!(d["c"], list);
+        // memoised while empty, filled afterwards: the reference sees the filled list
+        assert_eq!(d["again"], list);
+        assert_eq!(d["s"], Value::List(vec![Value::Int(3)]));
+    }
+
+    #[test]
     fn names_map_one_to_one() {
         for config in [Wav2Vec2Config::micro(), Wav2Vec2Config::base()] {
             let names = hf_to_fairseq_names(&config);

@@ -408,6 +408,9 @@ impl<'a> Machine<'a> {
                 b'}' => self.push(Node::Dict(Vec::new())),
                 b'd' => {
                     let items = self.pop_mark()?;
+                    if !items.len().is_multiple_of(2) {
+                        return Err("DICT with an odd number of items".into());
+                    }
                     let pairs = items.chunks(2).map(|c| (c[0], c[1])).collect();
                     self.push(Node::Dict(pairs));
                 }
@@ -499,7 +502,7 @@ impl<'a> Machine<'a> {
     }
 
     fn set_items(&mut self, dict: usize, items: Vec<usize>) -> Result<(), String> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err("SETITEMS with an odd number of items".into());
         }
         match &mut self.nodes[dict] {
