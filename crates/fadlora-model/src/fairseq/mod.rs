@@ -9,10 +9,11 @@
 //! ([`fairseq_to_hf`]); pre-training and CTC extras (quantizer, `project_q`, `final_proj`,
 //! `mask_emb`, `w2v_encoder.proj`, ...) are skipped; any other tensor is an error that names it.
 //!
-//! The file is read with this module's own pickle machine ([`pickle`]): burn-store's cannot
-//! parse a pickled omegaconf config (see there). Only torch's zip format (torch >= 1.6, every
-//! fairseq wav2vec2 release from 2020 on as re-saved by fairseq's loaders, and every checkpoint
-//! saved since) is read; the legacy tar-less format is reported as such.
+//! The file is read with this module's own small pickle machine: burn-store's turns every
+//! `REDUCE` of a class it does not know into an error, and a pickled omegaconf config holds one
+//! (`collections.defaultdict`, the resolver cache of omegaconf >= 2.1). Only torch's zip format
+//! (torch >= 1.6) is read; a file in the legacy format is reported as such (loading and saving
+//! it again with a recent torch converts it).
 
 mod pickle;
 
