@@ -38,7 +38,10 @@ fn a_fairseq_pt_is_a_pretrained_source() {
         .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
         .collect();
     let x = Tensor::<Flex, 2>::from_data(TensorData::new(samples, [2, 1600]), &device);
-    let a = detector.wav2vec2.forward(x.clone(), false).last_hidden_state;
+    let a = detector
+        .wav2vec2
+        .forward(x.clone(), false)
+        .last_hidden_state;
     let b = direct.forward(x, false).last_hidden_state;
     assert_eq!(a.to_data(), b.to_data());
 }
