@@ -354,37 +354,67 @@ fn snapshot(
     if stride.len() != shape.len() {
         return Err(format!("shape {shape:?} with stride {stride:?}"));
     }
+    // The last element the view reaches, checked here so that reading cannot overflow.
+    let overflow = || format!("shape {shape:?} with stride {stride:?} overflows");
+    let count = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(overflow)?;
+    let last = shape.iter().zip(stride).try_fold(offset, |at, (&d, &st)| {
+        d.saturating_sub(1)
+            .checked_mul(st)
+            .and_then(|step| at.checked_add(step))
+    });
+    let size = dtype.size();
+    let needed = last
+        .and_then(|l| l.checked_add(1))
+        .and_then(|n| n.checked_mul(size))
+        .filter(|_| count.checked_mul(size).is_some())
+        .ok_or_else(overflow)?;
+    let mut row_major = vec![1usize; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        row_major[i] = row_major[i + 1] * shape[i + 1];
+    }
+    let contiguous = shape
+        .iter()
+        .zip(stride.iter().zip(&row_major))
+        .all(|(&d, (s, r))| d <= 1 || s == r);
     let (source, key) = (source.clone(), key.to_string());
     let (shape_v, stride_v) = (shape.to_vec(), stride.to_vec());
-    let size = dtype.size();
     let read = move || -> Result<TensorData, burn_store::TensorSnapshotError> {
         let io = |e: std::io::Error| burn_store::TensorSnapshotError::IoError(e.to_string());
         let storage = source.read(&key).map_err(io)?;
-        let count: usize = shape_v.iter().product();
-        let mut bytes = Vec::with_capacity(count * size);
-        let mut index = vec![0usize; shape_v.len()];
-        for _ in 0..count {
-            let element = offset
-                + index
-                    .iter()
-                    .zip(&stride_v)
-                    .map(|(i, s)| i * s)
-                    .sum::<usize>();
-            let at = element * size;
-            let chunk = storage.get(at..at + size).ok_or_else(|| {
-                burn_store::TensorSnapshotError::DataError(format!(
-                    "storage {key} is too short for the tensor"
-                ))
-            })?;
-            bytes.extend_from_slice(chunk);
-            for axis in (0..shape_v.len()).rev() {
-                index[axis] += 1;
-                if index[axis] < shape_v[axis] {
-                    break;
-                }
-                index[axis] = 0;
-            }
+        if count > 0 && storage.len() < needed {
+            return Err(burn_store::TensorSnapshotError::DataError(format!(
+                "storage {key} has {} bytes, the tensor needs {needed}",
+                storage.len()
+            )));
         }
+        let bytes = if count == 0 {
+            Vec::new()
+        } else if contiguous {
+            storage[offset * size..(offset + count) * size].to_vec()
+        } else {
+            let mut bytes = Vec::with_capacity(count * size);
+            let mut index = vec![0usize; shape_v.len()];
+            for _ in 0..count {
+                let element: usize = offset
+                    + index
+                        .iter()
+                        .zip(&stride_v)
+                        .map(|(i, s)| i * s)
+                        .sum::<usize>();
+                bytes.extend_from_slice(&storage[element * size..(element + 1) * size]);
+                for axis in (0..shape_v.len()).rev() {
+                    index[axis] += 1;
+                    if index[axis] < shape_v[axis] {
+                        break;
+                    }
+                    index[axis] = 0;
+                }
+            }
+            bytes
+        };
         Ok(TensorData::from_bytes_vec(bytes, shape_v.clone(), dtype))
     };
     Ok(TensorSnapshot::from_closure(
