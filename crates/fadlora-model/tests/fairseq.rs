@@ -228,3 +228,15 @@ fn a_file_that_is_not_a_zip_is_a_clear_error() {
     assert!(matches!(err, FairseqError::Read { .. }), "{err:?}");
     assert!(msg.contains("legacy.pt") && msg.contains("zip"), "{msg}");
 }
+
+#[test]
+fn a_missing_pt_file_is_reported_as_a_fairseq_checkpoint() {
+    let path = fairseq_fixture("no_such_file.pt");
+    let err = fadlora_model::load::checkpoint_config(&path).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(&err, LoadError::Fairseq(e) if matches!(**e, FairseqError::Read { .. })),
+        "{err:?}"
+    );
+    assert!(msg.contains("no_such_file.pt"), "{msg}");
+}

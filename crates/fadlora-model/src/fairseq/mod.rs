@@ -83,10 +83,10 @@ impl FairseqError {
     }
 }
 
-/// Whether `path` names a fairseq checkpoint: a file ending in `.pt`. (A directory is a Hugging
-/// Face checkpoint.)
+/// Whether `path` names a fairseq checkpoint: a path ending in `.pt` that is not a directory
+/// (a directory is a Hugging Face checkpoint), so that a missing `.pt` file is reported as such.
 pub fn is_fairseq_checkpoint(path: &Path) -> bool {
-    path.is_file() && path.extension().is_some_and(|e| e == "pt")
+    !path.is_dir() && path.extension().is_some_and(|e| e == "pt")
 }
 
 /// A parsed fairseq checkpoint: the architecture its settings describe and its tensors under
