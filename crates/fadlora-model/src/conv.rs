@@ -177,7 +177,12 @@ impl<B: Backend> WeightNormGroupedConv<B> {
             (tap_norms(&v, kernel), v)
         } else {
             return Err(LoadError::MissingTensor {
-                name: format!("{} (or {parametrized}, or {plain})", src.full_key(&legacy)),
+                name: format!(
+                    "{} (or {}, or {})",
+                    src.shown(&src.full_key(&legacy)),
+                    src.shown(&src.full_key(&parametrized)),
+                    src.shown(&src.full_key(&plain))
+                ),
                 expected: g_shape.to_vec(),
             });
         };

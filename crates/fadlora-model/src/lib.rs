@@ -5,6 +5,11 @@
 //! Activations are time-major (`[batch, frames, channels]`) throughout; the convolutions are
 //! im2col + matmul (see [`conv`]) because burn 0.21's `Conv1d` is far slower on these shapes.
 //!
+//! fairseq checkpoints ([`fairseq`]): [`Wav2Vec2Model::from_fairseq`] reads a fairseq wav2vec2
+//! `.pt` (pre-trained or CTC fine-tuned) without Python, its architecture from the settings
+//! saved in it and its tensors renamed to the Hugging Face names above; unsupported settings and
+//! unknown tensors are [`FairseqError`]s naming the file and the setting or tensor.
+//!
 //! Masked prediction ([`pretraining`]): [`Wav2Vec2Model::forward_masked`] and a cluster
 //! classifier, the objective `fadlora pretrain` trains a front end with.
 //!
@@ -25,6 +30,7 @@ pub mod config;
 pub mod conv;
 pub mod encoder;
 pub mod export;
+pub mod fairseq;
 pub mod feature;
 pub mod linear;
 pub mod load;
@@ -41,6 +47,7 @@ pub use adapter::{AdapterError, SaveAdapterOptions};
 pub use adapter_layer::{AdapterKind, AdapterLayer, AdapterLayerConfig};
 pub use config::{ConfigError, FeatExtractNorm, Wav2Vec2Config};
 pub use export::{ExportDtype, ExportError, ExportOptions};
+pub use fairseq::{FairseqCheckpoint, FairseqError};
 pub use linear::EncoderLinear;
 pub use load::{LoadError, TensorSource};
 pub use lora::{Ia3Config, LoraConfig, LoraError, LoraLinear, LoraTarget};

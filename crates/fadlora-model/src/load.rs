@@ -48,6 +48,28 @@ pub enum LoadError {
     DType { name: String, dtype: DType },
     #[error("cannot read data of tensor `{name}`: {message}")]
     Data { name: String, message: String },
+    /// A fairseq `.pt` checkpoint could not be used ([`crate::fairseq`]).
+    #[error(transparent)]
+    Fairseq(Box<crate::fairseq::FairseqError>),
+}
+
+impl From<crate::fairseq::FairseqError> for LoadError {
+    fn from(err: crate::fairseq::FairseqError) -> Self {
+        Self::Fairseq(Box::new(err))
+    }
+}
+
+/// The architecture of a pretrained checkpoint: the `config.json` of a Hugging Face model
+/// directory, or the settings inside a fairseq `.pt` file
+/// ([`crate::fairseq::is_fairseq_checkpoint`]).
+pub fn checkpoint_config(path: &Path) -> Result<crate::Wav2Vec2Config, LoadError> {
+    if crate::fairseq::is_fairseq_checkpoint(path) {
+        Ok(crate::fairseq::fairseq_config(path)?)
+    } else {
+        Ok(crate::Wav2Vec2Config::from_hf_json_file(
+            path.join("config.json"),
+        )?)
+    }
 }
 
 fn others_note(others: usize) -> String {
@@ -100,6 +122,8 @@ pub struct TensorSource {
     /// `"wav2vec2."` for checkpoints of models with a head, `""` for a bare `Wav2Vec2Model`.
     prefix: String,
     used: BTreeSet<String>,
+    /// Stored key -> the name messages give (a fairseq checkpoint's own names).
+    aliases: BTreeMap<String, String>,
 }
 
 impl TensorSource {
@@ -138,7 +162,32 @@ impl TensorSource {
             tensors,
             prefix,
             used: BTreeSet::new(),
+            aliases: BTreeMap::new(),
         }
+    }
+
+    /// Wraps tensors renamed to `Wav2Vec2Model` keys; `aliases` maps each key to the name the
+    /// file has, which errors give.
+    pub fn from_renamed(
+        path: PathBuf,
+        tensors: BTreeMap<String, TensorSnapshot>,
+        aliases: BTreeMap<String, String>,
+    ) -> Self {
+        Self {
+            path,
+            tensors,
+            prefix: String::new(),
+            used: BTreeSet::new(),
+            aliases,
+        }
+    }
+
+    /// The name of stored key `key` in messages.
+    pub(crate) fn shown(&self, key: &str) -> String {
+        self.aliases
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| key.to_string())
     }
 
     /// The file the tensors come from.
@@ -170,25 +219,25 @@ impl TensorSource {
             .tensors
             .get(&key)
             .ok_or_else(|| LoadError::MissingTensor {
-                name: key.clone(),
+                name: self.shown(&key),
                 expected: expected.to_vec(),
             })?;
         let found = snapshot.shape.to_vec();
         if found != expected {
             return Err(LoadError::ShapeMismatch {
-                name: key,
+                name: self.shown(&key),
                 expected: expected.to_vec(),
                 found,
             });
         }
         if !snapshot.dtype.is_float() {
             return Err(LoadError::DType {
-                name: key,
+                name: self.shown(&key),
                 dtype: snapshot.dtype,
             });
         }
         let data_err = |message: String| LoadError::Data {
-            name: key.clone(),
+            name: self.shown(&key),
             message,
         };
         let data = snapshot.to_data().map_err(|e| data_err(e.to_string()))?;
@@ -259,7 +308,7 @@ impl TensorSource {
         match unexpected.first() {
             None => Ok(()),
             Some(name) => Err(LoadError::UnexpectedTensor {
-                name: name.to_string(),
+                name: self.shown(name),
                 shape: self.tensors[*name].shape.to_vec(),
                 others: unexpected.len() - 1,
             }),

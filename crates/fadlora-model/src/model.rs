@@ -89,13 +89,31 @@ impl<B: Backend> Wav2Vec2Model<B> {
         self
     }
 
-    /// Loads a Hugging Face model directory: `config.json` plus `model.safetensors` or
-    /// `pytorch_model.bin`.
+    /// Loads a Hugging Face model directory (`config.json` plus `model.safetensors` or
+    /// `pytorch_model.bin`), or a fairseq checkpoint file (`.pt`, see [`crate::fairseq`]).
     pub fn from_pretrained(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self, LoadError> {
         let dir = dir.as_ref();
+        if crate::fairseq::is_fairseq_checkpoint(dir) {
+            return Ok(Self::from_fairseq(dir, device)?);
+        }
         let config = Wav2Vec2Config::from_hf_json_file(dir.join("config.json"))?;
         let weights = crate::load::find_weights(dir)?;
         Self::from_file(config, &weights, device)
+    }
+
+    /// Builds the model of `config` (as [`crate::load::checkpoint_config`] gave it, perhaps
+    /// with other dropout settings) from the weights of a pretrained checkpoint: a Hugging Face
+    /// model directory or a fairseq `.pt` file.
+    pub fn from_checkpoint_path(
+        config: Wav2Vec2Config,
+        path: &Path,
+        device: &B::Device,
+    ) -> Result<Self, LoadError> {
+        if crate::fairseq::is_fairseq_checkpoint(path) {
+            Ok(crate::fairseq::FairseqCheckpoint::open(path)?.into_model(config, device)?)
+        } else {
+            Self::from_file(config, &crate::load::find_weights(path)?, device)
+        }
     }
 
     /// Builds the model of `config` from a `.safetensors` or PyTorch checkpoint file.

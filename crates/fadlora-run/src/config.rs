@@ -257,7 +257,8 @@ pub struct ModelSection {
     /// `micro`, `tiny`, `base` or `xls-r-300m`, randomly initialised from the run seed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
-    /// A Hugging Face model directory (`config.json` + weights): the pretrained source.
+    /// The pretrained source: a Hugging Face model directory (`config.json` + weights), or a
+    /// fairseq wav2vec2 checkpoint file ending in `.pt` (architecture from its settings).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<PathBuf>,
     /// A Hugging Face `config.json`, randomly initialised.

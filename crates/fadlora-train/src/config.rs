@@ -136,8 +136,9 @@ pub fn wav2vec2_config(model: &ModelSection) -> Result<Wav2Vec2Config, TrainErro
                 Wav2Vec2Config::PRESETS.join(", ")
             ))
         })?
-    } else if let Some(dir) = &model.checkpoint {
-        Wav2Vec2Config::from_hf_json_file(dir.join("config.json"))?
+    } else if let Some(path) = &model.checkpoint {
+        // A Hugging Face directory's config.json, or a fairseq .pt file's settings.
+        fadlora_model::load::checkpoint_config(path)?
     } else if let Some(file) = &model.config {
         Wav2Vec2Config::from_hf_json_file(file)?
     } else {

@@ -69,7 +69,7 @@ impl<B: Backend> Head<B> {
 pub enum BaseSource {
     /// Random initialisation from this seed (backend RNG): no pretrained checkpoint exists.
     Random { seed: u64 },
-    /// A Hugging Face model directory.
+    /// A Hugging Face model directory, or a fairseq checkpoint file (`.pt`).
     Pretrained { dir: PathBuf },
 }
 
@@ -145,8 +145,7 @@ impl DetectorConfig {
                 self.wav2vec2.init(device)
             }
             BaseSource::Pretrained { dir } => {
-                let weights = fadlora_model::load::find_weights(dir)?;
-                Wav2Vec2Model::from_file(self.wav2vec2.clone(), &weights, device)?
+                Wav2Vec2Model::from_checkpoint_path(self.wav2vec2.clone(), dir, device)?
             }
         };
         let wav2vec2 = match (&self.lora, self.probe_layer) {
