@@ -105,3 +105,95 @@ fn one_dora_step_changes_only_adapters_magnitudes_and_head() {
         assert_ne!(before[path], after[path], "{path} did not change");
     }
 }
+
+#[test]
+fn one_adapter_step_changes_only_adapter_layers_and_head() {
+    let device = Default::default();
+    for kind in fadlora_run::AdapterKind::ALL {
+        let adapter = fadlora_run::AdapterSection { kind, size: 4 };
+        let config = DetectorConfig::new(Wav2Vec2Config::micro()).with_adapter(Some(adapter));
+        let model: Detector<AB> = config
+            .build(&BaseSource::Random { seed: 5 }, &device)
+            .unwrap();
+        let paths = param_paths(&model);
+        // micro: width 32, two layers. linear_1 32x4 + 4, linear_2 4x32 + 32, and for MMS a
+        // LayerNorm (2 x 32); plus the head's Linear(32, 2).
+        let norm = if kind == fadlora_run::AdapterKind::Mms {
+            64
+        } else {
+            0
+        };
+        assert_eq!(
+            paths.counts.trainable,
+            2 * (norm + 32 * 4 + 4 + 4 * 32 + 32) + 32 * 2 + 2,
+            "{kind}"
+        );
+        for path in &paths.trainable {
+            assert!(
+                path.contains(".adapter_layer.") || path.starts_with("head."),
+                "{path} trains"
+            );
+        }
+        let (before, after) = around_one_adamw_step(model);
+        for path in &paths.frozen {
+            assert_eq!(before[path], after[path], "frozen {path} changed");
+        }
+        // Below linear_2 (zero at init) the gradient is zero in the first step, as for LoRA's
+        // A: weights there move only by weight decay and zero biases not at all. linear_2 and
+        // the head move.
+        for path in &paths.trainable {
+            let moved = before[path] != after[path];
+            let zero_bias = path.ends_with("linear_1.bias") || path.ends_with("norm.bias");
+            assert_eq!(moved, !zero_bias, "{kind}: {path}");
+        }
+    }
+}
+
+/// A run's `model.checkpoint` may name a fairseq `.pt` file: the architecture comes from its
+/// settings and the detector's front end from its weights, equal to loading it directly.
+mod fairseq_checkpoint {
+    use std::path::PathBuf;
+
+    use burn::backend::Flex;
+    use burn::prelude::*;
+    use burn::tensor::TensorData;
+    use fadlora_model::Wav2Vec2Model;
+    use fadlora_run::config::ModelSection;
+    use fadlora_train::config::wav2vec2_config;
+    use fadlora_train::detector::{BaseSource, Detector};
+    use fadlora_train::DetectorConfig;
+
+    fn fixture() -> PathBuf {
+        PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/wav2vec2/fairseq/stable_layer_omegaconf.pt"
+        ))
+    }
+
+    #[test]
+    fn a_fairseq_pt_is_a_pretrained_source() {
+        let path = fixture();
+        let section = ModelSection {
+            checkpoint: Some(path.clone()),
+            ..Default::default()
+        };
+        let arch = wav2vec2_config(&section).unwrap();
+        assert_eq!(arch, fadlora_model::fairseq::fairseq_config(&path).unwrap());
+
+        let device = Default::default();
+        let detector: Detector<Flex> = DetectorConfig::new(arch)
+            .build(&BaseSource::Pretrained { dir: path.clone() }, &device)
+            .unwrap();
+        let direct = Wav2Vec2Model::<Flex>::from_fairseq(&path, &device).unwrap();
+        let samples: Vec<f32> = (0..2 * 1600)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let x = Tensor::<Flex, 2>::from_data(TensorData::new(samples, [2, 1600]), &device);
+        let a = detector
+            .wav2vec2
+            .forward(x.clone(), false)
+            .last_hidden_state;
+        let b = direct.forward(x, false).last_hidden_state;
+        assert_eq!(a.to_data(), b.to_data());
+    }
+}
