@@ -10,8 +10,8 @@ use anyhow::{bail, ensure, Context, Result};
 use burn::backend::Autodiff;
 use burn::prelude::*;
 use fadlora_model::{
-    count_trainable, Ia3Config, LoraConfig, ParamSummary, PrecisionDType, Wav2Vec2Config,
-    Wav2Vec2Model,
+    count_trainable, AdapterLayerConfig, Ia3Config, LoraConfig, ParamSummary, PrecisionDType,
+    Wav2Vec2Config, Wav2Vec2Model,
 };
 use fadlora_run::parse_targets;
 
@@ -126,6 +126,13 @@ pub struct ParamsArgs {
         requires = "ia3"
     )]
     ia3_feedforward: String,
+    /// Comma-separated adapter-layer widths: one row each (an adapter in every encoder layer).
+    #[arg(long, value_name = "SIZES", value_delimiter = ',')]
+    adapter: Option<Vec<usize>>,
+    /// Kind of the `--adapter` rows: mms (Hugging Face's MMS attention adapter, pre-LN models)
+    /// or bottleneck.
+    #[arg(long, default_value = "mms", requires = "adapter")]
+    adapter_kind: fadlora_model::AdapterKind,
 }
 
 /// Arguments of `fadlora bench forward`.
@@ -437,12 +444,28 @@ pub fn params(args: ParamsArgs) -> Result<ExitCode> {
             Ok(config)
         })
         .transpose()?;
+    let adapters: Vec<AdapterLayerConfig> = args
+        .adapter
+        .iter()
+        .flatten()
+        .map(|&size| AdapterLayerConfig::new(args.adapter_kind, size))
+        .collect();
+    for adapter in &adapters {
+        ensure!(adapter.size > 0, "--adapter sizes must be at least 1");
+        ensure!(
+            adapter.kind != fadlora_model::AdapterKind::Mms || config.do_stable_layer_norm,
+            "MMS adapters exist only in pre-LN models (do_stable_layer_norm); use --adapter-kind bottleneck"
+        );
+    }
     print!("{}", params_report(&config, &source)?);
-    if configs.is_empty() && ia3.is_none() {
+    if configs.is_empty() && ia3.is_none() && adapters.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
     println!();
-    print!("{}", lora_table(&config, &configs, ia3.as_ref())?);
+    print!(
+        "{}",
+        lora_table(&config, &configs, ia3.as_ref(), &adapters)?
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -535,6 +558,7 @@ struct CountLora<'a> {
     config: &'a Wav2Vec2Config,
     loras: &'a [LoraConfig],
     ia3: Option<&'a Ia3Config>,
+    adapters: &'a [AdapterLayerConfig],
 }
 
 impl BackendJob for CountLora<'_> {
@@ -542,6 +566,7 @@ impl BackendJob for CountLora<'_> {
         fadlora_model::ParamCounts,
         Vec<fadlora_model::ParamCounts>,
         Option<fadlora_model::ParamCounts>,
+        Vec<fadlora_model::ParamCounts>,
     );
 
     fn run<B: fadlora_model::ModelBackend>(
@@ -566,7 +591,19 @@ impl BackendJob for CountLora<'_> {
                     .expect("checked before counting"),
             )
         });
-        (full, adapted, ia3)
+        let adapters = self
+            .adapters
+            .iter()
+            .map(|adapter| {
+                count_trainable(
+                    &model
+                        .clone()
+                        .try_with_adapters(adapter, &device)
+                        .expect("checked before counting"),
+                )
+            })
+            .collect();
+        (full, adapted, ia3, adapters)
     }
 }
 
@@ -575,8 +612,17 @@ fn lora_table(
     config: &Wav2Vec2Config,
     loras: &[LoraConfig],
     ia3: Option<&Ia3Config>,
+    adapters: &[AdapterLayerConfig],
 ) -> Result<String> {
-    let (full, adapted, ia3_counts) = run_on(default_backend(), CountLora { config, loras, ia3 })?;
+    let (full, adapted, ia3_counts, adapter_counts) = run_on(
+        default_backend(),
+        CountLora {
+            config,
+            loras,
+            ia3,
+            adapters,
+        },
+    )?;
     let mut s = String::new();
     let mut line = |text: String| {
         s.push_str(&text);
@@ -632,6 +678,18 @@ fn lora_table(
             "{:<18}{:<28}{:>6}{:>8}{:>15}{:>15}{:>12}",
             "(IA)^3",
             targets.join(","),
+            "-",
+            "-",
+            thousands(counts.trainable),
+            thousands(counts.total),
+            format!("{:.1}x", counts.reduction_vs(full.trainable))
+        ));
+    }
+    for (adapter, counts) in adapters.iter().zip(adapter_counts) {
+        line(format!(
+            "{:<18}{:<28}{:>6}{:>8}{:>15}{:>15}{:>12}",
+            "adapter",
+            format!("{} x{}, every layer", adapter.kind, adapter.size),
             "-",
             "-",
             thousands(counts.trainable),

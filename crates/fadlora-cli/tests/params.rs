@@ -167,3 +167,40 @@ fn dora_and_ia3_counts_on_xls_r_300m_are_the_hand_computed_ones() {
     // (IA)^3 defaults: k and v outputs (1024 each) and output_dense's input (4096).
     assert_eq!(cell("(IA)^3", "-"), thousands(24 * (1024 + 1024 + 4096)));
 }
+
+/// Adapter layers on XLS-R 300M (24 layers, width 1024) at two sizes each, counted by hand;
+/// MMS adapters on a post-LN preset are refused.
+#[test]
+fn adapter_counts_on_xls_r_300m_are_the_hand_computed_ones() {
+    let trainable = |kind: &str| -> Vec<String> {
+        let (ok, out, err) = fadlora(&[
+            "params",
+            "--preset",
+            "xls-r-300m",
+            "--adapter",
+            "16,64",
+            "--adapter-kind",
+            kind,
+        ]);
+        assert!(ok, "{err}");
+        out.lines()
+            .filter(|l| l.starts_with("adapter"))
+            .map(|l| l.split_whitespace().nth(7).unwrap().to_string())
+            .collect()
+    };
+    // Per layer: linear_1 1024 x s + s, linear_2 s x 1024 + 1024; MMS adds a LayerNorm (2048).
+    let bottleneck = |s: u64| 24 * (2048 * s + s + 1024);
+    assert_eq!(
+        trainable("bottleneck"),
+        [thousands(bottleneck(16)), thousands(bottleneck(64))]
+    );
+    assert_eq!(
+        trainable("mms"),
+        [
+            thousands(bottleneck(16) + 24 * 2048),
+            thousands(bottleneck(64) + 24 * 2048)
+        ]
+    );
+    let (ok, _, err) = fadlora(&["params", "--preset", "base", "--adapter", "16"]);
+    assert!(!ok && err.contains("pre-LN"), "{err}");
+}
