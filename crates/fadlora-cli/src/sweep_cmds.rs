@@ -418,6 +418,7 @@ fn print_plan(plan: &Plan) {
         (count(Mode::Probe), "probe"),
         (dora, "DoRA"),
         (count(Mode::Ia3), "(IA)^3"),
+        (count(Mode::Adapter), "adapter"),
     ] {
         if n > 0 {
             totals.push_str(&format!(", {n} {what} run(s)"));
