@@ -277,6 +277,43 @@ pub fn eer_interval(
     Ok(percentile_interval(&replicates, options.level))
 }
 
+/// The percentile interval of the EER of several systems' scores pooled into one set (the
+/// seeds of one configuration), resampling trials: each replicate draws the trials once and
+/// takes every system's scores of them, since the systems score the same trials (`sets[k].0[i]`
+/// is system k's score of bona fide trial i; likewise spoof). Seeds are not independent draws
+/// of trials, so pooling them must not shrink the interval as if they were. With one set this is
+/// [`eer_interval`] exactly.
+pub fn pooled_eer_interval(
+    sets: &[(&[f64], &[f64])],
+    options: &BootstrapOptions,
+) -> Result<Interval, MetricError> {
+    check_options(options)?;
+    let Some(&(first_bona, first_spoof)) = sets.first() else {
+        return Err(MetricError::NoBonafide);
+    };
+    let (nb, ns) = (first_bona.len(), first_spoof.len());
+    if let Some(&(b, s)) = sets.iter().find(|(b, s)| b.len() != nb || s.len() != ns) {
+        return Err(MetricError::UnpairedTrials {
+            a: (nb, ns),
+            b: (b.len(), s.len()),
+        });
+    }
+    let bonafide: Vec<f64> = sets.iter().flat_map(|(b, _)| b.iter().copied()).collect();
+    let spoof: Vec<f64> = sets.iter().flat_map(|(_, s)| s.iter().copied()).collect();
+    check_scores(&bonafide, &spoof)?;
+    let ranked = Ranked::new(&bonafide, &spoof);
+    let mut rng = Resampler::new(options.seed);
+    let replicates = (0..options.resamples)
+        .map(|_| {
+            let r = rng.resample(nb, ns);
+            let b = counts(&r.bonafide, nb, "bona fide")?.repeat(sets.len());
+            let s = counts(&r.spoof, ns, "spoof")?.repeat(sets.len());
+            Ok(ranked.eer(&b, &s))
+        })
+        .collect::<Result<Vec<f64>, MetricError>>()?;
+    Ok(percentile_interval(&replicates, options.level))
+}
+
 /// The paired bootstrap of the EER difference `a - b` on the same trials.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PairedDifference {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use fadlora_metrics::bootstrap::{
     eer_interval, eer_replicates, paired_difference, paired_difference_replicates,
-    percentile_interval, BootstrapOptions, Resample, Resampler,
+    percentile_interval, pooled_eer_interval, BootstrapOptions, Resample, Resampler,
 };
 use serde_json::Value;
 
@@ -157,4 +157,43 @@ fn pooled_seed_eer_is_the_eer_of_the_concatenated_scores() {
     }
     let pooled = fadlora_metrics::eer(&bona, &spoof).unwrap().eer;
     close(pooled, r["pooled_eer"].as_f64().unwrap(), "pooled");
+}
+
+/// The pooled EER's interval: trials drawn once per replicate, every seed's scores of them
+/// pooled (numpy with fadlora's generator); one set alone is `eer_interval`; sets of different
+/// trial counts are refused.
+#[test]
+fn pooled_seed_interval_matches_numpy_and_reduces_to_the_plain_interval() {
+    let reference = reference();
+    let r = &reference["pooled_seeds"];
+    let seeds: Vec<(Vec<f64>, Vec<f64>)> = r["seeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|seed| (floats(&seed["bonafide"]), floats(&seed["spoof"])))
+        .collect();
+    let sets: Vec<(&[f64], &[f64])> = seeds
+        .iter()
+        .map(|(b, s)| (b.as_slice(), s.as_slice()))
+        .collect();
+    let options = BootstrapOptions::default();
+    let pooled = pooled_eer_interval(&sets, &options).unwrap();
+    close(
+        pooled.low,
+        r["interval_low"].as_f64().unwrap(),
+        "pooled low",
+    );
+    close(
+        pooled.high,
+        r["interval_high"].as_f64().unwrap(),
+        "pooled high",
+    );
+
+    let single = pooled_eer_interval(&sets[..1], &options).unwrap();
+    assert_eq!(
+        single,
+        eer_interval(sets[0].0, sets[0].1, &options).unwrap()
+    );
+    let short = (&seeds[1].0[..9], seeds[1].1.as_slice());
+    assert!(pooled_eer_interval(&[sets[0], short], &options).is_err());
 }

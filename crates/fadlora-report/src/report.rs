@@ -473,7 +473,10 @@ fn summary_table(groups: &[GroupRow], stats: &Stats, metric: Metric) -> Table {
             g.n.to_string(),
             mean_std(Some(g.dev_mean), g.dev_std, 2),
             mean_std(g.eval_mean, g.eval_std, 2),
-            opt(stats.pooled.get(&g.group).copied(), 2),
+            pooled_cell(
+                stats.pooled.get(&g.group).copied(),
+                stats.pooled_ci.get(&g.group).copied(),
+            ),
             trials_cell(stats.group_trials.get(&g.group).copied()),
         ]);
         if tdcf {
@@ -561,6 +564,14 @@ fn ci_cell(ci: Option<PercentInterval>) -> String {
     }
 }
 
+/// `16.29 [10.12, 23.45]`: the pooled-seed EER and its interval.
+fn pooled_cell(eer: Option<f64>, ci: Option<PercentInterval>) -> String {
+    match (eer, ci) {
+        (Some(e), Some(_)) => format!("{e:.2} {}", ci_cell(ci)),
+        (e, _) => opt(e, 2),
+    }
+}
+
 /// `100 / 160`.
 fn trials_cell(trials: Option<(usize, usize)>) -> String {
     match trials {
@@ -579,6 +590,12 @@ fn with_pooled_columns(
         .iter()
         .map(|g| stats.pooled.get(&g.group).copied())
         .collect();
+    let pooled_ci = |bound: fn(&PercentInterval) -> f64| -> Vec<Option<f64>> {
+        groups
+            .iter()
+            .map(|g| stats.pooled_ci.get(&g.group).map(bound))
+            .collect()
+    };
     let trials = |pick: fn((usize, usize)) -> usize| -> Vec<Option<u64>> {
         groups
             .iter()
@@ -587,6 +604,14 @@ fn with_pooled_columns(
     };
     frame.hstack_mut(&[
         Column::new("pooled_eer_percent".into(), pooled),
+        Column::new(
+            "pooled_eer_ci_low_percent".into(),
+            pooled_ci(|c| c.low_percent),
+        ),
+        Column::new(
+            "pooled_eer_ci_high_percent".into(),
+            pooled_ci(|c| c.high_percent),
+        ),
         Column::new("n_bonafide".into(), trials(|t| t.0)),
         Column::new("n_spoof".into(), trials(|t| t.1)),
     ])?;
@@ -1881,7 +1906,9 @@ fn uncertainty_sentence(stats: &Stats, metric: Metric) -> String {
          replacement; they show how much the EER depends on which trials were drawn, not on the \
          seed. The pooled-seed EER puts every seed's scores of a group into one set; seeds \
          score on their own scales, so it is no single model's operating point, but it is the \
-         figure most papers quote beside the mean over seeds.",
+         figure most papers quote beside the mean over seeds. Its interval resamples the trials \
+         once per replicate and takes every seed's scores of them (the seeds score the same \
+         trials, so they are not independent draws).",
         metric.name(),
         b.resamples,
         b.seed

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use fadlora_data::{Split, Utterance};
 use fadlora_metrics::{BootstrapOptions, PairedDifference};
 use fadlora_run::scores::{eer_of, Scored};
-use fadlora_run::stats::{breakdown, eer_ci_of, factor_map, paired_by_id, pooled_eer};
+use fadlora_run::stats::{
+    breakdown, eer_ci_of, factor_map, paired_by_id, pooled_eer, pooled_eer_ci,
+};
 use fadlora_run::{Mode, PercentInterval, Plan, PlannedRun, RunRecord, SplitResult, SubsetEer};
 
 /// One finished run's figures for the split the report tables (eval when every run has one).
@@ -44,6 +46,8 @@ pub(crate) struct Stats {
     pub runs: Vec<RunStats>,
     /// Group -> EER (percent) of all its seeds' scores pooled.
     pub pooled: HashMap<String, f64>,
+    /// Group -> interval of the pooled EER (trials resampled once for every seed).
+    pub pooled_ci: HashMap<String, PercentInterval>,
     /// Bona fide and spoof trials of a group's first run (every seed scores the same trials).
     pub group_trials: HashMap<String, (usize, usize)>,
     pub paired: Vec<Paired>,
@@ -174,6 +178,14 @@ fn pool_groups(stats: &mut Stats, finished: &[(&PlannedRun, RunRecord)]) {
         match pooled_eer(&sets) {
             Ok((eer_percent, _, _)) => {
                 stats.pooled.insert(group.to_string(), eer_percent);
+                match pooled_eer_ci(&sets, &stats.bootstrap) {
+                    Ok(ci) => {
+                        stats.pooled_ci.insert(group.to_string(), ci);
+                    }
+                    Err(e) => stats
+                        .notes
+                        .push(format!("No pooled interval for group `{group}`: {e}.")),
+                }
             }
             Err(e) => stats
                 .notes

@@ -940,7 +940,27 @@ fn report_tables_intervals_attacks_pooled_seeds_and_paired_differences() {
         "pooled",
     );
     assert_close(f64_at(&summary, "n_spoof", full), 160.0, "n spoof");
-    assert!(read(&dir.join("summary.md")).contains(&format!("| {pooled:.2} | 100 / 160 |")));
+    // Its interval resamples the trials once for both seeds.
+    let ci = fadlora_run::stats::pooled_eer_ci(
+        &[&eval_scores(&plan, 0), &eval_scores(&plan, 1)],
+        &fadlora_metrics::BootstrapOptions::default(),
+    )
+    .unwrap();
+    assert_close(
+        f64_at(&summary, "pooled_eer_ci_low_percent", full),
+        ci.low_percent,
+        "pooled low",
+    );
+    assert_close(
+        f64_at(&summary, "pooled_eer_ci_high_percent", full),
+        ci.high_percent,
+        "pooled high",
+    );
+    assert!(ci.low_percent <= pooled && pooled <= ci.high_percent);
+    assert!(read(&dir.join("summary.md")).contains(&format!(
+        "| {pooled:.2} [{:.2}, {:.2}] | 100 / 160 |",
+        ci.low_percent, ci.high_percent
+    )));
     assert!(md.contains("seeds score on their own scales"));
 
     // Paired: every LoRA run with a full run of its seed (q+k+v+o r4 s0 too), in group order.

@@ -197,6 +197,50 @@ pub fn paired_by_id(
     )?)
 }
 
+/// The 95 % (or `options.level`) interval of [`pooled_eer`]: trials are resampled once per
+/// replicate and every set's scores of them pooled
+/// ([`fadlora_metrics::bootstrap::pooled_eer_interval`]), so the sets must score the same trials
+/// (matched by id, in any order).
+pub fn pooled_eer_ci(
+    sets: &[&[Scored]],
+    options: &BootstrapOptions,
+) -> Result<PercentInterval, RunError> {
+    let Some(first) = sets.first() else {
+        return Err(RunError::Invalid("no score sets to pool".into()));
+    };
+    let (bona_ids, spoof_ids): (Vec<&Scored>, Vec<&Scored>) =
+        first.iter().partition(|s| s.label == Label::Bonafide);
+    let mut aligned: Vec<(Vec<f64>, Vec<f64>)> = Vec::with_capacity(sets.len());
+    for set in sets {
+        let by_id: HashMap<&str, &Scored> = set.iter().map(|s| (s.id.as_str(), s)).collect();
+        if by_id.len() != first.len() || set.len() != first.len() {
+            return Err(RunError::Invalid(format!(
+                "pooled seeds must score the same trials: {} against {}",
+                set.len(),
+                first.len()
+            )));
+        }
+        let pick = |trials: &[&Scored]| -> Result<Vec<f64>, RunError> {
+            trials
+                .iter()
+                .map(|t| match by_id.get(t.id.as_str()) {
+                    Some(s) if s.label == t.label => Ok(s.score),
+                    _ => Err(RunError::Invalid(format!(
+                        "pooled seeds must score the same trials: `{}` ({}) is missing from one",
+                        t.id, t.label
+                    ))),
+                })
+                .collect()
+        };
+        aligned.push((pick(&bona_ids)?, pick(&spoof_ids)?));
+    }
+    let views: Vec<(&[f64], &[f64])> = aligned
+        .iter()
+        .map(|(b, s)| (b.as_slice(), s.as_slice()))
+        .collect();
+    Ok(fadlora_metrics::bootstrap::pooled_eer_interval(&views, options)?.into())
+}
+
 /// The EER (percent) of several score sets pooled into one, with the trial counts pooled.
 /// Seeds score on their own scales, so one threshold over all of them is not what any single
 /// model would use: this is the figure papers report, not a deployable operating point.
@@ -358,5 +402,40 @@ mod tests {
         ];
         let err = paired_by_id(&a, &longer, &BootstrapOptions::default()).unwrap_err();
         assert!(err.to_string().contains("`v`"), "{err}");
+    }
+
+    #[test]
+    fn pooled_interval_matches_trials_by_id_and_refuses_other_trials() {
+        let seed = |shift: f64| -> Vec<Scored> {
+            (0..12)
+                .map(|i| {
+                    let label = if i % 3 == 0 {
+                        Label::Bonafide
+                    } else {
+                        Label::Spoof
+                    };
+                    let base = if label == Label::Bonafide { 1.0 } else { -0.5 };
+                    scored(
+                        &format!("t{i}"),
+                        label,
+                        base + shift * ((i * 7 % 5) as f64 - 2.0),
+                    )
+                })
+                .collect()
+        };
+        let (a, b) = (seed(0.6), seed(0.9));
+        let options = BootstrapOptions::default();
+        let in_order = pooled_eer_ci(&[&a, &b], &options).unwrap();
+        let mut shuffled = b.clone();
+        shuffled.reverse();
+        assert_eq!(pooled_eer_ci(&[&a, &shuffled], &options).unwrap(), in_order);
+        assert_eq!(
+            pooled_eer_ci(&[&a], &options).unwrap(),
+            eer_ci_of(&a, &options).unwrap()
+        );
+        let mut other = b.clone();
+        other[4].id = "elsewhere".into();
+        let err = pooled_eer_ci(&[&a, &other], &options).unwrap_err();
+        assert!(err.to_string().contains("`t4`"), "{err}");
     }
 }
