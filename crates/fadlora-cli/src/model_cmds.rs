@@ -133,6 +133,37 @@ pub struct ParamsArgs {
     /// or bottleneck.
     #[arg(long, default_value = "mms", requires = "adapter")]
     adapter_kind: fadlora_model::AdapterKind,
+    /// Comma-separated partial fine-tuning rows, each `top:K` or `bottom:K`: the K encoder
+    /// layers at that end train whole, everything else frozen.
+    #[arg(long, value_name = "END:COUNT", value_delimiter = ',')]
+    partial: Option<Vec<PartialRow>>,
+    /// The `--partial` rows also train the feature projection.
+    #[arg(long, requires = "partial")]
+    partial_feature_projection: bool,
+}
+
+/// One `--partial` row: `top:4` or `bottom:2`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PartialRow {
+    layers: fadlora_model::partial::PartialLayers,
+    count: usize,
+}
+
+impl std::str::FromStr for PartialRow {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (end, count) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}`: expected top:COUNT or bottom:COUNT"))?;
+        Ok(PartialRow {
+            layers: end.trim().parse()?,
+            count: count
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{s}`: the layer count must be a whole number"))?,
+        })
+    }
 }
 
 /// Arguments of `fadlora bench forward`.
@@ -457,14 +488,30 @@ pub fn params(args: ParamsArgs) -> Result<ExitCode> {
             "MMS adapters exist only in pre-LN models (do_stable_layer_norm); use --adapter-kind bottleneck"
         );
     }
+    let partials: Vec<(PartialRow, bool)> = args
+        .partial
+        .iter()
+        .flatten()
+        .map(|&row| (row, args.partial_feature_projection))
+        .collect();
+    for (row, _) in &partials {
+        ensure!(
+            (1..=config.num_hidden_layers).contains(&row.count),
+            "--partial {}:{}: the model has {} encoder layers, train 1 to {} of them",
+            row.layers,
+            row.count,
+            config.num_hidden_layers,
+            config.num_hidden_layers
+        );
+    }
     print!("{}", params_report(&config, &source)?);
-    if configs.is_empty() && ia3.is_none() && adapters.is_empty() {
+    if configs.is_empty() && ia3.is_none() && adapters.is_empty() && partials.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
     println!();
     print!(
         "{}",
-        lora_table(&config, &configs, ia3.as_ref(), &adapters)?
+        lora_table(&config, &configs, ia3.as_ref(), &adapters, &partials)?
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -559,6 +606,7 @@ struct CountLora<'a> {
     loras: &'a [LoraConfig],
     ia3: Option<&'a Ia3Config>,
     adapters: &'a [AdapterLayerConfig],
+    partials: &'a [(PartialRow, bool)],
 }
 
 impl BackendJob for CountLora<'_> {
@@ -566,6 +614,7 @@ impl BackendJob for CountLora<'_> {
         fadlora_model::ParamCounts,
         Vec<fadlora_model::ParamCounts>,
         Option<fadlora_model::ParamCounts>,
+        Vec<fadlora_model::ParamCounts>,
         Vec<fadlora_model::ParamCounts>,
     );
 
@@ -603,7 +652,19 @@ impl BackendJob for CountLora<'_> {
                 )
             })
             .collect();
-        (full, adapted, ia3, adapters)
+        let partials = self
+            .partials
+            .iter()
+            .map(|(row, projection)| {
+                count_trainable(
+                    &model
+                        .clone()
+                        .try_with_partial(row.layers, row.count, *projection)
+                        .expect("checked before counting"),
+                )
+            })
+            .collect();
+        (full, adapted, ia3, adapters, partials)
     }
 }
 
@@ -613,14 +674,16 @@ fn lora_table(
     loras: &[LoraConfig],
     ia3: Option<&Ia3Config>,
     adapters: &[AdapterLayerConfig],
+    partials: &[(PartialRow, bool)],
 ) -> Result<String> {
-    let (full, adapted, ia3_counts, adapter_counts) = run_on(
+    let (full, adapted, ia3_counts, adapter_counts, partial_counts) = run_on(
         default_backend(),
         CountLora {
             config,
             loras,
             ia3,
             adapters,
+            partials,
         },
     )?;
     let mut s = String::new();
@@ -690,6 +753,23 @@ fn lora_table(
             "{:<18}{:<28}{:>6}{:>8}{:>15}{:>15}{:>12}",
             "adapter",
             format!("{} x{}, every layer", adapter.kind, adapter.size),
+            "-",
+            "-",
+            thousands(counts.trainable),
+            thousands(counts.total),
+            format!("{:.1}x", counts.reduction_vs(full.trainable))
+        ));
+    }
+    for ((row, projection), counts) in partials.iter().zip(partial_counts) {
+        line(format!(
+            "{:<18}{:<28}{:>6}{:>8}{:>15}{:>15}{:>12}",
+            "partial",
+            format!(
+                "{} {} layers{}",
+                row.layers,
+                row.count,
+                if *projection { " + projection" } else { "" }
+            ),
             "-",
             "-",
             thousands(counts.trainable),

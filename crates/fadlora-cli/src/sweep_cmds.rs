@@ -419,6 +419,7 @@ fn print_plan(plan: &Plan) {
         (dora, "DoRA"),
         (count(Mode::Ia3), "(IA)^3"),
         (count(Mode::Adapter), "adapter"),
+        (count(Mode::Partial), "partial"),
     ] {
         if n > 0 {
             totals.push_str(&format!(", {n} {what} run(s)"));

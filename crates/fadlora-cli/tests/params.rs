@@ -204,3 +204,52 @@ fn adapter_counts_on_xls_r_300m_are_the_hand_computed_ones() {
     let (ok, _, err) = fadlora(&["params", "--preset", "base", "--adapter", "16"]);
     assert!(!ok && err.contains("pre-LN"), "{err}");
 }
+
+/// Partial fine-tuning on XLS-R 300M, counted by hand: one encoder layer is q, k, v, o
+/// (1024 x 1024 + 1024 each), the feed-forward block (1024 x 4096 + 4096 and 4096 x 1024 +
+/// 1024) and two LayerNorms (2 x 2048) = 12,596,224; the feature projection is a LayerNorm
+/// (2 x 512) and a Linear 512 x 1024 + 1024 = 526,336.
+#[test]
+fn partial_counts_on_xls_r_300m_are_the_hand_computed_ones() {
+    let layer: u64 =
+        4 * (1024 * 1024 + 1024) + (1024 * 4096 + 4096) + (4096 * 1024 + 1024) + 2 * 2048;
+    assert_eq!(layer, 12_596_224);
+    let projection: u64 = 2 * 512 + 512 * 1024 + 1024;
+    let trainable = |extra: &[&str]| -> Vec<(String, String)> {
+        let mut args = vec![
+            "params",
+            "--preset",
+            "xls-r-300m",
+            "--partial",
+            "top:4,bottom:2",
+        ];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = fadlora(&args);
+        assert!(ok, "{err}");
+        out.lines()
+            .filter(|l| l.starts_with("partial"))
+            .map(|l| {
+                let cells: Vec<&str> = l.split_whitespace().collect();
+                (cells[1..3].join(" "), cells[cells.len() - 3].to_string())
+            })
+            .collect()
+    };
+    assert_eq!(
+        trainable(&[]),
+        [
+            ("top 4".to_string(), thousands(4 * layer)),
+            ("bottom 2".to_string(), thousands(2 * layer))
+        ]
+    );
+    assert_eq!(
+        trainable(&["--partial-feature-projection"]),
+        [
+            ("top 4".to_string(), thousands(4 * layer + projection)),
+            ("bottom 2".to_string(), thousands(2 * layer + projection))
+        ]
+    );
+    let (ok, _, err) = fadlora(&["params", "--preset", "xls-r-300m", "--partial", "top:25"]);
+    assert!(!ok && err.contains("24 encoder layers"), "{err}");
+    let (ok, _, err) = fadlora(&["params", "--preset", "xls-r-300m", "--partial", "middle:2"]);
+    assert!(!ok && err.contains("middle"), "{err}");
+}

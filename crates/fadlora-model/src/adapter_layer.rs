@@ -130,7 +130,7 @@ impl<B: ModelBackend> AdapterLayer<B> {
 }
 
 /// Marks every float parameter it visits as trainable (without initialising lazy ones).
-struct Unfreeze;
+pub(crate) struct Unfreeze;
 
 impl<B: Backend> ModuleMapper<B> for Unfreeze {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {

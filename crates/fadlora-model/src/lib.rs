@@ -39,6 +39,7 @@ pub mod model;
 pub mod norm;
 pub mod ops;
 pub mod params;
+pub mod partial;
 pub mod precision;
 pub mod pretraining;
 pub mod tokens;

@@ -706,3 +706,49 @@ fn xls_r_300m_adapter_layer_counts_equal_hand_computed_values() {
         );
     }
 }
+
+/// Partial fine-tuning on XLS-R 300M: one encoder layer is q, k, v, o (1024 x 1024 + 1024
+/// each), the feed-forward block (1024 x 4096 + 4096, 4096 x 1024 + 1024) and two LayerNorms
+/// (2 x 2048) = 12,596,224; the feature projection is a LayerNorm (2 x 512) and a Linear
+/// 512 x 1024 + 1024 = 526,336. The total never changes; counts outside 1..=24 are refused.
+#[test]
+fn xls_r_300m_partial_counts_equal_hand_computed_values() {
+    use fadlora_model::partial::PartialLayers;
+    let device = Default::default();
+    let full = 315_437_696;
+    let layer = 4 * (1024 * 1024 + 1024) + (1024 * 4096 + 4096) + (4096 * 1024 + 1024) + 2 * 2048;
+    assert_eq!(layer, 12_596_224);
+    let projection = 2 * 512 + 512 * 1024 + 1024;
+    let xls_r = Wav2Vec2Config::xls_r_300m().init::<Autodiff<TB>>(&device);
+    for (end, count, fp, want) in [
+        (PartialLayers::Top, 4, false, 4 * layer),
+        (PartialLayers::Bottom, 2, true, 2 * layer + projection),
+        (PartialLayers::Top, 24, false, 24 * layer),
+    ] {
+        let model = xls_r.clone().try_with_partial(end, count, fp).unwrap();
+        let counts = count_trainable(&model);
+        assert_eq!(
+            (counts.trainable, counts.total),
+            (want, full),
+            "{end} {count}"
+        );
+        let trains = |i: usize| {
+            model.encoder.layers[i]
+                .attention
+                .q_proj
+                .weight
+                .is_require_grad()
+        };
+        let chosen = end.indices(count, 24);
+        for i in 0..24 {
+            assert_eq!(trains(i), chosen.contains(&i), "{end} {count}: layer {i}");
+        }
+    }
+    for count in [0, 25] {
+        let err = xls_r
+            .clone()
+            .try_with_partial(PartialLayers::Top, count, false)
+            .unwrap_err();
+        assert!(matches!(err, LoraError::Partial(_)), "{err}");
+    }
+}

@@ -72,6 +72,8 @@ pub(crate) const FULL_COLORS: [RGBColor; 3] = [
 pub(crate) const IA3_COLOR: RGBColor = RGBColor(0, 150, 136);
 /// Adapter layers: a dark gold apart from the palette, the probes and the greys.
 pub(crate) const ADAPTER_COLOR: RGBColor = RGBColor(170, 130, 0);
+/// Partial fine-tuning: a brown apart from the palette, the probes, the greys and the gold.
+pub(crate) const PARTIAL_COLOR: RGBColor = RGBColor(140, 70, 20);
 /// Frozen-feature probes: dark shades apart from the palette's LoRA lines and the greys of
 /// full fine-tuning.
 pub(crate) const PROBE_COLORS: [RGBColor; 4] = [
@@ -178,6 +180,8 @@ pub(crate) enum Marker {
     Diamond,
     /// Adapter layers.
     InvertedTriangle,
+    /// Partial fine-tuning.
+    Plus,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -240,6 +244,25 @@ fn draw_marker<DB: DrawingBackend>(
         Marker::InvertedTriangle => area
             .draw(&Polygon::new(
                 vec![(at.0 - 8, at.1 - 6), (at.0 + 8, at.1 - 6), (at.0, at.1 + 9)],
+                color.filled(),
+            ))
+            .map_err(err),
+        Marker::Plus => area
+            .draw(&Polygon::new(
+                vec![
+                    (at.0 - 3, at.1 - 8),
+                    (at.0 + 3, at.1 - 8),
+                    (at.0 + 3, at.1 - 3),
+                    (at.0 + 8, at.1 - 3),
+                    (at.0 + 8, at.1 + 3),
+                    (at.0 + 3, at.1 + 3),
+                    (at.0 + 3, at.1 + 8),
+                    (at.0 - 3, at.1 + 8),
+                    (at.0 - 3, at.1 + 3),
+                    (at.0 - 8, at.1 + 3),
+                    (at.0 - 8, at.1 - 3),
+                    (at.0 - 3, at.1 - 3),
+                ],
                 color.filled(),
             ))
             .map_err(err),

@@ -15,7 +15,7 @@ use plotters::style::RGBColor;
 use crate::figures::{
     save_figure, BarPanel, BarsFigure, CurveLine, CurvePanel, CurvesFigure, DetData, DetFigure,
     HLine, Marker, Point, Series, XScale, XyFigure, ADAPTER_COLOR, FULL_COLORS, IA3_COLOR, PALETTE,
-    PROBE_COLORS,
+    PARTIAL_COLOR, PROBE_COLORS,
 };
 use crate::stats::{self, Stats};
 use crate::summary::{
@@ -1311,8 +1311,8 @@ fn eer_vs_params(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> Xy
 }
 
 /// Methods without a rank to draw a line over, one marker per group: `(IA)^3 k+v+ffn_out`
-/// (teal diamonds) and `MMS adapter 32` / `bottleneck adapter 64` (gold inverted triangles),
-/// with the input length when lengths vary and `with_length`. `None` for other groups.
+/// (teal diamonds), `MMS adapter 32` / `bottleneck adapter 64` (gold inverted triangles) and
+/// `top 4 layers` / `bottom 2 layers + projection` (brown plus signs), with the input length when lengths vary and `with_length`. `None` for other groups.
 fn point_method(
     g: &GroupRow,
     style: &SeriesStyle,
@@ -1334,6 +1334,16 @@ fn point_method(
             ADAPTER_COLOR,
             Marker::InvertedTriangle,
         )
+    } else if g.is_partial() {
+        let mut label = format!(
+            "{} {} layers",
+            g.partial_layers.unwrap_or_default(),
+            g.partial_count.unwrap_or_default()
+        );
+        if g.partial_feature_projection {
+            label.push_str(" + projection");
+        }
+        (label, PARTIAL_COLOR, Marker::Plus)
     } else {
         return None;
     };
@@ -1626,6 +1636,7 @@ fn det_figure(
         (Mode::Probe, PROBE_COLORS[0], "best probe"),
         (Mode::Ia3, IA3_COLOR, "best (IA)^3"),
         (Mode::Adapter, ADAPTER_COLOR, "best adapter"),
+        (Mode::Partial, PARTIAL_COLOR, "best partial"),
     ] {
         let Some(i) = best_run(rows, mode) else {
             continue;
@@ -2023,6 +2034,30 @@ fn training_sentence(plan: &Plan, rows: &[RunRow]) -> Option<String> {
             "adapter runs (groups `adapter-<kind>-<size>`) freeze every wav2vec2 weight and \
              train {} in every encoder layer, starting as the identity, plus the head",
             kinds.join(" / ")
+        ));
+    }
+    if modes.contains(&Mode::Partial) {
+        let mut ends: Vec<String> = Vec::new();
+        for r in plan.runs.iter().filter(|r| r.axes.mode == Mode::Partial) {
+            let mut end = format!(
+                "the {} {}",
+                r.axes.partial_layers.unwrap_or_default(),
+                r.axes.partial_count.unwrap_or_default()
+            );
+            if r.axes.partial_feature_projection {
+                end.push_str(" and the feature projection");
+            }
+            if !ends.contains(&end) {
+                ends.push(end);
+            }
+        }
+        training.push(format!(
+            "partial fine-tuning (groups `partial-<top|bottom>-<count>`, `-fp` with the feature \
+             projection) trains whole encoder layers as full fine-tuning does, {} encoder \
+             layers, plus the head; every other wav2vec2 weight (the convolutional feature \
+             encoder, the positional convolution, the encoder's LayerNorm, the other layers) is \
+             frozen",
+            ends.join(" / ")
         ));
     }
     if modes.contains(&Mode::Full) {

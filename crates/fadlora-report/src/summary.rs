@@ -62,6 +62,9 @@ pub(crate) struct RunRow {
     pub dora: bool,
     pub adapter_kind: Option<fadlora_run::AdapterKind>,
     pub adapter_size: Option<usize>,
+    pub partial_layers: Option<fadlora_run::PartialLayers>,
+    pub partial_count: Option<usize>,
+    pub partial_feature_projection: bool,
     pub crop_samples: usize,
     pub seed: u64,
     pub trainable: usize,
@@ -88,7 +91,7 @@ impl RunRow {
         let axes = &run.axes;
         let lora = record.config.lora.as_ref().or(run.config.lora.as_ref());
         let alpha = match axes.mode {
-            Mode::Full | Mode::Probe | Mode::Ia3 | Mode::Adapter => None,
+            Mode::Full | Mode::Probe | Mode::Ia3 | Mode::Adapter | Mode::Partial => None,
             Mode::Lora => axes.alpha.or(lora.map(|l| l.alpha())),
         };
         RunRow {
@@ -105,6 +108,9 @@ impl RunRow {
             dora: axes.dora,
             adapter_kind: axes.adapter_kind,
             adapter_size: axes.adapter_size,
+            partial_layers: axes.partial_layers,
+            partial_count: axes.partial_count,
+            partial_feature_projection: axes.partial_feature_projection,
             crop_samples: axes.crop_samples,
             seed: axes.seed,
             trainable: record.params.trainable,
@@ -239,6 +245,9 @@ pub(crate) struct GroupRow {
     pub dora: bool,
     pub adapter_kind: Option<fadlora_run::AdapterKind>,
     pub adapter_size: Option<usize>,
+    pub partial_layers: Option<fadlora_run::PartialLayers>,
+    pub partial_count: Option<usize>,
+    pub partial_feature_projection: bool,
     pub crop_samples: usize,
     pub n: usize,
     pub dev_mean: f64,
@@ -280,6 +289,10 @@ impl GroupRow {
 
     pub fn is_adapter(&self) -> bool {
         self.mode == Mode::Adapter
+    }
+
+    pub fn is_partial(&self) -> bool {
+        self.mode == Mode::Partial
     }
 
     /// `LoRA` or `DoRA`, for labels.
@@ -381,6 +394,9 @@ pub(crate) fn group_rows(rows: &[RunRow]) -> PolarsResult<Vec<GroupRow>> {
             dora: first.dora,
             adapter_kind: first.adapter_kind,
             adapter_size: first.adapter_size,
+            partial_layers: first.partial_layers,
+            partial_count: first.partial_count,
+            partial_feature_projection: first.partial_feature_projection,
             crop_samples: first.crop_samples,
             n: value(&agg, "n", i)?.unwrap_or(0.0) as usize,
             dev_mean: mean("dev_eer_percent")?.unwrap_or(f64::NAN),

@@ -34,6 +34,18 @@
 //! alpha = 8.0
 //! targets = ["q", "v"]
 //!
+//! [ia3]                                    # or (IA)^3 vectors (not with another method)
+//! targets = ["k", "v", "ffn_out"]
+//!
+//! [adapter]                                # or adapter layers in every encoder layer
+//! kind = "mms"                             # mms (pre-LN models) | bottleneck
+//! size = 32                                # hidden units
+//!
+//! [partial]                                # or full fine-tuning of some layers only
+//! layers = "top"                           # top (nearest the output, default) | bottom
+//! count = 4                                # encoder layers that train (1 to all)
+//! feature_projection = false               # also train the feature projection
+//!
 //! [probe]                                  # frozen-feature probe (not with [lora])
 //! layer = 4                                # hidden state the head pools: 0 = encoder input,
 //!                                          # k = output of layer k, num_hidden_layers = the
@@ -73,7 +85,8 @@ use fadlora_data::{DatasetSpec, Normalization, SSL_ANTI_SPOOFING_SAMPLES};
 use serde::{Deserialize, Serialize};
 
 use crate::vocab::{
-    AdapterKind, Augment, BackendKind, HeadKind, LoraTarget, Mode, Precision, ScoreKind,
+    AdapterKind, Augment, BackendKind, HeadKind, LoraTarget, Mode, PartialLayers, Precision,
+    ScoreKind,
 };
 use crate::RunError;
 
@@ -110,6 +123,10 @@ pub struct RunConfig {
     /// Adapter layers instead of LoRA; left out of the serialised TOML when absent (run IDs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter: Option<AdapterSection>,
+    /// Full fine-tuning of the top or bottom encoder layers only; left out of the serialised
+    /// TOML when absent (run IDs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<PartialSection>,
     #[serde(default)]
     pub head: HeadSection,
     #[serde(default)]
@@ -393,6 +410,39 @@ fn default_adapter_size() -> usize {
     32
 }
 
+/// The `[partial]` table: full fine-tuning of `count` whole encoder layers at one end of the
+/// encoder (`layers = "top"`, nearest the output, or `"bottom"`, nearest the input), and of the
+/// feature projection if `feature_projection`; every other wav2vec2 weight is frozen (the
+/// convolutional feature encoder, the positional convolution, the encoder's own LayerNorm and
+/// the other layers). The head trains as always.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartialSection {
+    #[serde(default)]
+    pub layers: PartialLayers,
+    /// How many encoder layers train, at least 1 and at most the model's layer count.
+    #[serde(default = "default_partial_count")]
+    pub count: usize,
+    /// Also train the feature projection (its LayerNorm and Linear into the encoder width).
+    #[serde(default)]
+    pub feature_projection: bool,
+}
+
+impl Default for PartialSection {
+    fn default() -> Self {
+        PartialSection {
+            layers: PartialLayers::default(),
+            count: default_partial_count(),
+            feature_projection: false,
+        }
+    }
+}
+
+/// A sixth of XLS-R 300M's 24 layers (50.4M of its 315M parameters).
+fn default_partial_count() -> usize {
+    4
+}
+
 /// The `[probe]` table: the whole wav2vec2 is frozen (its dropouts and LayerDrop off) and only
 /// the head trains, on one hidden state of the backbone, to measure the front end on its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -670,6 +720,7 @@ impl RunConfig {
             (Some(_), None, _) => Mode::Lora,
             (None, None, Some(_)) => Mode::Ia3,
             (None, None, None) if self.adapter.is_some() => Mode::Adapter,
+            (None, None, None) if self.partial.is_some() => Mode::Partial,
             (None, None, None) => Mode::Full,
         }
     }
@@ -705,6 +756,21 @@ impl RunConfig {
                 "adapter layers are a method of their own: a run has at most one of `[lora]`, \
                  `[ia3]`, `[adapter]` and `[probe]`",
             ));
+        }
+        if self.partial.is_some()
+            && (self.lora.is_some()
+                || self.probe.is_some()
+                || self.ia3.is_some()
+                || self.adapter.is_some())
+        {
+            return Err(invalid(
+                "partial",
+                "partial fine-tuning is a method of its own: a run has at most one of `[lora]`, \
+                 `[ia3]`, `[adapter]`, `[partial]` and `[probe]`",
+            ));
+        }
+        if self.partial.as_ref().is_some_and(|p| p.count == 0) {
+            return Err(invalid("partial.count", "must be at least 1 encoder layer"));
         }
         if self.adapter.as_ref().is_some_and(|a| a.size == 0) {
             return Err(invalid("adapter.size", "must be at least 1 hidden unit"));
@@ -1251,6 +1317,43 @@ epochs = 1
             config_error(&format!("{MINIMAL}\n[adapter]\nkind = \"houlsby\"\n"));
         assert_eq!(line, Some(11), "{message}");
         assert!(message.contains("houlsby"), "{message}");
+    }
+
+    #[test]
+    fn partial_reads_its_defaults_and_is_refused_beside_another_method_or_at_count_0() {
+        let c = parse(&format!("{MINIMAL}\n[partial]\n")).unwrap();
+        assert_eq!(c.mode(), Mode::Partial);
+        assert_eq!(c.partial, Some(PartialSection::default()));
+        assert_eq!(
+            c.partial
+                .as_ref()
+                .map(|p| (p.layers, p.count, p.feature_projection)),
+            Some((PartialLayers::Top, 4, false))
+        );
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        assert!(!parse(MINIMAL).unwrap().to_toml().contains("partial"));
+        let c = parse(&format!(
+            "{MINIMAL}\n[partial]\nlayers = \"bottom\"\ncount = 2\nfeature_projection = true\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.partial,
+            Some(PartialSection {
+                layers: PartialLayers::Bottom,
+                count: 2,
+                feature_projection: true
+            })
+        );
+        let (line, key, message) =
+            config_error(&format!("{MINIMAL}\n[adapter]\n\n[partial]\ncount = 2\n"));
+        assert_eq!((key.as_str(), line), ("partial", Some(12)));
+        assert!(message.contains("at most one"), "{message}");
+        let (_, key, _) = config_error(&format!("{MINIMAL}\n[partial]\ncount = 0\n"));
+        assert_eq!(key, "partial.count");
+        let (line, _, message) =
+            config_error(&format!("{MINIMAL}\n[partial]\nlayers = \"middle\"\n"));
+        assert_eq!(line, Some(11), "{message}");
+        assert!(message.contains("middle"), "{message}");
     }
 
     #[test]

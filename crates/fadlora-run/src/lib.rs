@@ -25,7 +25,7 @@ pub mod vocab;
 
 pub use config::{
     AdapterSection, EvalSetSection, EvalWindow, ExtraRules, Ia3Section, Invalid, LoraSection,
-    ProbeSection, RunConfig, RunRules,
+    PartialSection, ProbeSection, RunConfig, RunRules,
 };
 pub use error::RunError;
 pub use fs::write_atomic;
@@ -39,5 +39,5 @@ pub use record::{
 };
 pub use vocab::{
     parse_targets, targets_label, AdapterKind, Augment, BackendKind, HeadKind, LoraTarget, Method,
-    Mode, Precision, ScoreKind, UnknownLoraTarget,
+    Mode, PartialLayers, Precision, ScoreKind, UnknownLoraTarget,
 };

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::fs::write_atomic;
 use crate::layout::{PLAN_FILE, PROGRESS_FILE, RECORD_FILE, RUN_CONFIG_FILE};
 use crate::record::RunRecord;
-use crate::vocab::{targets_label, AdapterKind, LoraTarget, Mode};
+use crate::vocab::{targets_label, AdapterKind, LoraTarget, Mode, PartialLayers};
 use crate::{RunConfig, RunError};
 
 /// Where a run sits on the sweep's axes. LoRA-only fields are `None` for full fine-tuning and
@@ -37,6 +37,14 @@ pub struct RunAxes {
     pub adapter_kind: Option<AdapterKind>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter_size: Option<usize>,
+    /// Partial fine-tuning's end of the encoder and layer count (`[partial]`), for partial
+    /// runs only; `partial_feature_projection` when they also train the feature projection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_layers: Option<PartialLayers>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_count: Option<usize>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial_feature_projection: bool,
     pub crop_samples: usize,
     pub seed: u64,
 }
@@ -55,6 +63,10 @@ impl RunAxes {
     pub fn layers_label(&self) -> String {
         match (self.mode, &self.layers) {
             (Mode::Full, _) => "-".into(),
+            (Mode::Partial, _) => match (self.partial_layers, self.partial_count) {
+                (Some(end), Some(count)) => format!("{end} {count}"),
+                _ => "-".into(),
+            },
             (Mode::Probe, _) => match self.probe_layer {
                 Some(layer) => format!("L{layer}"),
                 None => "-".into(),

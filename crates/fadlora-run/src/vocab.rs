@@ -272,7 +272,8 @@ impl ScoreKind {
 
 /// What a run trains: everything (full fine-tuning), LoRA (or DoRA) adapters and the head (a
 /// `[lora]` table), (IA)^3 vectors and the head (an `[ia3]` table), adapter layers and the head
-/// (an `[adapter]` table), or the head alone on a frozen backbone (a `[probe]` table).
+/// (an `[adapter]` table), the top or bottom encoder layers and the head (a `[partial]` table),
+/// or the head alone on a frozen backbone (a `[probe]` table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -281,15 +282,17 @@ pub enum Mode {
     Probe,
     Ia3,
     Adapter,
+    Partial,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 5] = [
+    pub const ALL: [Mode; 6] = [
         Mode::Full,
         Mode::Lora,
         Mode::Probe,
         Mode::Ia3,
         Mode::Adapter,
+        Mode::Partial,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -299,7 +302,58 @@ impl Mode {
             Mode::Probe => "probe",
             Mode::Ia3 => "ia3",
             Mode::Adapter => "adapter",
+            Mode::Partial => "partial",
         }
+    }
+}
+
+/// Which end of the encoder a partial fine-tuning run trains (`[partial] layers`): the `count`
+/// layers nearest the output (`top`) or nearest the input (`bottom`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum PartialLayers {
+    #[default]
+    Top,
+    Bottom,
+}
+
+impl PartialLayers {
+    pub const ALL: [PartialLayers; 2] = [PartialLayers::Top, PartialLayers::Bottom];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartialLayers::Top => "top",
+            PartialLayers::Bottom => "bottom",
+        }
+    }
+
+    /// The encoder layer indices `count` layers of this end cover in a model of `num_layers`
+    /// (all of them when `count >= num_layers`), in increasing order.
+    pub fn indices(self, count: usize, num_layers: usize) -> std::ops::Range<usize> {
+        let count = count.min(num_layers);
+        match self {
+            PartialLayers::Top => num_layers - count..num_layers,
+            PartialLayers::Bottom => 0..count,
+        }
+    }
+}
+
+impl fmt::Display for PartialLayers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PartialLayers {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PartialLayers::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown layer end `{s}` (expected top or bottom)"))
     }
 }
 
@@ -355,6 +409,9 @@ pub enum Method {
     Ia3,
     /// One adapter-layer run per adapter size (`[sweep] adapter_sizes`), seed and input length.
     Adapter,
+    /// One partial fine-tuning run per layer count (`[sweep] partial_counts`), seed and input
+    /// length, at the end of the encoder the base's `[partial] layers` names.
+    Partial,
 }
 
 impl fmt::Display for Mode {
@@ -387,7 +444,17 @@ mod tests {
             "{err}"
         );
         let modes: Vec<&str> = Mode::ALL.map(Mode::as_str).to_vec();
-        assert_eq!(modes, ["full", "lora", "probe", "ia3", "adapter"]);
+        assert_eq!(
+            modes,
+            ["full", "lora", "probe", "ia3", "adapter", "partial"]
+        );
+        for end in PartialLayers::ALL {
+            assert_eq!(end.as_str().parse::<PartialLayers>().unwrap(), end);
+        }
+        assert!("middle".parse::<PartialLayers>().is_err());
+        assert_eq!(PartialLayers::Top.indices(2, 24), 22..24);
+        assert_eq!(PartialLayers::Bottom.indices(2, 24), 0..2);
+        assert_eq!(PartialLayers::Top.indices(30, 24), 0..24);
         for kind in AdapterKind::ALL {
             assert_eq!(kind.as_str().parse::<AdapterKind>().unwrap(), kind);
         }

@@ -49,8 +49,8 @@ use fadlora_run::config::{
     entry_line, key_line, located, parse_toml, Invalid, LoraSection, ProbeSection, RunRules,
 };
 use fadlora_run::{
-    targets_label, AdapterSection, Ia3Section, LoraTarget, Method, Mode, Plan, PlannedRun,
-    PublishedFigure, RunAxes, RunConfig, RunError,
+    targets_label, AdapterSection, Ia3Section, LoraTarget, Method, Mode, PartialSection, Plan,
+    PlannedRun, PublishedFigure, RunAxes, RunConfig, RunError,
 };
 use serde::Deserialize;
 
@@ -128,8 +128,9 @@ pub struct SweepSection {
     /// Add full fine-tuning runs (one per seed and input length).
     #[serde(default)]
     pub full_finetune: bool,
-    /// Learning rate of the full fine-tuning runs (they usually need a far smaller one than
-    /// LoRA: SSL_Anti-spoofing fine-tunes XLS-R at 1e-6). Default: `base.optim.lr`.
+    /// Learning rate of the full fine-tuning runs, and of partial fine-tuning (they usually
+    /// need a far smaller one than LoRA: SSL_Anti-spoofing fine-tunes XLS-R at 1e-6). Default:
+    /// `base.optim.lr`.
     #[serde(default)]
     pub full_lr: Option<f64>,
     /// Add frozen-feature probes (the head alone on a frozen wav2vec2), one per seed, input
@@ -146,6 +147,11 @@ pub struct SweepSection {
     /// base's `[adapter] kind`, MMS by default). Left out: the base's `[adapter] size`, else 32.
     #[serde(default)]
     pub adapter_sizes: Option<Vec<usize>>,
+    /// Layer counts of partial fine-tuning, one run each when `methods` lists `partial` (at the
+    /// end of the encoder the base's `[partial] layers` names, top by default, with its
+    /// `feature_projection`). Left out: the base's `[partial] count`, else 4.
+    #[serde(default)]
+    pub partial_counts: Option<Vec<usize>>,
     /// Grid points matching every key of a rule are dropped.
     #[serde(default)]
     pub exclude: Vec<RunRule>,
@@ -218,6 +224,7 @@ fn same_set(a: &[LoraTarget], b: &[LoraTarget]) -> bool {
 struct Axes {
     methods: Vec<Method>,
     adapter_sizes: Vec<usize>,
+    partial_counts: Vec<usize>,
     ranks: Vec<usize>,
     targets: Vec<Vec<LoraTarget>>,
     layers: Vec<Option<Vec<usize>>>,
@@ -336,6 +343,10 @@ impl Experiment {
                 "sweep.adapter_sizes",
                 s.adapter_sizes.as_ref().is_some_and(|v| v.is_empty()),
             ),
+            (
+                "sweep.partial_counts",
+                s.partial_counts.as_ref().is_some_and(|v| v.is_empty()),
+            ),
         ] {
             if empty {
                 return Err(self.error(key, "is empty: leave it out to use the base's value"));
@@ -378,6 +389,7 @@ impl Experiment {
                 Some(Mode::Probe) => "a probe",
                 Some(Mode::Ia3) => "an (IA)^3 run",
                 Some(Mode::Adapter) => "an adapter run",
+                Some(Mode::Partial) => "a partial fine-tuning run",
                 Some(Mode::Lora) | None => continue,
             };
             if rule.rank.is_some() || rule.targets.is_some() || rule.layers.is_some() {
@@ -466,6 +478,8 @@ impl Experiment {
             Method::Ia3
         } else if self.base.adapter.is_some() {
             Method::Adapter
+        } else if self.base.partial.is_some() {
+            Method::Partial
         } else if base_lora.is_some_and(|l| l.use_dora) {
             Method::Dora
         } else {
@@ -477,6 +491,10 @@ impl Experiment {
                 .adapter_sizes
                 .clone()
                 .unwrap_or_else(|| vec![self.adapter_section().size]),
+            partial_counts: s
+                .partial_counts
+                .clone()
+                .unwrap_or_else(|| vec![self.partial_section().count]),
             ranks: s
                 .ranks
                 .clone()
@@ -519,6 +537,8 @@ impl Experiment {
         axes.methods.retain(|method| seen.insert(*method));
         let mut seen = BTreeSet::new();
         axes.adapter_sizes.retain(|size| seen.insert(*size));
+        let mut seen = BTreeSet::new();
+        axes.partial_counts.retain(|count| seen.insert(*count));
         axes
     }
 
@@ -532,6 +552,22 @@ impl Experiment {
             mode: Mode::Adapter,
             adapter_kind: Some(self.adapter_section().kind),
             adapter_size: Some(size),
+            ..full_axes(crop, seed)
+        }
+    }
+
+    /// The `[partial]` table of the partial fine-tuning runs: the base's, else the defaults.
+    fn partial_section(&self) -> PartialSection {
+        self.base.partial.clone().unwrap_or_default()
+    }
+
+    fn partial_axes(&self, count: usize, crop: usize, seed: u64) -> RunAxes {
+        let section = self.partial_section();
+        RunAxes {
+            mode: Mode::Partial,
+            partial_layers: Some(section.layers),
+            partial_count: Some(count),
+            partial_feature_projection: section.feature_projection,
             ..full_axes(crop, seed)
         }
     }
@@ -579,6 +615,12 @@ impl Experiment {
                     if method == Method::Adapter {
                         for &size in &axes.adapter_sizes {
                             points.push(self.adapter_axes(size, crop, seed));
+                        }
+                        continue;
+                    }
+                    if method == Method::Partial {
+                        for &count in &axes.partial_counts {
+                            points.push(self.partial_axes(count, crop, seed));
                         }
                         continue;
                     }
@@ -642,6 +684,8 @@ impl Experiment {
                     }
                 } else if rule.mode == Some(Mode::Adapter) {
                     self.adapter_axes(axes.adapter_sizes[0], crop, seed)
+                } else if rule.mode == Some(Mode::Partial) {
+                    self.partial_axes(axes.partial_counts[0], crop, seed)
                 } else if rule.mode == Some(Mode::Probe) {
                     probe_axes(axes.probe_layers[0], crop, seed)
                 } else {
@@ -690,9 +734,15 @@ impl Experiment {
             kind: axes.adapter_kind.unwrap_or_default(),
             size: axes.adapter_size.expect("adapter runs have a size"),
         });
+        config.partial = (axes.mode == Mode::Partial).then(|| PartialSection {
+            layers: axes.partial_layers.unwrap_or_default(),
+            count: axes.partial_count.expect("partial runs have a count"),
+            feature_projection: axes.partial_feature_projection,
+        });
         config.lora = match axes.mode {
             Mode::Probe | Mode::Ia3 | Mode::Adapter => None,
-            Mode::Full => {
+            // Pretrained weights train directly, as in full fine-tuning: its learning rate.
+            Mode::Full | Mode::Partial => {
                 if let Some(lr) = self.sweep.full_lr {
                     config.optim.lr = lr;
                 }
@@ -731,6 +781,7 @@ impl Experiment {
             "optim.lr" | "optim.min_lr" if s.full_lr.is_some() => Some("sweep.full_lr"),
             "probe.layer" if s.probe_layers.is_some() => Some("sweep.probe_layers"),
             "adapter.size" if s.adapter_sizes.is_some() => Some("sweep.adapter_sizes"),
+            "partial.count" if s.partial_counts.is_some() => Some("sweep.partial_counts"),
             _ => None,
         };
         axis.map(String::from)
@@ -755,6 +806,16 @@ impl Experiment {
                     "adapter-{}-{}",
                     axes.adapter_kind.unwrap_or_default(),
                     axes.adapter_size.unwrap_or_default()
+                ),
+                Mode::Partial => format!(
+                    "partial-{}-{}{}",
+                    axes.partial_layers.unwrap_or_default(),
+                    axes.partial_count.unwrap_or_default(),
+                    if axes.partial_feature_projection {
+                        "-fp"
+                    } else {
+                        ""
+                    }
                 ),
                 Mode::Lora => format!(
                     "{}-{}-r{}",
@@ -947,6 +1008,9 @@ fn full_axes(crop: usize, seed: u64) -> RunAxes {
         dora: false,
         adapter_kind: None,
         adapter_size: None,
+        partial_layers: None,
+        partial_count: None,
+        partial_feature_projection: false,
         crop_samples: crop,
         seed,
     }

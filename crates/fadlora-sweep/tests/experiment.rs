@@ -813,6 +813,68 @@ fn methods_plan_adapter_layers_per_size() {
     assert!(err.contains("sweep.adapter_sizes"), "{err}");
 }
 
+/// `partial` in `methods` plans one run per `partial_counts` entry at the base's `[partial]`
+/// end, at `full_lr`; the other methods keep their run IDs; an include adds the first count;
+/// a count of 0 or beyond the model's layers names its axis.
+#[test]
+fn methods_plan_partial_fine_tuning_per_layer_count() {
+    let e = experiment(
+        "[sweep]\nranks = [4]\nfull_finetune = true\nfull_lr = 1e-6\n\
+         methods = [\"lora\", \"partial\"]\npartial_counts = [2, 1, 2]\n",
+    )
+    .unwrap();
+    let plan = e.plan(Path::new("/r")).unwrap();
+    let groups: Vec<&str> = plan.runs.iter().map(|r| r.group.as_str()).collect();
+    assert_eq!(
+        groups,
+        ["full", "lora-q+v-r4", "partial-top-2", "partial-top-1"]
+    );
+    let without =
+        experiment("[sweep]\nranks = [4]\nfull_finetune = true\nfull_lr = 1e-6\n").unwrap();
+    assert_eq!(ids(&e)[..2], ids(&without)[..]);
+    let partial = &plan.runs[3];
+    assert_eq!(partial.axes.mode, fadlora_sweep::Mode::Partial);
+    assert_eq!(partial.axes.layers_label(), "top 1");
+    assert!(partial.config.lora.is_none());
+    assert_eq!(partial.config.optim.lr, 1e-6);
+    assert_eq!(
+        partial.config.partial,
+        Some(fadlora_run::PartialSection {
+            layers: fadlora_run::PartialLayers::Top,
+            count: 1,
+            feature_projection: false
+        })
+    );
+    // The base's `[partial]` end and feature projection; an include of the first count.
+    let text = "[base.partial]\nlayers = \"bottom\"\nfeature_projection = true\n\
+                [sweep]\npartial_counts = [1]\n[[sweep.include]]\nmode = \"partial\"\nseed = 7\n";
+    let plan = experiment(text).unwrap().plan(Path::new("/r")).unwrap();
+    let groups: Vec<&str> = plan.runs.iter().map(|r| r.group.as_str()).collect();
+    assert_eq!(groups, ["partial-bottom-1-fp", "partial-bottom-1-fp"]);
+    assert_eq!(
+        plan.runs.iter().map(|r| r.config.seed).collect::<Vec<_>>(),
+        [0, 7]
+    );
+    assert!(
+        plan.runs[1]
+            .config
+            .partial
+            .as_ref()
+            .unwrap()
+            .feature_projection
+    );
+    let err = experiment("[sweep]\nmethods = [\"partial\"]\npartial_counts = [0]\n")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("sweep.partial_counts"), "{err}");
+    let err = experiment("[sweep]\nmethods = [\"partial\"]\npartial_counts = [99]\n")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("sweep.partial_counts"), "{err}");
+}
+
 #[test]
 fn base_eval_sets_reach_every_run_resolved_and_are_checked() {
     let sets = "\n[[base.eval_sets]]\nname = \"itw\"\ndataset = \"itw:../data/itw\"\n\

@@ -52,6 +52,7 @@ pub fn check_model(config: &RunConfig) -> Result<(), Invalid> {
         }
         num_layers = arch.num_hidden_layers;
         check_probe_layer(config, num_layers)?;
+        check_partial_count(config, num_layers)?;
     }
     if let Some(lora) = &config.lora {
         // A checkpoint's layer count is known only once its config is read, at injection.
@@ -108,7 +109,22 @@ pub fn check_inputs(config: &RunConfig) -> Result<(), Invalid> {
             .check(arch.num_hidden_layers)
             .map_err(|e| invalid("lora.layers", e.to_string()))?;
     }
+    check_partial_count(config, arch.num_hidden_layers)?;
     check_probe_layer(config, arch.num_hidden_layers)
+}
+
+/// Partial fine-tuning trains at most every encoder layer.
+fn check_partial_count(config: &RunConfig, num_layers: usize) -> Result<(), Invalid> {
+    match &config.partial {
+        Some(partial) if partial.count > num_layers => Err(invalid(
+            "partial.count",
+            format!(
+                "is {}, but the model has {num_layers} encoder layers: train 1 to {num_layers}                  of them",
+                partial.count
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A probe pools one of the `num_layers + 1` hidden states: the encoder's input and the output
@@ -277,6 +293,20 @@ epochs = 1
             layer: micro.num_hidden_layers,
         });
         assert!(check_inputs(&config).is_ok());
+    }
+
+    #[test]
+    fn a_partial_count_beyond_the_encoder_is_located() {
+        let layers = Wav2Vec2Config::preset("tiny").unwrap().num_hidden_layers;
+        let partial = |count: usize| format!("{MINIMAL}\n[partial]\ncount = {count}\n");
+        let config = parse_run_config(&partial(layers), Path::new("run.toml")).unwrap();
+        assert_eq!(config.mode(), fadlora_run::Mode::Partial);
+        let (line, key, message) = config_error(&partial(layers + 1));
+        assert_eq!((key.as_str(), line), ("partial.count", Some(11)));
+        assert!(
+            message.contains(&format!("{layers} encoder layers")),
+            "{message}"
+        );
     }
 
     #[test]

@@ -87,6 +87,9 @@ pub struct DetectorConfig {
     /// Adapter layers instead of LoRA (everything pretrained frozen). `None` in detectors
     /// saved before adapter layers.
     pub adapter: Option<fadlora_run::AdapterSection>,
+    /// Full fine-tuning of the top or bottom encoder layers only (everything else frozen).
+    /// `None` in detectors saved before partial fine-tuning.
+    pub partial: Option<fadlora_run::PartialSection>,
     /// A frozen-feature probe of this hidden state (see [`Detector::probe_layer`]): the whole
     /// front end is frozen and only the head trains. `None` in detectors saved before probes.
     pub probe_layer: Option<usize>,
@@ -157,6 +160,10 @@ impl DetectorConfig {
             (None, None) if self.adapter.is_some() => {
                 let adapter = self.adapter.as_ref().expect("checked");
                 lora_hookup::apply_adapter(wav2vec2, adapter, device)?
+            }
+            (None, None) if self.partial.is_some() => {
+                let partial = self.partial.as_ref().expect("checked");
+                lora_hookup::apply_partial(wav2vec2, partial)?
             }
             // Random initialisation already materialises every parameter (assign_param_ids
             // below), so `no_grad` costs nothing more than it would.

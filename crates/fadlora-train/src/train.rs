@@ -597,6 +597,7 @@ impl<B: TrainBackend, O: Optimizer<Detector<B>, B>> Network<B, O> {
             .with_lora(config.lora.clone())
             .with_ia3(config.ia3.clone())
             .with_adapter(config.adapter.clone())
+            .with_partial(config.partial.clone())
             .with_probe_layer(config.probe.as_ref().map(|p| p.layer))
             .with_head(config.head.kind)
             .with_precision(config.precision);

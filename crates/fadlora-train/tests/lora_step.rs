@@ -149,6 +149,62 @@ fn one_adapter_step_changes_only_adapter_layers_and_head() {
     }
 }
 
+/// Partial fine-tuning: the top (or bottom) encoder layer, with or without the feature
+/// projection, trains whole; one step moves exactly those tensors and the head.
+#[test]
+fn one_partial_step_changes_only_the_chosen_layers_and_head() {
+    let device = Default::default();
+    for (layers, feature_projection, kept) in [
+        (fadlora_run::PartialLayers::Top, true, "layers.1."),
+        (fadlora_run::PartialLayers::Bottom, false, "layers.0."),
+    ] {
+        let partial = fadlora_run::PartialSection {
+            layers,
+            count: 1,
+            feature_projection,
+        };
+        let config = DetectorConfig::new(Wav2Vec2Config::micro()).with_partial(Some(partial));
+        let model: Detector<AB> = config
+            .build(&BaseSource::Random { seed: 5 }, &device)
+            .unwrap();
+        let paths = param_paths(&model);
+        // micro: width 32, FFN 64. One layer: q/k/v/o 4 x (32x32 + 32), FFN 32x64 + 64 and
+        // 64x32 + 32, two LayerNorms 2 x 64 = 8,544. The feature projection: LayerNorm 2 x 16
+        // and Linear 16x32 + 32 = 576. The head's Linear(32, 2): 66.
+        let projection = if feature_projection { 576 } else { 0 };
+        assert_eq!(paths.counts.trainable, 8544 + projection + 66, "{layers}");
+        let layer = format!("wav2vec2.encoder.{kept}");
+        for path in &paths.trainable {
+            assert!(
+                path.starts_with(&layer)
+                    || path.starts_with("head.")
+                    || (feature_projection && path.starts_with("wav2vec2.feature_projection.")),
+                "{layers}: {path} trains"
+            );
+        }
+        // 16 tensors: weight and bias of q, k, v, o, the two FFN Linears and the two LayerNorms.
+        let layer_tensors = paths
+            .trainable
+            .iter()
+            .filter(|p| p.starts_with(&layer))
+            .count();
+        assert_eq!(layer_tensors, 16, "{layers}");
+        let (before, after) = around_one_adamw_step(model);
+        for path in &paths.frozen {
+            assert_eq!(before[path], after[path], "{layers}: frozen {path} changed");
+        }
+        // The key bias starts at zero and its gradient is zero in exact arithmetic (a softmax
+        // does not see a shift common to all of a query's scores): it may stay. The rest moves.
+        for path in paths
+            .trainable
+            .iter()
+            .filter(|p| !p.ends_with("k_proj.bias"))
+        {
+            assert_ne!(before[path], after[path], "{layers}: {path} did not change");
+        }
+    }
+}
+
 /// A run's `model.checkpoint` may name a fairseq `.pt` file: the architecture comes from its
 /// settings and the detector's front end from its weights, equal to loading it directly.
 mod fairseq_checkpoint {

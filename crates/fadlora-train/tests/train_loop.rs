@@ -702,6 +702,31 @@ fn an_adapter_run_trains_only_its_adapters_and_its_best_folder_scores_again() {
     assert_best_scores_again(dir.path(), &config, &record, Some(8), 1e-4);
 }
 
+/// Partial fine-tuning end to end: the top encoder layer and the head train (the checkpoint
+/// holds nothing else), and `best/` rebuilt gives back the run's eval scores.
+#[test]
+fn a_partial_run_trains_only_its_top_layer_and_its_best_folder_scores_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = micro_run(dir.path(), 4, 2, "[partial]\nlayers = \"top\"\ncount = 1\n");
+    assert_eq!(config.mode(), fadlora_run::Mode::Partial);
+    let record = finished(train(&config, &TrainOptions::default()).unwrap());
+    // micro: width 32, FFN 64. Layer 1: q/k/v/o 4 x (32x32 + 32), FFN 32x64 + 64 and 64x32
+    // + 32, two LayerNorms 2 x 64 = 8,544; plus the head's Linear(32, 2).
+    assert_eq!(record.params.trainable, 8544 + 32 * 2 + 2);
+    let bytes = std::fs::read(dir.path().join("best/trainable.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let names = file.names();
+    assert!(
+        names
+            .iter()
+            .all(|n| n.contains("encoder.layers.1.") || n.starts_with("head.")),
+        "{names:?}"
+    );
+    // 16 tensors of the layer (weight and bias of 6 Linears and 2 LayerNorms), 2 of the head.
+    assert_eq!(names.len(), 16 + 2);
+    assert_best_scores_again(dir.path(), &config, &record, Some(8), 1e-4);
+}
+
 /// A CSV list of eval trials past the first four of each class (so not those the run's own
 /// eval split scores): four of each class marked `eval`, and two marked `train` that the
 /// entry's `split` must leave out.

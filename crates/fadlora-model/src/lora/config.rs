@@ -21,6 +21,8 @@ pub enum LoraError {
     AlreadyAdapted,
     #[error("invalid adapter layers: {0}")]
     Adapter(String),
+    #[error("invalid partial fine-tuning: {0}")]
+    Partial(String),
     #[error("the model carries no LoRA adapters")]
     NotAdapted,
     /// PEFT's `safe_merge` check: the adapter is left unmerged.
