@@ -140,6 +140,10 @@ pub struct ParamsArgs {
     /// The `--partial` rows also train the feature projection.
     #[arg(long, requires = "partial")]
     partial_feature_projection: bool,
+    /// Add a layer-sum row: the front end frozen, one learned weight per hidden state
+    /// (`num_hidden_layers + 1`).
+    #[arg(long)]
+    layer_sum: bool,
 }
 
 /// One `--partial` row: `top:4` or `bottom:2`.
@@ -505,13 +509,25 @@ pub fn params(args: ParamsArgs) -> Result<ExitCode> {
         );
     }
     print!("{}", params_report(&config, &source)?);
-    if configs.is_empty() && ia3.is_none() && adapters.is_empty() && partials.is_empty() {
+    if configs.is_empty()
+        && ia3.is_none()
+        && adapters.is_empty()
+        && partials.is_empty()
+        && !args.layer_sum
+    {
         return Ok(ExitCode::SUCCESS);
     }
     println!();
     print!(
         "{}",
-        lora_table(&config, &configs, ia3.as_ref(), &adapters, &partials)?
+        lora_table(
+            &config,
+            &configs,
+            ia3.as_ref(),
+            &adapters,
+            &partials,
+            args.layer_sum
+        )?
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -675,6 +691,7 @@ fn lora_table(
     ia3: Option<&Ia3Config>,
     adapters: &[AdapterLayerConfig],
     partials: &[(PartialRow, bool)],
+    layer_sum: bool,
 ) -> Result<String> {
     let (full, adapted, ia3_counts, adapter_counts, partial_counts) = run_on(
         default_backend(),
@@ -770,6 +787,24 @@ fn lora_table(
                 row.count,
                 if *projection { " + projection" } else { "" }
             ),
+            "-",
+            "-",
+            thousands(counts.trainable),
+            thousands(counts.total),
+            format!("{:.1}x", counts.reduction_vs(full.trainable))
+        ));
+    }
+    if layer_sum {
+        // One logit per hidden state beside the frozen front end; nothing else is added.
+        let states = config.num_hidden_layers + 1;
+        let counts = fadlora_model::ParamCounts {
+            trainable: states,
+            total: full.total + states,
+        };
+        line(format!(
+            "{:<18}{:<28}{:>6}{:>8}{:>15}{:>15}{:>12}",
+            "layer-sum",
+            format!("{states} hidden states"),
             "-",
             "-",
             thousands(counts.trainable),

@@ -420,6 +420,7 @@ fn print_plan(plan: &Plan) {
         (count(Mode::Ia3), "(IA)^3"),
         (count(Mode::Adapter), "adapter"),
         (count(Mode::Partial), "partial"),
+        (count(Mode::LayerSum), "layer-sum"),
     ] {
         if n > 0 {
             totals.push_str(&format!(", {n} {what} run(s)"));

@@ -253,3 +253,20 @@ fn partial_counts_on_xls_r_300m_are_the_hand_computed_ones() {
     let (ok, _, err) = fadlora(&["params", "--preset", "xls-r-300m", "--partial", "middle:2"]);
     assert!(!ok && err.contains("middle"), "{err}");
 }
+
+/// A layer sum on XLS-R 300M trains one weight per hidden state: its 24 layers' outputs and
+/// the encoder's input, 25, beside the frozen 315,437,696.
+#[test]
+fn layer_sum_counts_on_xls_r_300m_are_one_weight_per_hidden_state() {
+    let (ok, out, err) = fadlora(&["params", "--preset", "xls-r-300m", "--layer-sum"]);
+    assert!(ok, "{err}");
+    let row: Vec<&str> = out
+        .lines()
+        .find(|l| l.starts_with("layer-sum"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[1..3], ["25", "hidden"]);
+    assert_eq!(row[row.len() - 3], "25");
+    assert_eq!(row[row.len() - 2], thousands(315_437_696 + 25));
+}

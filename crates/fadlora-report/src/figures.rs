@@ -74,6 +74,8 @@ pub(crate) const IA3_COLOR: RGBColor = RGBColor(0, 150, 136);
 pub(crate) const ADAPTER_COLOR: RGBColor = RGBColor(170, 130, 0);
 /// Partial fine-tuning: a brown apart from the palette, the probes, the greys and the gold.
 pub(crate) const PARTIAL_COLOR: RGBColor = RGBColor(140, 70, 20);
+/// Layer sums: a violet apart from the palette, the probes, the greys, the gold and the brown.
+pub(crate) const LAYER_SUM_COLOR: RGBColor = RGBColor(110, 60, 170);
 /// Frozen-feature probes: dark shades apart from the palette's LoRA lines and the greys of
 /// full fine-tuning.
 pub(crate) const PROBE_COLORS: [RGBColor; 4] = [
@@ -182,6 +184,8 @@ pub(crate) enum Marker {
     InvertedTriangle,
     /// Partial fine-tuning.
     Plus,
+    /// Layer sums.
+    Hexagon,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -244,6 +248,19 @@ fn draw_marker<DB: DrawingBackend>(
         Marker::InvertedTriangle => area
             .draw(&Polygon::new(
                 vec![(at.0 - 8, at.1 - 6), (at.0 + 8, at.1 - 6), (at.0, at.1 + 9)],
+                color.filled(),
+            ))
+            .map_err(err),
+        Marker::Hexagon => area
+            .draw(&Polygon::new(
+                vec![
+                    (at.0 - 4, at.1 - 7),
+                    (at.0 + 4, at.1 - 7),
+                    (at.0 + 8, at.1),
+                    (at.0 + 4, at.1 + 7),
+                    (at.0 - 4, at.1 + 7),
+                    (at.0 - 8, at.1),
+                ],
                 color.filled(),
             ))
             .map_err(err),

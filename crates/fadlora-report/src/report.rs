@@ -14,8 +14,8 @@ use plotters::style::RGBColor;
 
 use crate::figures::{
     save_figure, BarPanel, BarsFigure, CurveLine, CurvePanel, CurvesFigure, DetData, DetFigure,
-    HLine, Marker, Point, Series, XScale, XyFigure, ADAPTER_COLOR, FULL_COLORS, IA3_COLOR, PALETTE,
-    PARTIAL_COLOR, PROBE_COLORS,
+    HLine, Marker, Point, Series, XScale, XyFigure, ADAPTER_COLOR, FULL_COLORS, IA3_COLOR,
+    LAYER_SUM_COLOR, PALETTE, PARTIAL_COLOR, PROBE_COLORS,
 };
 use crate::stats::{self, Stats};
 use crate::summary::{
@@ -1312,7 +1312,8 @@ fn eer_vs_params(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> Xy
 
 /// Methods without a rank to draw a line over, one marker per group: `(IA)^3 k+v+ffn_out`
 /// (teal diamonds), `MMS adapter 32` / `bottleneck adapter 64` (gold inverted triangles) and
-/// `top 4 layers` / `bottom 2 layers + projection` (brown plus signs), with the input length when lengths vary and `with_length`. `None` for other groups.
+/// `top 4 layers` / `bottom 2 layers + projection` (brown plus signs) and `layer sum` (violet
+/// hexagons), with the input length when lengths vary and `with_length`. `None` for other groups.
 fn point_method(
     g: &GroupRow,
     style: &SeriesStyle,
@@ -1344,6 +1345,8 @@ fn point_method(
             label.push_str(" + projection");
         }
         (label, PARTIAL_COLOR, Marker::Plus)
+    } else if g.is_layer_sum() {
+        ("layer sum".to_string(), LAYER_SUM_COLOR, Marker::Hexagon)
     } else {
         return None;
     };
@@ -1637,6 +1640,7 @@ fn det_figure(
         (Mode::Ia3, IA3_COLOR, "best (IA)^3"),
         (Mode::Adapter, ADAPTER_COLOR, "best adapter"),
         (Mode::Partial, PARTIAL_COLOR, "best partial"),
+        (Mode::LayerSum, LAYER_SUM_COLOR, "best layer sum"),
     ] {
         let Some(i) = best_run(rows, mode) else {
             continue;
@@ -2059,6 +2063,15 @@ fn training_sentence(plan: &Plan, rows: &[RunRow]) -> Option<String> {
              frozen",
             ends.join(" / ")
         ));
+    }
+    if modes.contains(&Mode::LayerSum) {
+        training.push(
+            "layer-sum runs (group `layer-sum`, SUPERB's weighted sum) freeze the whole wav2vec2 \
+             (dropout and LayerDrop off) and train one weight per hidden state (the encoder's \
+             input, each layer's output, the last being the final output), softmaxed and \
+             starting equal, plus the head, which pools the weighted sum of the states"
+                .to_string(),
+        );
     }
     if modes.contains(&Mode::Full) {
         training.push(

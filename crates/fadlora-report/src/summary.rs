@@ -91,7 +91,12 @@ impl RunRow {
         let axes = &run.axes;
         let lora = record.config.lora.as_ref().or(run.config.lora.as_ref());
         let alpha = match axes.mode {
-            Mode::Full | Mode::Probe | Mode::Ia3 | Mode::Adapter | Mode::Partial => None,
+            Mode::Full
+            | Mode::Probe
+            | Mode::Ia3
+            | Mode::Adapter
+            | Mode::Partial
+            | Mode::LayerSum => None,
             Mode::Lora => axes.alpha.or(lora.map(|l| l.alpha())),
         };
         RunRow {
@@ -293,6 +298,10 @@ impl GroupRow {
 
     pub fn is_partial(&self) -> bool {
         self.mode == Mode::Partial
+    }
+
+    pub fn is_layer_sum(&self) -> bool {
+        self.mode == Mode::LayerSum
     }
 
     /// `LoRA` or `DoRA`, for labels.

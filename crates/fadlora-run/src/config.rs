@@ -46,6 +46,9 @@
 //! count = 4                                # encoder layers that train (1 to all)
 //! feature_projection = false               # also train the feature projection
 //!
+//! [layer_sum]                              # or the head on a learned softmax-weighted sum of
+//!                                          # every hidden state, front end frozen (no keys)
+//!
 //! [probe]                                  # frozen-feature probe (not with [lora])
 //! layer = 4                                # hidden state the head pools: 0 = encoder input,
 //!                                          # k = output of layer k, num_hidden_layers = the
@@ -127,6 +130,10 @@ pub struct RunConfig {
     /// TOML when absent (run IDs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial: Option<PartialSection>,
+    /// The head on a learned weighted sum of every hidden state of a frozen front end; left
+    /// out of the serialised TOML when absent (run IDs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_sum: Option<LayerSumSection>,
     #[serde(default)]
     pub head: HeadSection,
     #[serde(default)]
@@ -443,6 +450,16 @@ fn default_partial_count() -> usize {
     4
 }
 
+/// The `[layer_sum]` table (no keys): the whole wav2vec2 is frozen (its dropouts and LayerDrop
+/// off, as for a probe) and the head pools a learned weighted sum of all `num_hidden_layers +
+/// 1` hidden states, SUPERB's weighted-sum protocol: one weight per state, softmaxed, starting
+/// equal (so training starts from the plain mean of the states). State 0 is the encoder's
+/// input, state k the output of encoder layer k, and the last the final output as full and
+/// LoRA detectors pool it (after the pre-LN layout's final LayerNorm): the states probes see.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerSumSection {}
+
 /// The `[probe]` table: the whole wav2vec2 is frozen (its dropouts and LayerDrop off) and only
 /// the head trains, on one hidden state of the backbone, to measure the front end on its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -721,6 +738,7 @@ impl RunConfig {
             (None, None, Some(_)) => Mode::Ia3,
             (None, None, None) if self.adapter.is_some() => Mode::Adapter,
             (None, None, None) if self.partial.is_some() => Mode::Partial,
+            (None, None, None) if self.layer_sum.is_some() => Mode::LayerSum,
             (None, None, None) => Mode::Full,
         }
     }
@@ -767,6 +785,20 @@ impl RunConfig {
                 "partial",
                 "partial fine-tuning is a method of its own: a run has at most one of `[lora]`, \
                  `[ia3]`, `[adapter]`, `[partial]` and `[probe]`",
+            ));
+        }
+        if self.layer_sum.is_some()
+            && (self.lora.is_some()
+                || self.probe.is_some()
+                || self.ia3.is_some()
+                || self.adapter.is_some()
+                || self.partial.is_some())
+        {
+            return Err(invalid(
+                "layer_sum",
+                "a layer sum freezes the whole wav2vec2 and is a method of its own: a run has at \
+                 most one of `[lora]`, `[ia3]`, `[adapter]`, `[partial]`, `[layer_sum]` and \
+                 `[probe]`",
             ));
         }
         if self.partial.as_ref().is_some_and(|p| p.count == 0) {
@@ -1354,6 +1386,21 @@ epochs = 1
             config_error(&format!("{MINIMAL}\n[partial]\nlayers = \"middle\"\n"));
         assert_eq!(line, Some(11), "{message}");
         assert!(message.contains("middle"), "{message}");
+    }
+
+    #[test]
+    fn layer_sum_reads_back_and_is_refused_beside_another_method() {
+        let c = parse(&format!("{MINIMAL}\n[layer_sum]\n")).unwrap();
+        assert_eq!(c.mode(), Mode::LayerSum);
+        assert_eq!(c.layer_sum, Some(LayerSumSection {}));
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        assert!(!parse(MINIMAL).unwrap().to_toml().contains("layer_sum"));
+        let (line, key, message) =
+            config_error(&format!("{MINIMAL}\n[probe]\nlayer = 1\n\n[layer_sum]\n"));
+        assert_eq!((key.as_str(), line), ("layer_sum", Some(13)));
+        assert!(message.contains("at most one"), "{message}");
+        let (line, _, message) = config_error(&format!("{MINIMAL}\n[layer_sum]\nlayers = 3\n"));
+        assert_eq!(line, Some(11), "{message}");
     }
 
     #[test]

@@ -24,8 +24,8 @@ pub mod stats;
 pub mod vocab;
 
 pub use config::{
-    AdapterSection, EvalSetSection, EvalWindow, ExtraRules, Ia3Section, Invalid, LoraSection,
-    PartialSection, ProbeSection, RunConfig, RunRules,
+    AdapterSection, EvalSetSection, EvalWindow, ExtraRules, Ia3Section, Invalid, LayerSumSection,
+    LoraSection, PartialSection, ProbeSection, RunConfig, RunRules,
 };
 pub use error::RunError;
 pub use fs::write_atomic;

@@ -63,6 +63,7 @@ impl RunAxes {
     pub fn layers_label(&self) -> String {
         match (self.mode, &self.layers) {
             (Mode::Full, _) => "-".into(),
+            (Mode::LayerSum, _) => "all".into(),
             (Mode::Partial, _) => match (self.partial_layers, self.partial_count) {
                 (Some(end), Some(count)) => format!("{end} {count}"),
                 _ => "-".into(),

@@ -273,7 +273,8 @@ impl ScoreKind {
 /// What a run trains: everything (full fine-tuning), LoRA (or DoRA) adapters and the head (a
 /// `[lora]` table), (IA)^3 vectors and the head (an `[ia3]` table), adapter layers and the head
 /// (an `[adapter]` table), the top or bottom encoder layers and the head (a `[partial]` table),
-/// or the head alone on a frozen backbone (a `[probe]` table).
+/// the head on a learned softmax-weighted sum of every hidden state of a frozen backbone (a
+/// `[layer_sum]` table), or the head alone on a frozen backbone (a `[probe]` table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -283,16 +284,19 @@ pub enum Mode {
     Ia3,
     Adapter,
     Partial,
+    #[serde(rename = "layer-sum")]
+    LayerSum,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 6] = [
+    pub const ALL: [Mode; 7] = [
         Mode::Full,
         Mode::Lora,
         Mode::Probe,
         Mode::Ia3,
         Mode::Adapter,
         Mode::Partial,
+        Mode::LayerSum,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -303,6 +307,7 @@ impl Mode {
             Mode::Ia3 => "ia3",
             Mode::Adapter => "adapter",
             Mode::Partial => "partial",
+            Mode::LayerSum => "layer-sum",
         }
     }
 }
@@ -412,6 +417,10 @@ pub enum Method {
     /// One partial fine-tuning run per layer count (`[sweep] partial_counts`), seed and input
     /// length, at the end of the encoder the base's `[partial] layers` names.
     Partial,
+    /// One run per seed and input length: the head on a learned weighted sum of every hidden
+    /// state of a frozen front end (`[layer_sum]`).
+    #[serde(rename = "layer-sum")]
+    LayerSum,
 }
 
 impl fmt::Display for Mode {
@@ -446,7 +455,15 @@ mod tests {
         let modes: Vec<&str> = Mode::ALL.map(Mode::as_str).to_vec();
         assert_eq!(
             modes,
-            ["full", "lora", "probe", "ia3", "adapter", "partial"]
+            [
+                "full",
+                "lora",
+                "probe",
+                "ia3",
+                "adapter",
+                "partial",
+                "layer-sum"
+            ]
         );
         for end in PartialLayers::ALL {
             assert_eq!(end.as_str().parse::<PartialLayers>().unwrap(), end);
@@ -484,6 +501,7 @@ mod tests {
             head: HeadKind,
             mode: Mode,
             probe: Mode,
+            layer_sum: Mode,
         }
         let text = toml::to_string(&Names {
             precision: Precision::Bf16,
@@ -492,11 +510,12 @@ mod tests {
             head: HeadKind::MeanLinear,
             mode: Mode::Lora,
             probe: Mode::Probe,
+            layer_sum: Mode::LayerSum,
         })
         .unwrap();
         assert_eq!(
             text,
-            "precision = \"bf16\"\ntarget = \"ffn_in\"\nbackend = \"wgpu\"\nhead = \"mean-linear\"\nmode = \"lora\"\nprobe = \"probe\"\n"
+            "precision = \"bf16\"\ntarget = \"ffn_in\"\nbackend = \"wgpu\"\nhead = \"mean-linear\"\nmode = \"lora\"\nprobe = \"probe\"\nlayer_sum = \"layer-sum\"\n"
         );
     }
 }

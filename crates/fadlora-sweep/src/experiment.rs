@@ -49,8 +49,8 @@ use fadlora_run::config::{
     entry_line, key_line, located, parse_toml, Invalid, LoraSection, ProbeSection, RunRules,
 };
 use fadlora_run::{
-    targets_label, AdapterSection, Ia3Section, LoraTarget, Method, Mode, PartialSection, Plan,
-    PlannedRun, PublishedFigure, RunAxes, RunConfig, RunError,
+    targets_label, AdapterSection, Ia3Section, LayerSumSection, LoraTarget, Method, Mode,
+    PartialSection, Plan, PlannedRun, PublishedFigure, RunAxes, RunConfig, RunError,
 };
 use serde::Deserialize;
 
@@ -139,7 +139,8 @@ pub struct SweepSection {
     #[serde(default)]
     pub probe_layers: Option<Vec<usize>>,
     /// Parameter-efficient methods to compare: `lora` and `dora` each run the rank grid,
-    /// `ia3` one run per seed and input length. Left out: `["ia3"]` if the base has an `[ia3]`
+    /// `ia3` and `layer-sum` one run per seed and input length, `adapter` and `partial` one per
+    /// `adapter_sizes` / `partial_counts` entry. Left out: `["ia3"]` if the base has an `[ia3]`
     /// table, `["dora"]` if its `[lora]` sets `use_dora`, else `["lora"]`.
     #[serde(default)]
     pub methods: Option<Vec<Method>>,
@@ -390,6 +391,7 @@ impl Experiment {
                 Some(Mode::Ia3) => "an (IA)^3 run",
                 Some(Mode::Adapter) => "an adapter run",
                 Some(Mode::Partial) => "a partial fine-tuning run",
+                Some(Mode::LayerSum) => "a layer-sum run",
                 Some(Mode::Lora) | None => continue,
             };
             if rule.rank.is_some() || rule.targets.is_some() || rule.layers.is_some() {
@@ -480,6 +482,8 @@ impl Experiment {
             Method::Adapter
         } else if self.base.partial.is_some() {
             Method::Partial
+        } else if self.base.layer_sum.is_some() {
+            Method::LayerSum
         } else if base_lora.is_some_and(|l| l.use_dora) {
             Method::Dora
         } else {
@@ -618,6 +622,13 @@ impl Experiment {
                         }
                         continue;
                     }
+                    if method == Method::LayerSum {
+                        points.push(RunAxes {
+                            mode: Mode::LayerSum,
+                            ..full_axes(crop, seed)
+                        });
+                        continue;
+                    }
                     if method == Method::Partial {
                         for &count in &axes.partial_counts {
                             points.push(self.partial_axes(count, crop, seed));
@@ -684,6 +695,11 @@ impl Experiment {
                     }
                 } else if rule.mode == Some(Mode::Adapter) {
                     self.adapter_axes(axes.adapter_sizes[0], crop, seed)
+                } else if rule.mode == Some(Mode::LayerSum) {
+                    RunAxes {
+                        mode: Mode::LayerSum,
+                        ..full_axes(crop, seed)
+                    }
                 } else if rule.mode == Some(Mode::Partial) {
                     self.partial_axes(axes.partial_counts[0], crop, seed)
                 } else if rule.mode == Some(Mode::Probe) {
@@ -739,8 +755,9 @@ impl Experiment {
             count: axes.partial_count.expect("partial runs have a count"),
             feature_projection: axes.partial_feature_projection,
         });
+        config.layer_sum = (axes.mode == Mode::LayerSum).then_some(LayerSumSection {});
         config.lora = match axes.mode {
-            Mode::Probe | Mode::Ia3 | Mode::Adapter => None,
+            Mode::Probe | Mode::Ia3 | Mode::Adapter | Mode::LayerSum => None,
             // Pretrained weights train directly, as in full fine-tuning: its learning rate.
             Mode::Full | Mode::Partial => {
                 if let Some(lr) = self.sweep.full_lr {
@@ -824,6 +841,7 @@ impl Experiment {
                     axes.rank.unwrap_or_default()
                 ),
                 Mode::Probe => format!("probe-{}", axes.layers_label()),
+                Mode::LayerSum => "layer-sum".to_string(),
             };
             // Suffixes depend on this run alone, never on which other runs the TOML lists, so
             // growing the grid never renames (and so retrains) existing runs.

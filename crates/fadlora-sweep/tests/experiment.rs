@@ -875,6 +875,41 @@ fn methods_plan_partial_fine_tuning_per_layer_count() {
     assert!(err.contains("sweep.partial_counts"), "{err}");
 }
 
+/// `layer-sum` in `methods` plans one run per seed and length (group `layer-sum`), with a
+/// `[layer_sum]` table and no `[lora]`; an include with `mode = "layer-sum"` adds one more.
+#[test]
+fn methods_plan_a_layer_sum_per_seed() {
+    let e = experiment(
+        "[sweep]\nranks = [4]\nseeds = [0, 1]\nmethods = [\"lora\", \"layer-sum\"]\n\
+         [[sweep.include]]\nmode = \"layer-sum\"\nseed = 7\n",
+    )
+    .unwrap();
+    let plan = e.plan(Path::new("/r")).unwrap();
+    let groups: Vec<&str> = plan.runs.iter().map(|r| r.group.as_str()).collect();
+    assert_eq!(
+        groups,
+        [
+            "lora-q+v-r4",
+            "layer-sum",
+            "lora-q+v-r4",
+            "layer-sum",
+            "layer-sum"
+        ]
+    );
+    let run = &plan.runs[1];
+    assert_eq!(run.axes.mode, fadlora_sweep::Mode::LayerSum);
+    assert!(run.config.lora.is_none());
+    assert_eq!(run.config.layer_sum, Some(fadlora_run::LayerSumSection {}));
+    assert_eq!(plan.runs[4].config.seed, 7);
+    let err = experiment(
+        "[sweep]\nmethods = [\"layer-sum\"]\n[[sweep.include]]\nmode = \"layer-sum\"\nrank = 4\n",
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("layer-sum run has no `rank`"), "{err}");
+}
+
 #[test]
 fn base_eval_sets_reach_every_run_resolved_and_are_checked() {
     let sets = "\n[[base.eval_sets]]\nname = \"itw\"\ndataset = \"itw:../data/itw\"\n\

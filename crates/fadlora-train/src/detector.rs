@@ -90,6 +90,10 @@ pub struct DetectorConfig {
     /// Full fine-tuning of the top or bottom encoder layers only (everything else frozen).
     /// `None` in detectors saved before partial fine-tuning.
     pub partial: Option<fadlora_run::PartialSection>,
+    /// The head on a learned weighted sum of every hidden state (see
+    /// [`Detector::layer_weights`]); the whole front end is frozen. `None` in detectors saved
+    /// before layer sums.
+    pub layer_sum: Option<fadlora_run::LayerSumSection>,
     /// A frozen-feature probe of this hidden state (see [`Detector::probe_layer`]): the whole
     /// front end is frozen and only the head trains. `None` in detectors saved before probes.
     pub probe_layer: Option<usize>,
@@ -110,6 +114,10 @@ pub struct Detector<B: Backend> {
     /// pool). `None` = the final output.
     #[module(skip)]
     pub probe_layer: Option<usize>,
+    /// A layer sum's logits, one per hidden state (`num_hidden_layers + 1`: the encoder's input,
+    /// each layer's output, the last being the final output as full and LoRA detectors pool
+    /// it): the head pools `sum_k softmax(w)_k h_k`. They start at zero, so equal weights.
+    pub layer_weights: Option<Param<Tensor<B, 1>>>,
 }
 
 impl<B: Backend> Detector<B> {
@@ -168,14 +176,19 @@ impl DetectorConfig {
             // Random initialisation already materialises every parameter (assign_param_ids
             // below), so `no_grad` costs nothing more than it would.
             (None, Some(_)) => wav2vec2.no_grad(),
+            (None, None) if self.layer_sum.is_some() => wav2vec2.no_grad(),
             (None, None) => wav2vec2,
         };
         let head = Head::init(self.head, self.wav2vec2.hidden_size, device);
+        let layer_weights = self.layer_sum.as_ref().map(|_| {
+            Param::from_tensor(Tensor::zeros([self.wav2vec2.num_hidden_layers + 1], device))
+        });
         Ok(assign_param_ids(Detector {
             wav2vec2,
             head,
             precision: self.precision,
             probe_layer: self.probe_layer,
+            layer_weights,
         }))
     }
 }
@@ -184,6 +197,9 @@ impl<B: ModelBackend> Detector<B> {
     /// `waveforms` `[batch, samples]` -> logits `[batch, 2]` (0 = spoof, 1 = bona fide).
     pub fn forward(&self, waveforms: Tensor<B, 2>) -> Tensor<B, 2> {
         let waveforms = waveforms.cast(self.precision.dtype());
+        if let Some(weights) = &self.layer_weights {
+            return self.head.forward(self.layer_sum(waveforms, weights.val()));
+        }
         let hidden = match self.probe_layer {
             // The last entry of `hidden_states` precedes the pre-LN layout's final LayerNorm, so
             // the final output comes from `last_hidden_state`, as the other detectors pool it.
@@ -198,6 +214,30 @@ impl<B: ModelBackend> Detector<B> {
             _ => self.wav2vec2.forward(waveforms, false).last_hidden_state,
         };
         self.head.forward(hidden.cast(FloatDType::F32))
+    }
+}
+
+impl<B: ModelBackend> Detector<B> {
+    /// The weighted sum of every hidden state, in f32: `sum_k softmax(logits)_k h_k` over the
+    /// `num_hidden_layers + 1` states, the last replaced by the final (normed) output. What a
+    /// layer-sum detector's head pools, with `logits` its [`Detector::layer_weights`];
+    /// `waveforms` already in the detector's precision.
+    pub fn layer_sum(&self, waveforms: Tensor<B, 2>, logits: Tensor<B, 1>) -> Tensor<B, 3> {
+        let output = self.wav2vec2.forward(waveforms, true);
+        let mut states = output.hidden_states.expect("hidden states were asked for");
+        let last = states.len() - 1;
+        states[last] = output.last_hidden_state;
+        let n = states.len();
+        let states: Vec<Tensor<B, 3>> = states
+            .into_iter()
+            .map(|h| h.cast(FloatDType::F32))
+            .collect();
+        let stacked = Tensor::stack::<4>(states, 0);
+        let weights = burn::tensor::activation::softmax(logits, 0).reshape([n, 1, 1, 1]);
+        let [_, batch, frames, width] = stacked.dims();
+        (stacked * weights)
+            .sum_dim(0)
+            .reshape([batch, frames, width])
     }
 }
 

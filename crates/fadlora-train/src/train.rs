@@ -569,8 +569,8 @@ impl<B: TrainBackend, O: Optimizer<Detector<B>, B>> Network<B, O> {
         device: &B::Device,
     ) -> Result<Self, TrainError> {
         let mut arch = crate::config::wav2vec2_config(&config.model)?;
-        if config.probe.is_some() {
-            // A probe measures fixed features, as a frozen extractor in `model.eval()` gives
+        if config.probe.is_some() || config.layer_sum.is_some() {
+            // A probe (or a layer sum) measures fixed features, as a frozen extractor in `model.eval()` gives
             // them: every epoch must see the same features of the same input.
             arch.hidden_dropout = 0.0;
             arch.attention_dropout = 0.0;
@@ -598,6 +598,7 @@ impl<B: TrainBackend, O: Optimizer<Detector<B>, B>> Network<B, O> {
             .with_ia3(config.ia3.clone())
             .with_adapter(config.adapter.clone())
             .with_partial(config.partial.clone())
+            .with_layer_sum(config.layer_sum.clone())
             .with_probe_layer(config.probe.as_ref().map(|p| p.layer))
             .with_head(config.head.kind)
             .with_precision(config.precision);

@@ -205,6 +205,62 @@ fn one_partial_step_changes_only_the_chosen_layers_and_head() {
     }
 }
 
+/// A layer sum: the front end frozen, one logit per hidden state (micro: 2 layers, so 3) and
+/// the head train; at init the weights are equal, so the head sees the plain mean of the
+/// states (the last being the final output); one step moves exactly the logits and the head.
+#[test]
+fn one_layer_sum_step_changes_only_the_weights_and_head() {
+    use burn::prelude::*;
+    let device = Default::default();
+    let config = DetectorConfig::new(Wav2Vec2Config::micro())
+        .with_layer_sum(Some(fadlora_run::LayerSumSection {}));
+    let plain: Detector<Flex> = config
+        .build(&BaseSource::Random { seed: 5 }, &device)
+        .unwrap();
+    let samples: Vec<f32> = (0..2 * 4000)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    let x =
+        Tensor::<Flex, 2>::from_data(burn::tensor::TensorData::new(samples, [2, 4000]), &device);
+    let weights = plain.layer_weights.as_ref().unwrap().val();
+    assert_eq!(weights.dims(), [3]);
+    let summed = plain.layer_sum(x.clone(), weights);
+    let output = plain.wav2vec2.forward(x, true);
+    let mut states = output.hidden_states.unwrap();
+    assert_eq!(states.len(), 3);
+    states[2] = output.last_hidden_state;
+    let mean = (states[0].clone() + states[1].clone() + states[2].clone()) / 3.0;
+    summed
+        .to_data()
+        .assert_approx_eq::<f32>(&mean.to_data(), burn::tensor::Tolerance::absolute(1e-5));
+
+    let model: Detector<AB> = config
+        .build(&BaseSource::Random { seed: 5 }, &device)
+        .unwrap();
+    let paths = param_paths(&model);
+    // 3 logits (2 layers + the encoder's input) and the head's Linear(32, 2).
+    assert_eq!(paths.counts.trainable, 3 + 32 * 2 + 2);
+    assert_eq!(
+        paths
+            .trainable
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        [
+            "head.MeanLinear.linear.bias",
+            "head.MeanLinear.linear.weight",
+            "layer_weights"
+        ]
+    );
+    let (before, after) = around_one_adamw_step(model);
+    for path in &paths.frozen {
+        assert_eq!(before[path], after[path], "frozen {path} changed");
+    }
+    for path in &paths.trainable {
+        assert_ne!(before[path], after[path], "{path} did not change");
+    }
+}
+
 /// A run's `model.checkpoint` may name a fairseq `.pt` file: the architecture comes from its
 /// settings and the detector's front end from its weights, equal to loading it directly.
 mod fairseq_checkpoint {

@@ -727,6 +727,31 @@ fn a_partial_run_trains_only_its_top_layer_and_its_best_folder_scores_again() {
     assert_best_scores_again(dir.path(), &config, &record, Some(8), 1e-4);
 }
 
+/// A layer sum end to end: only the hidden states' weights and the head train (the checkpoint
+/// holds nothing else), and `best/` rebuilt gives back the run's eval scores.
+#[test]
+fn a_layer_sum_run_trains_only_its_weights_and_head_and_its_best_folder_scores_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = micro_run(dir.path(), 4, 2, "[layer_sum]\n");
+    assert_eq!(config.mode(), fadlora_run::Mode::LayerSum);
+    let record = finished(train(&config, &TrainOptions::default()).unwrap());
+    // micro: 2 layers, so 3 hidden states; plus the head's Linear(32, 2).
+    assert_eq!(record.params.trainable, 3 + 32 * 2 + 2);
+    let bytes = std::fs::read(dir.path().join("best/trainable.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names = file.names();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "head.MeanLinear.linear.bias",
+            "head.MeanLinear.linear.weight",
+            "layer_weights"
+        ]
+    );
+    assert_best_scores_again(dir.path(), &config, &record, Some(8), 1e-4);
+}
+
 /// A CSV list of eval trials past the first four of each class (so not those the run's own
 /// eval split scores): four of each class marked `eval`, and two marked `train` that the
 /// entry's `split` must leave out.
