@@ -55,7 +55,8 @@
 //!                                          # final output (as full/LoRA runs see it)
 //!
 //! [head]
-//! kind = "mean-linear"                     # or "aasist" (SSL_Anti-spoofing's AASIST back end)
+//! kind = "mean-linear"                     # or "aasist" (SSL_Anti-spoofing's AASIST back end),
+//!                                          # or "sls" (the SLS classifier over every layer)
 //! score = "logit-difference"               # or "bonafide-logit" (SSL_Anti-spoofing's score)
 //!
 //! [optim]
@@ -801,6 +802,13 @@ impl RunConfig {
                  `[probe]`",
             ));
         }
+        if self.head.kind == HeadKind::Sls && (self.probe.is_some() || self.layer_sum.is_some()) {
+            return Err(invalid(
+                "head.kind",
+                "the SLS head weighs every encoder layer's output itself: it does not go with \
+                 `[probe]` (one hidden state) or `[layer_sum]` (a weighted sum of them)",
+            ));
+        }
         if self.partial.as_ref().is_some_and(|p| p.count == 0) {
             return Err(invalid("partial.count", "must be at least 1 encoder layer"));
         }
@@ -1429,6 +1437,19 @@ epochs = 1
         let plain = parse(MINIMAL).unwrap();
         assert_eq!(plain.head.kind, HeadKind::MeanLinear);
         assert!(plain.to_toml().contains("kind = \"mean-linear\""));
+    }
+
+    #[test]
+    fn head_kind_sls_reads_back_and_is_refused_with_a_probe_or_a_layer_sum() {
+        let c = parse(&format!("{MINIMAL}\n[head]\nkind = \"sls\"\n")).unwrap();
+        assert_eq!(c.head.kind, HeadKind::Sls);
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        for method in ["[probe]\nlayer = 1\n", "[layer_sum]\n"] {
+            let (line, key, message) =
+                config_error(&format!("{MINIMAL}\n[head]\nkind = \"sls\"\n\n{method}"));
+            assert_eq!((key.as_str(), line), ("head.kind", Some(11)), "{method}");
+            assert!(message.contains("SLS"), "{message}");
+        }
     }
 
     #[test]

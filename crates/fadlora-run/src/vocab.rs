@@ -231,6 +231,10 @@ pub enum HeadKind {
     /// residual encoder, spectral and temporal graph attention, heterogeneous graph attention
     /// with master nodes and graph pooling.
     Aasist,
+    /// The SLS classifier (Zhang et al. 2024): a sigmoid gate per encoder layer weighs every
+    /// layer's output into one map, then BatchNorm, SELU, 3x3 max pooling and two fully
+    /// connected layers.
+    Sls,
 }
 
 /// How a detector's two logits (0 = spoof, 1 = bona fide) become the score written to score

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aasist::{AasistConfig, AasistHead};
 use crate::config::LoraSection;
+use crate::sls::{SlsConfig, SlsHead};
 use crate::{lora_hookup, TrainError};
 
 /// The classifier back end. Output logits `[batch, 2]`: index 0 = spoof, 1 = bona fide.
@@ -24,6 +25,7 @@ use crate::{lora_hookup, TrainError};
 pub enum Head<B: Backend> {
     MeanLinear(MeanLinearHead<B>),
     Aasist(AasistHead<B>),
+    Sls(SlsHead<B>),
 }
 
 #[derive(Module, Debug)]
@@ -32,8 +34,16 @@ pub struct MeanLinearHead<B: Backend> {
 }
 
 impl<B: Backend> Head<B> {
-    pub fn init(kind: HeadKind, hidden: usize, device: &B::Device) -> Self {
+    /// `frames`: the frames of the run's input length, which the SLS head's `fc1` is sized
+    /// for (the other heads take any length).
+    pub fn init(kind: HeadKind, hidden: usize, frames: usize, device: &B::Device) -> Self {
         match kind {
+            HeadKind::Sls => Head::Sls(
+                SlsConfig::new()
+                    .with_input_width(hidden)
+                    .with_frames(frames)
+                    .init(device),
+            ),
             HeadKind::MeanLinear => Head::MeanLinear(MeanLinearHead {
                 linear: LinearConfig::new(hidden, 2).init(device),
             }),
@@ -47,6 +57,7 @@ impl<B: Backend> Head<B> {
         match self {
             Head::MeanLinear(_) => {}
             Head::Aasist(head) => head.sync_running_stats(),
+            Head::Sls(head) => head.sync_running_stats(),
         }
     }
 
@@ -59,6 +70,7 @@ impl<B: Backend> Head<B> {
                 head.linear.forward(pooled)
             }
             Head::Aasist(head) => head.forward(hidden),
+            Head::Sls(head) => head.forward(vec![hidden]),
         }
     }
 }
@@ -97,6 +109,9 @@ pub struct DetectorConfig {
     /// A frozen-feature probe of this hidden state (see [`Detector::probe_layer`]): the whole
     /// front end is frozen and only the head trains. `None` in detectors saved before probes.
     pub probe_layer: Option<usize>,
+    /// Frames of the run's input length: the SLS head's `fc1` is sized for them. `None` (and
+    /// in detectors saved before the SLS head): 201, 64,600 samples at 16 kHz.
+    pub head_frames: Option<usize>,
     /// The float type the front end computes in (the head and loss stay f32).
     #[config(default = "Precision::F32")]
     pub precision: Precision,
@@ -179,7 +194,12 @@ impl DetectorConfig {
             (None, None) if self.layer_sum.is_some() => wav2vec2.no_grad(),
             (None, None) => wav2vec2,
         };
-        let head = Head::init(self.head, self.wav2vec2.hidden_size, device);
+        let head = Head::init(
+            self.head,
+            self.wav2vec2.hidden_size,
+            self.head_frames.unwrap_or(201),
+            device,
+        );
         let layer_weights = self.layer_sum.as_ref().map(|_| {
             Param::from_tensor(Tensor::zeros([self.wav2vec2.num_hidden_layers + 1], device))
         });
@@ -199,6 +219,22 @@ impl<B: ModelBackend> Detector<B> {
         let waveforms = waveforms.cast(self.precision.dtype());
         if let Some(weights) = &self.layer_weights {
             return self.head.forward(self.layer_sum(waveforms, weights.val()));
+        }
+        if let Head::Sls(head) = &self.head {
+            // The output of every encoder layer, as fairseq's `layer_results`: the encoder's
+            // input left out, the last before the pre-LN layout's final LayerNorm.
+            let mut states = self
+                .wav2vec2
+                .forward(waveforms, true)
+                .hidden_states
+                .expect("hidden states were asked for");
+            states.remove(0);
+            return head.forward(
+                states
+                    .into_iter()
+                    .map(|h| h.cast(FloatDType::F32))
+                    .collect(),
+            );
         }
         let hidden = match self.probe_layer {
             // The last entry of `hidden_states` precedes the pre-LN layout's final LayerNorm, so

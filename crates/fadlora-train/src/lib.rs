@@ -31,6 +31,7 @@ pub mod infer;
 mod lora_hookup;
 pub mod measure;
 pub mod scores;
+pub mod sls;
 pub mod train;
 
 pub use backend::{run_on, BackendEnv, BackendJob, Compiled};

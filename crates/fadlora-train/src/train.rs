@@ -45,6 +45,7 @@ use crate::data::{select_split, select_trials, stack, Prefetch};
 use crate::detector::{param_paths, weighted_cross_entropy, BaseSource, Detector, DetectorConfig};
 use crate::measure::git_commit;
 use crate::scores::{score_dataset, ScoredSet};
+use crate::sls::SLS_MIN_FRAMES;
 use crate::TrainError;
 use fadlora_run::fs::TEMP_SUFFIX;
 use fadlora_run::layout::{epoch_dir, BEST_DIR, CHECKPOINTS_DIR, SCORES_DIR};
@@ -593,7 +594,15 @@ impl<B: TrainBackend, O: Optimizer<Detector<B>, B>> Network<B, O> {
                 config.data.crop_samples
             )));
         }
+        if config.head.kind == HeadKind::Sls && frames < SLS_MIN_FRAMES {
+            return Err(TrainError::Invalid(format!(
+                "data.crop_samples = {} gives {frames} frames: the SLS head needs at least \
+                 {SLS_MIN_FRAMES}",
+                config.data.crop_samples
+            )));
+        }
         let detector_config = DetectorConfig::new(arch)
+            .with_head_frames(Some(frames))
             .with_lora(config.lora.clone())
             .with_ia3(config.ia3.clone())
             .with_adapter(config.adapter.clone())

@@ -752,6 +752,33 @@ fn a_layer_sum_run_trains_only_its_weights_and_head_and_its_best_folder_scores_a
     assert_best_scores_again(dir.path(), &config, &record, Some(8), 1e-4);
 }
 
+/// The SLS head end to end (full fine-tuning, as its paper trains it): the head reads every
+/// encoder layer, its BatchNorm's running statistics are checkpointed with the trainable
+/// tensors, and `best/` rebuilt gives back the run's eval scores.
+#[test]
+fn an_sls_head_run_trains_and_its_best_folder_scores_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = micro_run(dir.path(), 4, 2, "[head]\nkind = \"sls\"\n");
+    assert_eq!(config.head.kind, fadlora_run::HeadKind::Sls);
+    let record = finished(train(&config, &TrainOptions::default()).unwrap());
+    // 8,000 samples give micro 24 frames, pooled 8 x floor(32 / 3) = 80: fc0 32 + 1,
+    // first_bn 2, fc1 80 x 1024 + 1024, fc3 1024 x 2 + 2; everything trains.
+    let head = 33 + 2 + 80 * 1024 + 1024 + 2050;
+    let front = fadlora_model::count_params(
+        &fadlora_model::Wav2Vec2Config::micro().init::<burn::backend::Flex>(&Default::default()),
+    );
+    assert_eq!(record.params.total, front + head);
+    assert_eq!(record.params.trainable, record.params.total);
+    let bytes = std::fs::read(dir.path().join("best/trainable.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let names = file.names();
+    assert!(
+        names.iter().any(|n| n.ends_with("first_bn.running_mean")),
+        "{names:?}"
+    );
+    assert_best_scores_again(dir.path(), &config, &record, Some(8), 1e-4);
+}
+
 /// A CSV list of eval trials past the first four of each class (so not those the run's own
 /// eval split scores): four of each class marked `eval`, and two marked `train` that the
 /// entry's `split` must leave out.
