@@ -17,7 +17,11 @@
 //! [`SlsConfig::fc1_width`] (1024); an input of other length is cut or zero-padded at the end
 //! to those frames (the authors' inputs always have 201).
 //!
-//! Dropout and BatchNorm follow burn's convention, as in [`crate::aasist`].
+//! [`SlsHead::load_pytorch`] reads a state dict with the authors' names; against the PyTorch
+//! classifier of `tools/fixtures/make_sls_fixtures.py` it agrees within 1e-4
+//! (`tests/aasist_parity.rs`). BatchNorm follows burn's convention, as in [`crate::aasist`].
+
+use std::path::Path;
 
 use burn::config::Config;
 use burn::module::Module;
@@ -25,6 +29,9 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, selu, sigmoid};
 use burn::tensor::module::max_pool2d;
+use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+
+use crate::TrainError;
 
 /// The sizes of the SLS classifier; the defaults are the authors' at 4 s of XLS-R 300M.
 #[derive(Config, Debug)]
@@ -109,6 +116,43 @@ impl<B: Backend> SlsHead<B> {
     /// [`crate::aasist::AasistHead::sync_running_stats`]).
     pub fn sync_running_stats(&self) {
         let _ = self.clone().into_record();
+    }
+
+    /// Loads a safetensors state dict with the authors' names (`fc0.weight`,
+    /// `first_bn.running_mean`, `fc1.bias`, ...; `ssl_model.*`, their front end, aside), as
+    /// PyTorch stores them (Linear weights `[out, in]`, BatchNorm `weight`/`bias`). Every
+    /// tensor of the head must be in the file with its shape; an error names each one that is
+    /// missing, misshapen or has no place in the head.
+    pub fn load_pytorch(mut self, file: &Path) -> Result<Self, TrainError> {
+        let mut store = SafetensorsStore::from_file(file)
+            .with_from_adapter(PyTorchToBurnAdapter)
+            .allow_partial(true)
+            // BatchNorm's affine parameters by burn's names (see the AASIST head's loader).
+            .with_key_remapping(r"^first_bn\.weight$", "first_bn.gamma")
+            .with_key_remapping(r"^first_bn\.bias$", "first_bn.beta");
+        let result = self
+            .load_from(&mut store)
+            .map_err(|e| TrainError::Checkpoint {
+                path: file.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        let unused: Vec<_> = result
+            .unused
+            .iter()
+            .filter(|p| !p.ends_with("num_batches_tracked") && !p.starts_with("ssl_model."))
+            .collect();
+        let missing: Vec<_> = result.missing.iter().map(|(p, _)| p).collect();
+        if !result.errors.is_empty() || !unused.is_empty() || !missing.is_empty() {
+            let errors: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
+            return Err(TrainError::Checkpoint {
+                path: file.to_path_buf(),
+                message: format!(
+                    "does not fit the SLS head: errors {errors:?}, missing {missing:?}, tensors \
+                     with no place in the head {unused:?}"
+                ),
+            });
+        }
+        Ok(self)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The AASIST head against the PyTorch back end of `tools/fixtures/make_aasist_fixtures.py`
 //! (SSL_Anti-spoofing's, eval mode, input width 32): its state dict loads by name and the
-//! logits agree within 1e-4.
+//! logits agree within 1e-4. The SLS head likewise against
+//! `tools/fixtures/make_sls_fixtures.py` (width 32, 12 frames, 3 layers).
 
 use std::path::{Path, PathBuf};
 
@@ -105,4 +106,52 @@ fn a_misshapen_tensor_is_an_error_naming_it() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("ll.weight"), "{err}");
+}
+
+/// The SLS head: the PyTorch classifier's state dict loads by name (BatchNorm running
+/// statistics included) and the log-probabilities agree within 1e-4.
+#[test]
+fn sls_head_matches_pytorch_within_1e_4() {
+    use fadlora_train::sls::SlsConfig;
+    let device = Default::default();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/sls");
+    let head = SlsConfig::new()
+        .with_input_width(32)
+        .with_frames(12)
+        .with_fc1_width(16)
+        .init::<B>(&device)
+        .load_pytorch(&dir.join("weights.safetensors"))
+        .unwrap();
+    let bytes = std::fs::read(dir.join("io.safetensors")).unwrap();
+    let io = SafeTensors::deserialize(&bytes).unwrap();
+    let layers = tensor::<4>(&io, "layers", &device);
+    let layers: Vec<Tensor<B, 3>> = (0..3)
+        .map(|i| layers.clone().narrow(0, i, 1).squeeze_dim::<3>(0))
+        .collect();
+    let expected: Vec<f32> = tensor::<2>(&io, "output", &device)
+        .into_data()
+        .to_vec()
+        .unwrap();
+    let got: Vec<f32> = head.forward(layers).into_data().to_vec().unwrap();
+    assert_eq!(got.len(), 4);
+    let max_diff = got
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    eprintln!("SLS parity: ours {got:?}, PyTorch {expected:?}, max |diff| {max_diff:e}");
+    assert!(
+        max_diff < 1e-4,
+        "max |diff| {max_diff}: {got:?} vs {expected:?}"
+    );
+    // A head of other sizes does not take these weights, and says which tensor.
+    let err = SlsConfig::new()
+        .with_input_width(32)
+        .with_frames(15)
+        .with_fc1_width(16)
+        .init::<B>(&device)
+        .load_pytorch(&dir.join("weights.safetensors"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("fc1"), "{err}");
 }
