@@ -2057,10 +2057,9 @@ fn training_sentence(plan: &Plan, rows: &[RunRow]) -> Option<String> {
         }
         training.push(format!(
             "partial fine-tuning (groups `partial-<top|bottom>-<count>`, `-fp` with the feature \
-             projection) trains whole encoder layers as full fine-tuning does, {} encoder \
-             layers, plus the head; every other wav2vec2 weight (the convolutional feature \
-             encoder, the positional convolution, the encoder's LayerNorm, the other layers) is \
-             frozen",
+             projection) trains {} encoder layers whole, as full fine-tuning does, plus the \
+             head; every other wav2vec2 weight (the convolutional feature encoder, the \
+             positional convolution, the encoder's LayerNorm, the other layers) is frozen",
             ends.join(" / ")
         ));
     }

@@ -30,6 +30,10 @@ struct Spec {
     rank: Option<usize>,
     /// A frozen-feature probe of this hidden state.
     probe_layer: Option<usize>,
+    /// Partial fine-tuning of this many top layers.
+    partial_top: Option<usize>,
+    /// A layer sum.
+    layer_sum: bool,
     crop: usize,
     seed: u64,
     dev_eer: f64,
@@ -49,6 +53,8 @@ impl Spec {
             targets: None,
             rank: None,
             probe_layer: None,
+            partial_top: None,
+            layer_sum: false,
             crop: 32_000,
             seed,
             dev_eer,
@@ -66,6 +72,8 @@ impl Spec {
             targets: Some(targets.to_vec()),
             rank: Some(rank),
             probe_layer: None,
+            partial_top: None,
+            layer_sum: false,
             crop: 32_000,
             seed,
             dev_eer: dev,
@@ -84,6 +92,8 @@ impl Spec {
             targets: None,
             rank: None,
             probe_layer: Some(layer),
+            partial_top: None,
+            layer_sum: false,
             crop: 32_000,
             seed,
             dev_eer: dev,
@@ -96,8 +106,33 @@ impl Spec {
         }
     }
 
+    /// Partial fine-tuning of the top `count` layers: between LoRA and full in every way.
+    fn partial(count: usize, seed: u64, dev: f64, eval: f64) -> Spec {
+        Spec {
+            partial_top: Some(count),
+            trainable: count * 789_760,
+            peak_mib: 1500,
+            step_ms: 300.0,
+            ..Spec::full(seed, dev, eval)
+        }
+    }
+
+    /// A layer sum: a probe's costs, one weight per hidden state more.
+    fn layer_sum(seed: u64, dev: f64, eval: f64) -> Spec {
+        Spec {
+            probe_layer: None,
+            layer_sum: true,
+            trainable: 514 + 5,
+            ..Spec::probe(4, seed, dev, eval)
+        }
+    }
+
     fn mode(&self) -> Mode {
-        if self.probe_layer.is_some() {
+        if self.partial_top.is_some() {
+            Mode::Partial
+        } else if self.layer_sum {
+            Mode::LayerSum
+        } else if self.probe_layer.is_some() {
             Mode::Probe
         } else if self.targets.is_some() {
             Mode::Lora
@@ -108,6 +143,10 @@ impl Spec {
 
     fn group(&self) -> String {
         let mut g = match (&self.targets, self.rank, self.probe_layer) {
+            _ if self.layer_sum => "layer-sum".to_string(),
+            _ if self.partial_top.is_some() => {
+                format!("partial-top-{}", self.partial_top.unwrap_or_default())
+            }
             (_, _, Some(layer)) => format!("probe-L{layer}"),
             (Some(t), Some(r), _) => format!("lora-{}-r{r}", targets_label(t)),
             _ => "full".to_string(),
@@ -143,6 +182,12 @@ fn run_config(spec: &Spec, dataset: &str, out: &Path) -> RunConfig {
     }
     if let Some(layer) = spec.probe_layer {
         toml.push_str(&format!("\n[probe]\nlayer = {layer}\n"));
+    }
+    if let Some(count) = spec.partial_top {
+        toml.push_str(&format!("\n[partial]\ncount = {count}\n"));
+    }
+    if spec.layer_sum {
+        toml.push_str("\n[layer_sum]\n");
     }
     RunConfig::parse(&toml, Path::new("fixture.toml"), schema_only).expect("fixture TOML is valid")
 }
@@ -283,8 +328,8 @@ fn build(root: &Path, dataset: &str, finished: &[Spec], unfinished: &[Spec]) -> 
                 dora: false,
                 adapter_kind: None,
                 adapter_size: None,
-                partial_layers: None,
-                partial_count: None,
+                partial_layers: spec.partial_top.map(|_| fadlora_run::PartialLayers::Top),
+                partial_count: spec.partial_top,
                 partial_feature_projection: false,
                 crop_samples: spec.crop,
                 seed: spec.seed,
@@ -1250,4 +1295,51 @@ fn runs_with_extra_eval_sets_get_a_cross_corpus_table() {
     );
     assert!(section.contains(&lines[0].to_string()), "{section}");
     assert!(read(&dir.join("cross_corpus.tex")).contains("df21 & itw"));
+}
+
+/// Partial fine-tuning and layer sums: their own markers and labels in the figures, their own
+/// line of the training note, their own row in the summary.
+#[test]
+fn partial_and_layer_sum_runs_get_their_own_markers_and_training_notes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let finished = vec![
+        Spec::full(0, 10.0, 12.0),
+        Spec::full(1, 12.0, 14.0),
+        Spec::partial(2, 0, 13.0, 14.0),
+        Spec::partial(2, 1, 14.0, 15.0),
+        Spec::layer_sum(0, 20.0, 22.0),
+        Spec::layer_sum(1, 21.0, 23.0),
+    ];
+    let plan = build(tmp.path(), &mini_spec(), &finished, &[]);
+    let report = write_report(&plan.dir).unwrap();
+    let dir = plan.dir.join("report");
+    let md = read(&dir.join("report.md"));
+    assert!(
+        md.contains("artial fine-tuning (groups `partial-<top|bottom>-<count>`"),
+        "{md}"
+    );
+    assert!(md.contains("trains the top 2 encoder layers whole"), "{md}");
+    assert!(md.contains("layer-sum runs (group `layer-sum`"), "{md}");
+    let summary = read(&dir.join("summary.md"));
+    assert!(
+        summary.contains("partial-top-2") && summary.contains("layer-sum"),
+        "{summary}"
+    );
+    let svgs: Vec<String> = report
+        .files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "svg"))
+        .map(|f| read(f))
+        .collect();
+    for label in [
+        "top 2 layers",
+        "layer sum",
+        "best partial",
+        "best layer sum",
+    ] {
+        assert!(
+            svgs.iter().any(|svg| svg.contains(label)),
+            "no figure labels `{label}`"
+        );
+    }
 }
