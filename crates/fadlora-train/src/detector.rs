@@ -165,6 +165,34 @@ impl DetectorConfig {
         source: &BaseSource,
         device: &B::Device,
     ) -> Result<Detector<B>, TrainError> {
+        let wav2vec2 = self.front_end(source, device)?;
+        let head = Head::init(
+            self.head,
+            self.wav2vec2.hidden_size,
+            self.head_frames.unwrap_or(201),
+            device,
+        );
+        let layer_weights = self.layer_sum.as_ref().map(|_| {
+            Param::from_tensor(Tensor::zeros([self.wav2vec2.num_hidden_layers + 1], device))
+        });
+        Ok(assign_param_ids(Detector {
+            wav2vec2,
+            head,
+            precision: self.precision,
+            probe_layer: self.probe_layer,
+            layer_weights,
+        }))
+    }
+
+    /// The front end from `source`, adapted or frozen as the method says. Its own function:
+    /// in debug builds each arm's model is a slot of the caller's stack frame, and `build`'s
+    /// frame stays live through [`assign_param_ids`]'s deep recursion.
+    #[inline(never)]
+    fn front_end<B: Backend>(
+        &self,
+        source: &BaseSource,
+        device: &B::Device,
+    ) -> Result<Wav2Vec2Model<B>, TrainError> {
         let wav2vec2 = match source {
             BaseSource::Random { seed } => {
                 B::seed(device, *seed);
@@ -174,7 +202,7 @@ impl DetectorConfig {
                 Wav2Vec2Model::from_checkpoint_path(self.wav2vec2.clone(), dir, device)?
             }
         };
-        let wav2vec2 = match (&self.lora, self.probe_layer) {
+        Ok(match (&self.lora, self.probe_layer) {
             (Some(lora), _) => lora_hookup::apply(wav2vec2, lora, device)?,
             (None, None) if self.ia3.is_some() => {
                 let ia3 = self.ia3.as_ref().expect("checked");
@@ -193,23 +221,7 @@ impl DetectorConfig {
             (None, Some(_)) => wav2vec2.no_grad(),
             (None, None) if self.layer_sum.is_some() => wav2vec2.no_grad(),
             (None, None) => wav2vec2,
-        };
-        let head = Head::init(
-            self.head,
-            self.wav2vec2.hidden_size,
-            self.head_frames.unwrap_or(201),
-            device,
-        );
-        let layer_weights = self.layer_sum.as_ref().map(|_| {
-            Param::from_tensor(Tensor::zeros([self.wav2vec2.num_hidden_layers + 1], device))
-        });
-        Ok(assign_param_ids(Detector {
-            wav2vec2,
-            head,
-            precision: self.precision,
-            probe_layer: self.probe_layer,
-            layer_weights,
-        }))
+        })
     }
 }
 
@@ -221,20 +233,7 @@ impl<B: ModelBackend> Detector<B> {
             return self.head.forward(self.layer_sum(waveforms, weights.val()));
         }
         if let Head::Sls(head) = &self.head {
-            // The output of every encoder layer, as fairseq's `layer_results`: the encoder's
-            // input left out, the last before the pre-LN layout's final LayerNorm.
-            let mut states = self
-                .wav2vec2
-                .forward(waveforms, true)
-                .hidden_states
-                .expect("hidden states were asked for");
-            states.remove(0);
-            return head.forward(
-                states
-                    .into_iter()
-                    .map(|h| h.cast(FloatDType::F32))
-                    .collect(),
-            );
+            return self.sls_forward(head, waveforms);
         }
         let hidden = match self.probe_layer {
             // The last entry of `hidden_states` precedes the pre-LN layout's final LayerNorm, so
@@ -254,10 +253,30 @@ impl<B: ModelBackend> Detector<B> {
 }
 
 impl<B: ModelBackend> Detector<B> {
+    /// The SLS head on the output of every encoder layer, as fairseq's `layer_results`: the
+    /// encoder's input left out, the last before the pre-LN layout's final LayerNorm. (Apart
+    /// from [`Detector::forward`], whose stack frame stays as small as before in debug builds.)
+    #[inline(never)]
+    fn sls_forward(&self, head: &SlsHead<B>, waveforms: Tensor<B, 2>) -> Tensor<B, 2> {
+        let mut states = self
+            .wav2vec2
+            .forward(waveforms, true)
+            .hidden_states
+            .expect("hidden states were asked for");
+        states.remove(0);
+        head.forward(
+            states
+                .into_iter()
+                .map(|h| h.cast(FloatDType::F32))
+                .collect(),
+        )
+    }
+
     /// The weighted sum of every hidden state, in f32: `sum_k softmax(logits)_k h_k` over the
     /// `num_hidden_layers + 1` states, the last replaced by the final (normed) output. What a
     /// layer-sum detector's head pools, with `logits` its [`Detector::layer_weights`];
     /// `waveforms` already in the detector's precision.
+    #[inline(never)]
     pub fn layer_sum(&self, waveforms: Tensor<B, 2>, logits: Tensor<B, 1>) -> Tensor<B, 3> {
         let output = self.wav2vec2.forward(waveforms, true);
         let mut states = output.hidden_states.expect("hidden states were asked for");
