@@ -116,16 +116,11 @@ pub struct ParamsArgs {
     #[arg(long)]
     dora: bool,
     /// Add an (IA)^3 row: vectors on these targets (default k,v,ffn_out), of which
-    /// `--ia3-feedforward` (default ffn_out) rescale their input.
+    /// `--ia3-feedforward` (default: ffn_out when it is a target) rescale their input.
     #[arg(long, value_name = "TARGETS", num_args = 0..=1, default_missing_value = "k,v,ffn_out")]
     ia3: Option<String>,
-    #[arg(
-        long,
-        value_name = "TARGETS",
-        default_value = "ffn_out",
-        requires = "ia3"
-    )]
-    ia3_feedforward: String,
+    #[arg(long, value_name = "TARGETS", requires = "ia3")]
+    ia3_feedforward: Option<String>,
     /// Comma-separated adapter-layer widths: one row each (an adapter in every encoder layer).
     #[arg(long, value_name = "SIZES", value_delimiter = ',')]
     adapter: Option<Vec<usize>>,
@@ -471,9 +466,17 @@ pub fn params(args: ParamsArgs) -> Result<ExitCode> {
         .ia3
         .as_deref()
         .map(|targets| -> Result<Ia3Config> {
-            let feedforward = parse_targets(&args.ia3_feedforward)?;
+            let targets = parse_targets(targets)?;
+            let feedforward = match &args.ia3_feedforward {
+                Some(list) => parse_targets(list)?,
+                None => targets
+                    .iter()
+                    .copied()
+                    .filter(|t| *t == fadlora_model::LoraTarget::FfnOut)
+                    .collect(),
+            };
             let config = Ia3Config::new()
-                .with_targets(parse_targets(targets)?)
+                .with_targets(targets)
                 .with_feedforward(feedforward);
             config.check()?;
             Ok(config)

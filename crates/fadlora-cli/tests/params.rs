@@ -270,3 +270,16 @@ fn layer_sum_counts_on_xls_r_300m_are_one_weight_per_hidden_state() {
     assert_eq!(row[row.len() - 3], "25");
     assert_eq!(row[row.len() - 2], thousands(315_437_696 + 25));
 }
+
+/// `--ia3` on targets without `ffn_out` needs no `--ia3-feedforward`: nothing rescales an input.
+#[test]
+fn ia3_without_ffn_out_rescales_outputs_only() {
+    let (ok, out, err) = fadlora(&["params", "--preset", "xls-r-300m", "--ia3", "k,v"]);
+    assert!(ok, "{err}");
+    let row = out.lines().find(|l| l.starts_with("(IA)^3")).unwrap();
+    // k and v outputs, 1024 each, in 24 layers.
+    assert_eq!(
+        row.split_whitespace().nth(4),
+        Some(thousands(24 * 2048).as_str())
+    );
+}
