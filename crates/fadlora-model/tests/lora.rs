@@ -111,6 +111,44 @@ fn randomise_b<Bk: Backend>(mut model: Wav2Vec2Model<Bk>) -> Wav2Vec2Model<Bk> {
     model
 }
 
+/// How many parameters received a gradient and how many did not, asserting that exactly those
+/// requiring one got one.
+struct GradientCensus {
+    with: usize,
+    without: usize,
+}
+
+fn gradient_census(
+    model: &Wav2Vec2Model<Autodiff<TB>>,
+    grads: &<Autodiff<TB> as burn::tensor::backend::AutodiffBackend>::Gradients,
+) -> GradientCensus {
+    type AB = Autodiff<TB>;
+    struct Check<'a> {
+        grads: &'a <AB as burn::tensor::backend::AutodiffBackend>::Gradients,
+        census: GradientCensus,
+    }
+    impl burn::module::ModuleVisitor<AB> for Check<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
+            let has = param.grad(self.grads).is_some();
+            assert_eq!(has, param.is_require_grad(), "param {}", param.id);
+            if has {
+                self.census.with += 1;
+            } else {
+                self.census.without += 1;
+            }
+        }
+    }
+    let mut check = Check {
+        grads,
+        census: GradientCensus {
+            with: 0,
+            without: 0,
+        },
+    };
+    burn::module::Module::visit(model, &mut check);
+    check.census
+}
+
 #[test]
 fn at_init_the_adapted_model_equals_the_base_exactly() {
     let input = reference_input();
@@ -182,28 +220,7 @@ fn only_adapters_require_and_receive_gradients() {
         .last_hidden_state
         .sum()
         .backward();
-    struct Check<'a> {
-        grads: &'a <AB as burn::tensor::backend::AutodiffBackend>::Gradients,
-        with: usize,
-        without: usize,
-    }
-    impl burn::module::ModuleVisitor<AB> for Check<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
-            let has = param.grad(self.grads).is_some();
-            assert_eq!(has, param.is_require_grad(), "param {}", param.id);
-            if has {
-                self.with += 1;
-            } else {
-                self.without += 1;
-            }
-        }
-    }
-    let mut check = Check {
-        grads: &grads,
-        with: 0,
-        without: 0,
-    };
-    burn::module::Module::visit(&model, &mut check);
+    let check = gradient_census(&model, &grads);
     assert_eq!(check.with, 6, "A and B of three adapters");
     // Every tensor of the checkpoint is a frozen parameter, and nothing else is.
     assert_eq!(check.without, checkpoint_tensor_count());
@@ -604,28 +621,7 @@ fn adapter_layers_start_at_the_base_and_train_alone() {
     }
     let x = Tensor::<AB, 2>::from_data(input.to_data(), &device);
     let grads = model.forward(x, false).last_hidden_state.sum().backward();
-    struct Check<'a> {
-        grads: &'a <AB as burn::tensor::backend::AutodiffBackend>::Gradients,
-        with: usize,
-        without: usize,
-    }
-    impl burn::module::ModuleVisitor<AB> for Check<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
-            let has = param.grad(self.grads).is_some();
-            assert_eq!(has, param.is_require_grad(), "param {}", param.id);
-            if has {
-                self.with += 1;
-            } else {
-                self.without += 1;
-            }
-        }
-    }
-    let mut check = Check {
-        grads: &grads,
-        with: 0,
-        without: 0,
-    };
-    burn::module::Module::visit(&model, &mut check);
+    let check = gradient_census(&model, &grads);
     assert_eq!(
         check.with,
         2 * 6,
