@@ -507,37 +507,52 @@ impl<B: Backend> AasistHead<B> {
     /// tensor of the head must be in the file with its shape; an error names each one that
     /// is missing, misshapen or has no place in the head.
     pub fn load_pytorch(mut self, file: &Path) -> Result<Self, TrainError> {
-        let mut store = SafetensorsStore::from_file(file)
-            .with_from_adapter(PyTorchToBurnAdapter)
-            .allow_partial(true);
-        for (from, to) in PYTORCH_NAMES {
-            store = store.with_key_remapping(*from, *to);
-        }
-        let result = self
-            .load_from(&mut store)
-            .map_err(|e| TrainError::Checkpoint {
-                path: file.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        // PyTorch's BatchNorm counts its updates; burn's has no such state.
-        let unused: Vec<_> = result
-            .unused
-            .iter()
-            .filter(|p| !p.ends_with("num_batches_tracked") && !p.starts_with("ssl_model."))
-            .collect();
-        let missing: Vec<_> = result.missing.iter().map(|(p, _)| p).collect();
-        if !result.errors.is_empty() || !unused.is_empty() || !missing.is_empty() {
-            let errors: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
-            return Err(TrainError::Checkpoint {
-                path: file.to_path_buf(),
-                message: format!(
-                    "does not fit the AASIST head: errors {errors:?}, missing {missing:?}, \
-                     tensors with no place in the head {unused:?}"
-                ),
-            });
-        }
+        load_pytorch_head(&mut self, file, PYTORCH_NAMES, "the AASIST head")?;
         Ok(self)
     }
+}
+
+/// Loads a classifier head from a safetensors state dict as PyTorch writes it (Linear weights
+/// `[out, in]`, BatchNorm `weight`/`bias`), its keys renamed by `names` (regular expressions,
+/// applied in order); the file's `ssl_model.*` (the front end) and BatchNorm's
+/// `num_batches_tracked` (PyTorch counts updates; burn keeps no such state) are set aside. Every
+/// tensor of the head must be in the file with its shape: the error names `what` and each tensor
+/// that is missing, misshapen or has no place in the head.
+pub(crate) fn load_pytorch_head<B: Backend, M: ModuleSnapshot<B>>(
+    head: &mut M,
+    file: &Path,
+    names: &[(&str, &str)],
+    what: &str,
+) -> Result<(), TrainError> {
+    let mut store = SafetensorsStore::from_file(file)
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .allow_partial(true);
+    for (from, to) in names {
+        store = store.with_key_remapping(*from, *to);
+    }
+    let result = head
+        .load_from(&mut store)
+        .map_err(|e| TrainError::Checkpoint {
+            path: file.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let unused: Vec<_> = result
+        .unused
+        .iter()
+        .filter(|p| !p.ends_with("num_batches_tracked") && !p.starts_with("ssl_model."))
+        .collect();
+    let missing: Vec<_> = result.missing.iter().map(|(p, _)| p).collect();
+    if !result.errors.is_empty() || !unused.is_empty() || !missing.is_empty() {
+        let errors: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
+        return Err(TrainError::Checkpoint {
+            path: file.to_path_buf(),
+            message: format!(
+                "does not fit {what}: errors {errors:?}, missing {missing:?}, tensors with no \
+                 place in the head {unused:?}"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// SSL_Anti-spoofing's module names -> this module's (regular expressions, applied in order).

@@ -83,12 +83,18 @@ pub struct BackendEnv {
 /// would no longer be reproducible. Jobs in one process take turns.
 static JOB_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// This process's turn at the backend RNG (see `JOB_TURN`), held until the guard drops. Unit
+/// tests that draw from the RNG outside [`run_on`] take it too.
+pub(crate) fn backend_turn() -> std::sync::MutexGuard<'static, ()> {
+    // A job that panicked released the lock poisoned; the RNG state it left is reseeded anyway.
+    JOB_TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs `job` on the backend `kind`, or explains which feature to enable. Jobs in one process
 /// run one at a time (see `JOB_TURN`); a job must not call `run_on` itself.
 pub fn run_on<J: BackendJob>(kind: BackendKind, job: J) -> Result<J::Output, TrainError> {
     kind.ensure_compiled()?;
-    // A job that panicked released the lock poisoned; the RNG state it left is reseeded anyway.
-    let _turn = JOB_TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = backend_turn();
     match kind {
         #[cfg(feature = "flex")]
         BackendKind::Flex => {

@@ -499,6 +499,7 @@ mod tests {
 
     #[test]
     fn full_fine_tuning_trains_everything_and_ids_are_stable() {
+        let _turn = crate::backend::backend_turn();
         let device = Default::default();
         let config = DetectorConfig::new(Wav2Vec2Config::micro());
         let build = || {
@@ -529,6 +530,7 @@ mod tests {
 
     #[test]
     fn batchnorm_running_statistics_are_checkpointed_but_not_counted() {
+        let _turn = crate::backend::backend_turn();
         let device = Default::default();
         let detector = DetectorConfig::new(Wav2Vec2Config::micro())
             .with_head(HeadKind::Aasist)

@@ -34,7 +34,6 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, selu, sigmoid};
 use burn::tensor::module::max_pool2d;
-use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 
 use crate::TrainError;
 
@@ -129,34 +128,12 @@ impl<B: Backend> SlsHead<B> {
     /// tensor of the head must be in the file with its shape; an error names each one that is
     /// missing, misshapen or has no place in the head.
     pub fn load_pytorch(mut self, file: &Path) -> Result<Self, TrainError> {
-        let mut store = SafetensorsStore::from_file(file)
-            .with_from_adapter(PyTorchToBurnAdapter)
-            .allow_partial(true)
-            // BatchNorm's affine parameters by burn's names (see the AASIST head's loader).
-            .with_key_remapping(r"^first_bn\.weight$", "first_bn.gamma")
-            .with_key_remapping(r"^first_bn\.bias$", "first_bn.beta");
-        let result = self
-            .load_from(&mut store)
-            .map_err(|e| TrainError::Checkpoint {
-                path: file.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        let unused: Vec<_> = result
-            .unused
-            .iter()
-            .filter(|p| !p.ends_with("num_batches_tracked") && !p.starts_with("ssl_model."))
-            .collect();
-        let missing: Vec<_> = result.missing.iter().map(|(p, _)| p).collect();
-        if !result.errors.is_empty() || !unused.is_empty() || !missing.is_empty() {
-            let errors: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
-            return Err(TrainError::Checkpoint {
-                path: file.to_path_buf(),
-                message: format!(
-                    "does not fit the SLS head: errors {errors:?}, missing {missing:?}, tensors \
-                     with no place in the head {unused:?}"
-                ),
-            });
-        }
+        // BatchNorm's affine parameters by burn's names (as the AASIST head's loader).
+        const NAMES: &[(&str, &str)] = &[
+            (r"^first_bn\.weight$", "first_bn.gamma"),
+            (r"^first_bn\.bias$", "first_bn.beta"),
+        ];
+        crate::aasist::load_pytorch_head(&mut self, file, NAMES, "the SLS head")?;
         Ok(self)
     }
 }
@@ -172,6 +149,7 @@ mod tests {
     /// `fc1` 22,847 x 1024 + 1024, `fc3` 1024 x 2 + 2.
     #[test]
     fn the_default_sizes_are_the_authors_at_4_s_of_xls_r_300m() {
+        let _turn = crate::backend::backend_turn();
         let config = SlsConfig::new();
         assert_eq!(config.pooled_len(), 22_847);
         let head: SlsHead<Flex> = config.init(&Default::default());
@@ -187,6 +165,7 @@ mod tests {
     /// for that input itself; gates in (0, 1), one per layer and utterance.
     #[test]
     fn forward_gives_log_probabilities_and_fits_the_frames() {
+        let _turn = crate::backend::backend_turn();
         let device = Default::default();
         let head: SlsHead<Flex> = SlsConfig::new()
             .with_input_width(7)
