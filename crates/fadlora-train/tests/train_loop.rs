@@ -689,9 +689,7 @@ fn an_adapter_run_trains_only_its_adapters_and_its_best_folder_scores_again() {
     // micro: width 32, 2 layers. Per layer LayerNorm 2*32, linear_1 32*4 + 4, linear_2
     // 4*32 + 32 = 356; plus the head's Linear(32, 2).
     assert_eq!(record.params.trainable, 2 * 356 + 32 * 2 + 2);
-    let bytes = std::fs::read(dir.path().join("best/trainable.safetensors")).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let names = file.names();
+    let names = checkpointed_names(dir.path());
     assert!(
         names
             .iter()
@@ -713,9 +711,7 @@ fn a_partial_run_trains_only_its_top_layer_and_its_best_folder_scores_again() {
     // micro: width 32, FFN 64. Layer 1: q/k/v/o 4 x (32x32 + 32), FFN 32x64 + 64 and 64x32
     // + 32, two LayerNorms 2 x 64 = 8,544; plus the head's Linear(32, 2).
     assert_eq!(record.params.trainable, 8544 + 32 * 2 + 2);
-    let bytes = std::fs::read(dir.path().join("best/trainable.safetensors")).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let names = file.names();
+    let names = checkpointed_names(dir.path());
     assert!(
         names
             .iter()
@@ -737,10 +733,7 @@ fn a_layer_sum_run_trains_only_its_weights_and_head_and_its_best_folder_scores_a
     let record = finished(train(&config, &TrainOptions::default()).unwrap());
     // micro: 2 layers, so 3 hidden states; plus the head's Linear(32, 2).
     assert_eq!(record.params.trainable, 3 + 32 * 2 + 2);
-    let bytes = std::fs::read(dir.path().join("best/trainable.safetensors")).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut names = file.names();
-    names.sort();
+    let names = checkpointed_names(dir.path());
     assert_eq!(
         names,
         [
@@ -769,9 +762,7 @@ fn an_sls_head_run_trains_and_its_best_folder_scores_again() {
     );
     assert_eq!(record.params.total, front + head);
     assert_eq!(record.params.trainable, record.params.total);
-    let bytes = std::fs::read(dir.path().join("best/trainable.safetensors")).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let names = file.names();
+    let names = checkpointed_names(dir.path());
     assert!(
         names.iter().any(|n| n.ends_with("first_bn.running_mean")),
         "{names:?}"
@@ -993,4 +984,13 @@ fn whole_utterance_scores_equal_each_file_forwarded_alone_at_full_length() {
         let other = again.scores.iter().find(|s| &s.id == id).unwrap().score;
         assert!((other - whole).abs() < 1e-5, "{id}: {other} vs {whole}");
     }
+}
+
+/// The tensor names of a run's `best/trainable.safetensors`, sorted.
+fn checkpointed_names(run: &Path) -> Vec<String> {
+    let bytes = std::fs::read(run.join("best/trainable.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = file.names().into_iter().map(String::from).collect();
+    names.sort();
+    names
 }
