@@ -160,6 +160,17 @@ pub fn checkpoint(data: &[u8]) {
     }
 }
 
+/// A fairseq `.pt` checkpoint (a zip holding a pickle with omegaconf or argparse settings and
+/// tensor storages), read by fadlora's own pickle machine: any input is a checkpoint or an
+/// error, never a panic.
+pub fn fairseq_checkpoint(data: &[u8]) {
+    let dir = scratch();
+    let path = write(dir.path(), "model.pt", data);
+    if let Err(e) = Wav2Vec2Model::<B>::from_fairseq(&path, &Default::default()) {
+        let _ = e.to_string();
+    }
+}
+
 /// The architecture of the PEFT adapter fixtures (`fixtures/peft`), so their adapters load.
 fn adapter_base_config() -> Wav2Vec2Config {
     Wav2Vec2Config {

@@ -272,6 +272,42 @@ def adapter_seeds():
         put("adapter", name + ".bin", struct.pack("<H", len(config)) + config + weights)
 
 
+def fairseq_seeds():
+    """The small fairseq fixtures and the omegaconf one, and copies of a small omegaconf one whose
+    pickle is cut short or has bytes changed (the zip rewritten around it, so the damage reaches
+    the pickle machine rather than the zip reader)."""
+    import random
+
+    t = "fairseq_checkpoint"
+    fixtures = REPO / "fixtures" / "wav2vec2" / "fairseq"
+    rng = random.Random(20261202)
+    for pt in sorted(fixtures.glob("*.pt")):
+        if not (pt.name.startswith("broken_") or pt.name == "stable_layer_omegaconf.pt"):
+            continue
+        data = pt.read_bytes()
+        put(t, pt.name, data)
+        if pt.name != "broken_wrong_shape.pt":
+            continue
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            entries = [(i, z.read(i.filename)) for i in z.infolist()]
+        pkl = next(n for n, (i, _) in enumerate(entries) if i.filename.endswith("data.pkl"))
+        original = entries[pkl][1]
+        variants = [("cut%d" % k, original[: len(original) * k // 8]) for k in range(1, 8)]
+        for k in range(12):
+            damaged = bytearray(original)
+            for _ in range(1 + k % 3):
+                damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+            variants.append(("flip%d" % k, bytes(damaged)))
+        for tag, pickled in variants:
+            out = io.BytesIO()
+            with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+                for n, (info, blob) in enumerate(entries):
+                    # A fixed timestamp keeps the seeds byte-identical from run to run.
+                    entry = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+                    z.writestr(entry, pickled if n == pkl else blob)
+            put(t, "wrong_shape_%s.pt" % tag, out.getvalue())
+
+
 def main():
     wav_seeds()
     flac_seeds()
@@ -279,6 +315,7 @@ def main():
     toml_seeds()
     checkpoint_seeds()
     adapter_seeds()
+    fairseq_seeds()
     total = sum(p.stat().st_size for p in CORPUS.rglob("*") if p.is_file())
     print(f"{sum(1 for p in CORPUS.rglob('*') if p.is_file())} seeds, {total} bytes")
 

@@ -84,3 +84,8 @@ fn checkpoint() {
 fn adapter() {
     replay("adapter", harness::adapter);
 }
+
+#[test]
+fn fairseq_checkpoint() {
+    replay("fairseq_checkpoint", harness::fairseq_checkpoint);
+}
