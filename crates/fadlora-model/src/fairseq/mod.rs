@@ -296,32 +296,14 @@ fn read_archive(path: &Path) -> Result<(pickle::Pickle, Arc<LazyDataSource>), Fa
         .ok_or_else(|| read_err("no data.pkl in the zip archive".into()))?;
     let folder = pkl.trim_end_matches("data.pkl").to_string();
     let bytes = source.read(pkl).map_err(|e| read_err(e.to_string()))?;
-    let parsed =
+    let mut parsed =
         pickle::parse(&bytes).map_err(|e| read_err(format!("{pkl}: unreadable pickle: {e}")))?;
     // Storage keys become archive paths here.
-    let parsed = pickle::Pickle {
-        nodes: parsed
-            .nodes
-            .into_iter()
-            .map(|n| match n {
-                Node::Tensor {
-                    storage_type,
-                    key,
-                    offset,
-                    shape,
-                    stride,
-                } => Node::Tensor {
-                    storage_type,
-                    key: format!("{folder}data/{key}"),
-                    offset,
-                    shape,
-                    stride,
-                },
-                other => other,
-            })
-            .collect(),
-        root: parsed.root,
-    };
+    for node in &mut parsed.nodes {
+        if let Node::Tensor { key, .. } = node {
+            *key = format!("{folder}data/{key}");
+        }
+    }
     Ok((parsed, source))
 }
 
