@@ -28,22 +28,8 @@ fn check_outputs(file: &str, model_name: &str) {
     let reference = read_reference(&fixture(&[model_name, "reference.safetensors"]));
     let input = &reference["input_values"];
     let out = model.forward(tensor(input, [input.shape[0], input.shape[1]]), true);
-    let mut report = vec![(
-        "extract_features".to_string(),
-        max_abs_diff(&out.extract_features, &reference["extract_features"], "x"),
-    )];
-    for (i, state) in out.hidden_states.unwrap().iter().enumerate() {
-        let name = format!("hidden_states.{i}");
-        report.push((name.clone(), max_abs_diff(state, &reference[&name], &name)));
-    }
-    report.push((
-        "last_hidden_state".into(),
-        max_abs_diff(
-            &out.last_hidden_state,
-            &reference["last_hidden_state"],
-            "last",
-        ),
-    ));
+    assert!(out.hidden_states.is_some(), "hidden states requested");
+    let report = output_diffs(&out, &reference);
     for (name, diff) in report {
         println!("{file} {name}: max |diff| = {diff:.3e}");
         assert!(diff <= TOL, "{file} {name}: max |diff| {diff} > {TOL}");

@@ -15,29 +15,9 @@ fn check_batch_reference(model_name: &str, variant: &str) {
     let reference = read_reference(&fixture(&[model_name, "reference.safetensors"]));
     let input = &reference["input_values"];
     let out = model.forward(tensor(input, [input.shape[0], input.shape[1]]), true);
-    let states = out.hidden_states.expect("hidden states requested");
+    let states = out.hidden_states.as_ref().expect("hidden states requested");
     assert_eq!(states.len(), model.config.num_hidden_layers + 1);
-
-    let mut report = vec![(
-        "extract_features".to_string(),
-        max_abs_diff(
-            &out.extract_features,
-            &reference["extract_features"],
-            "extract_features",
-        ),
-    )];
-    for (i, state) in states.iter().enumerate() {
-        let name = format!("hidden_states.{i}");
-        report.push((name.clone(), max_abs_diff(state, &reference[&name], &name)));
-    }
-    report.push((
-        "last_hidden_state".into(),
-        max_abs_diff(
-            &out.last_hidden_state,
-            &reference["last_hidden_state"],
-            "last",
-        ),
-    ));
+    let report = output_diffs(&out, &reference);
     for (name, diff) in &report {
         println!("{model_name}/{variant} {name}: max |diff| = {diff:.3e}");
     }

@@ -40,22 +40,7 @@ fn aasist_head_matches_pytorch_within_1e_4() {
     let bytes = std::fs::read(fixtures().join("io.safetensors")).unwrap();
     let io = SafeTensors::deserialize(&bytes).unwrap();
     let input = tensor::<3>(&io, "input", &device);
-    let expected: Vec<f32> = tensor::<2>(&io, "output", &device)
-        .into_data()
-        .to_vec()
-        .unwrap();
-    let got: Vec<f32> = head.forward(input).into_data().to_vec().unwrap();
-    assert_eq!(got.len(), 4);
-    let max_diff = got
-        .iter()
-        .zip(&expected)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    eprintln!("AASIST parity: ours {got:?}, PyTorch {expected:?}, max |diff| {max_diff:e}");
-    assert!(
-        max_diff < 1e-4,
-        "max |diff| {max_diff}: {got:?} vs {expected:?}"
-    );
+    assert_matches_pytorch("AASIST", head.forward(input), &io, &device);
 }
 
 #[test]
@@ -128,22 +113,7 @@ fn sls_head_matches_pytorch_within_1e_4() {
     let layers: Vec<Tensor<B, 3>> = (0..3)
         .map(|i| layers.clone().narrow(0, i, 1).squeeze_dim::<3>(0))
         .collect();
-    let expected: Vec<f32> = tensor::<2>(&io, "output", &device)
-        .into_data()
-        .to_vec()
-        .unwrap();
-    let got: Vec<f32> = head.forward(layers).into_data().to_vec().unwrap();
-    assert_eq!(got.len(), 4);
-    let max_diff = got
-        .iter()
-        .zip(&expected)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
-    eprintln!("SLS parity: ours {got:?}, PyTorch {expected:?}, max |diff| {max_diff:e}");
-    assert!(
-        max_diff < 1e-4,
-        "max |diff| {max_diff}: {got:?} vs {expected:?}"
-    );
+    assert_matches_pytorch("SLS", head.forward(layers), &io, &device);
     // A head of other sizes does not take these weights, and says which tensor.
     let err = SlsConfig::new()
         .with_input_width(32)
@@ -154,4 +124,24 @@ fn sls_head_matches_pytorch_within_1e_4() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("fc1"), "{err}");
+}
+
+/// `got` `[2, 2]` against the fixture's `output` (PyTorch's), within 1e-4.
+fn assert_matches_pytorch(what: &str, got: Tensor<B, 2>, io: &SafeTensors, device: &Device<B>) {
+    let expected: Vec<f32> = tensor::<2>(io, "output", device)
+        .into_data()
+        .to_vec()
+        .unwrap();
+    let got: Vec<f32> = got.into_data().to_vec().unwrap();
+    assert_eq!(got.len(), 4);
+    let max_diff = got
+        .iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    eprintln!("{what} parity: ours {got:?}, PyTorch {expected:?}, max |diff| {max_diff:e}");
+    assert!(
+        max_diff < 1e-4,
+        "max |diff| {max_diff}: {got:?} vs {expected:?}"
+    );
 }

@@ -75,3 +75,32 @@ pub fn max_abs_diff<const D: usize>(got: &Tensor<TB, D>, want: &Array, name: &st
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max)
 }
+
+/// Max |diff| of every output of `forward(.., true)` against transformers' reference, by name:
+/// `extract_features`, each `hidden_states.{i}`, then `last_hidden_state`.
+pub fn output_diffs(
+    out: &fadlora_model::Wav2Vec2Output<TB>,
+    reference: &BTreeMap<String, Array>,
+) -> Vec<(String, f32)> {
+    let mut report = vec![(
+        "extract_features".to_string(),
+        max_abs_diff(
+            &out.extract_features,
+            &reference["extract_features"],
+            "extract_features",
+        ),
+    )];
+    for (i, state) in out.hidden_states.iter().flatten().enumerate() {
+        let name = format!("hidden_states.{i}");
+        report.push((name.clone(), max_abs_diff(state, &reference[&name], &name)));
+    }
+    report.push((
+        "last_hidden_state".into(),
+        max_abs_diff(
+            &out.last_hidden_state,
+            &reference["last_hidden_state"],
+            "last",
+        ),
+    ));
+    report
+}
