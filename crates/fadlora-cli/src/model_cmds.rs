@@ -10,8 +10,8 @@ use anyhow::{bail, ensure, Context, Result};
 use burn::backend::Autodiff;
 use burn::prelude::*;
 use fadlora_model::{
-    count_trainable, AdapterLayerConfig, Ia3Config, LoraConfig, ParamSummary, PrecisionDType,
-    Wav2Vec2Config, Wav2Vec2Model,
+    count_trainable, AdapterLayerConfig, Ia3Config, LoraConfig, MoeConfig, ParamSummary,
+    PrecisionDType, Wav2Vec2Config, Wav2Vec2Model,
 };
 use fadlora_run::parse_targets;
 
@@ -115,6 +115,16 @@ pub struct ParamsArgs {
     /// Weight-decomposed LoRA (DoRA): adds a magnitude per output of each adapted projection.
     #[arg(long)]
     dora: bool,
+    /// Comma-separated expert counts: the rank rows become mixtures of LoRA experts, one row
+    /// per rank and count (each adapted projection gets that many adapters and a router of
+    /// `d_in x experts` weights).
+    #[arg(
+        long,
+        value_name = "EXPERTS",
+        value_delimiter = ',',
+        conflicts_with = "dora"
+    )]
+    moe: Option<Vec<usize>>,
     /// Add an (IA)^3 row: vectors on these targets (default k,v,ffn_out), of which
     /// `--ia3-feedforward` (default: ffn_out when it is a target) rescale their input.
     #[arg(long, value_name = "TARGETS", num_args = 0..=1, default_missing_value = "k,v,ffn_out")]
@@ -438,17 +448,29 @@ pub fn params(args: ParamsArgs) -> Result<ExitCode> {
         (None, Some(ranks)) => ranks.clone(),
         (None, None) => {
             ensure!(
-                args.lora.is_none() && args.alpha.is_none() && args.layers.is_none() && !args.dora,
-                "--lora, --alpha, --layers and --dora describe LoRA adapters: give their --rank (or --ranks)"
+                args.lora.is_none()
+                    && args.alpha.is_none()
+                    && args.layers.is_none()
+                    && !args.dora
+                    && args.moe.is_none(),
+                "--lora, --alpha, --layers, --dora and --moe describe LoRA adapters: give their --rank (or --ranks)"
             );
             Vec::new()
         }
     };
     // Everything is checked before anything is printed.
     let targets = parse_targets(args.lora.as_deref().unwrap_or("q,v"))?;
+    let mixtures: Vec<Option<MoeConfig>> = match &args.moe {
+        Some(experts) => experts
+            .iter()
+            .map(|&k| Some(MoeConfig::new().with_experts(k)))
+            .collect(),
+        None => vec![None],
+    };
     let configs = ranks
         .iter()
-        .map(|&rank| {
+        .flat_map(|&rank| mixtures.iter().map(move |moe| (rank, moe.clone())))
+        .map(|(rank, moe)| {
             let lora = LoraConfig {
                 rank,
                 alpha: args.alpha.unwrap_or(2.0 * rank as f64),
@@ -457,6 +479,7 @@ pub fn params(args: ParamsArgs) -> Result<ExitCode> {
                 layers: args.layers.clone(),
                 use_rslora: false,
                 use_dora: args.dora,
+                moe,
             };
             lora.check(config.num_hidden_layers)?;
             Ok(lora)
@@ -736,7 +759,11 @@ fn lora_table(
         };
         line(format!(
             "{:<18}{:<28}{:>6}{:>8}{:>15}{:>15}{:>12}",
-            if lora.use_dora { "DoRA" } else { "LoRA" },
+            match &lora.moe {
+                Some(moe) => format!("MoE-LoRA x{}", moe.experts),
+                None if lora.use_dora => "DoRA".into(),
+                None => "LoRA".into(),
+            },
             format!("{}{layers}", targets.join(",")),
             lora.rank,
             lora.alpha,

@@ -408,19 +408,26 @@ fn print_plan(plan: &Plan) {
     }
     let count = |mode: Mode| plan.runs.iter().filter(|r| r.axes.mode == mode).count();
     let dora = plan.runs.iter().filter(|r| r.axes.dora).count();
+    let moe = plan
+        .runs
+        .iter()
+        .filter(|r| r.axes.experts.is_some())
+        .count();
     let mut totals = format!(
         "{} LoRA run(s), {} full fine-tuning run(s)",
-        count(Mode::Lora) - dora,
+        count(Mode::Lora) - dora - moe,
         count(Mode::Full)
     );
     // Experiments without the other methods print what they always printed.
     for (n, what) in [
         (count(Mode::Probe), "probe"),
         (dora, "DoRA"),
+        (moe, "MoE-LoRA"),
         (count(Mode::Ia3), "(IA)^3"),
         (count(Mode::Adapter), "adapter"),
         (count(Mode::Partial), "partial"),
         (count(Mode::LayerSum), "layer-sum"),
+        (count(Mode::Frozen), "SLS (frozen front end)"),
     ] {
         if n > 0 {
             totals.push_str(&format!(", {n} {what} run(s)"));

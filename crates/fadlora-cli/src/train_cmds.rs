@@ -261,6 +261,10 @@ pub struct BenchStepArgs {
     /// Comma-separated LoRA targets among q, k, v, o, ffn_in, ffn_out.
     #[arg(long, default_value = "q,v")]
     targets: String,
+    /// With `--mode lora`: a mixture of this many LoRA experts per target (soft routing,
+    /// load-balancing weight 0.01, as `[lora.moe]`'s defaults).
+    #[arg(long)]
+    experts: Option<usize>,
     #[arg(long, default_value_t = 4)]
     batch: usize,
     #[arg(long, default_value_t = 32_000)]
@@ -292,6 +296,10 @@ pub fn bench_step(args: BenchStepArgs) -> Result<ExitCode> {
             layers: None,
             use_rslora: false,
             use_dora: false,
+            moe: args.experts.map(|experts| fadlora_run::MoeSection {
+                experts,
+                ..Default::default()
+            }),
         }),
     };
     let result = run_bench_step(&BenchStepConfig {

@@ -168,6 +168,45 @@ fn dora_and_ia3_counts_on_xls_r_300m_are_the_hand_computed_ones() {
     assert_eq!(cell("(IA)^3", "-"), thousands(24 * (1024 + 1024 + 4096)));
 }
 
+/// Mixtures of LoRA experts on XLS-R 300M at two ranks and two expert counts, counted by
+/// hand: per adapted projection K adapters of r x (1024 + 1024) and a 1024 x K router.
+#[test]
+fn moe_lora_counts_on_xls_r_300m_are_the_hand_computed_ones() {
+    let (ok, out, err) = fadlora(&[
+        "params",
+        "--preset",
+        "xls-r-300m",
+        "--lora",
+        "q,v",
+        "--ranks",
+        "1,2",
+        "--moe",
+        "2,4",
+    ]);
+    assert!(ok, "{err}");
+    let rows: Vec<(String, String, String)> = out
+        .lines()
+        .filter(|l| l.starts_with("MoE-LoRA"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            (cells[1].into(), cells[3].into(), cells[5].into())
+        })
+        .collect();
+    let moe = |k: u64, r: u64| thousands(24 * 2 * (k * r * 2048 + 1024 * k));
+    let row = |k: u64, r: u64| (format!("x{k}"), r.to_string(), moe(k, r));
+    assert_eq!(rows, [row(2, 1), row(4, 1), row(2, 2), row(4, 2)], "{out}");
+    let (ok, _, err) = fadlora(&[
+        "params",
+        "--preset",
+        "xls-r-300m",
+        "--rank",
+        "2",
+        "--moe",
+        "1",
+    ]);
+    assert!(!ok && err.contains("2 experts"), "{err}");
+}
+
 /// Adapter layers on XLS-R 300M (24 layers, width 1024) at two sizes each, counted by hand;
 /// MMS adapters on a post-LN preset are refused.
 #[test]

@@ -231,6 +231,7 @@ fn parse_adapter_config(json: &Value) -> Result<(LoraConfig, AdapterInfo), Confi
         use_dora: get(json, "use_dora")
             .and_then(Value::as_bool)
             .unwrap_or(false),
+        moe: None,
     };
     Ok((config, adapter_info(json)))
 }
@@ -605,6 +606,9 @@ impl<B: Backend> Wav2Vec2Model<B> {
     ) -> Result<(), AdapterError> {
         if self.lora.is_none() && self.ia3.is_none() {
             return Err(LoraError::NotAdapted.into());
+        }
+        if self.lora.as_ref().is_some_and(|l| l.moe.is_some()) {
+            return Err(LoraError::NoPeftLayout.into());
         }
         std::fs::create_dir_all(dir).map_err(|source| AdapterError::Io {
             path: dir.to_path_buf(),

@@ -51,7 +51,7 @@ pub use export::{ExportDtype, ExportError, ExportOptions};
 pub use fairseq::{FairseqCheckpoint, FairseqError};
 pub use linear::EncoderLinear;
 pub use load::{LoadError, TensorSource};
-pub use lora::{Ia3Config, LoraConfig, LoraError, LoraLinear, LoraTarget};
+pub use lora::{Ia3Config, LoraConfig, LoraError, LoraLinear, LoraTarget, MoeConfig, MoeRouting};
 pub use model::{Wav2Vec2Model, Wav2Vec2Output};
 pub use ops::{ModelBackend, TrainBackend};
 pub use params::{count_params, count_trainable, ParamCounts, ParamSummary};

@@ -15,7 +15,7 @@ use fadlora_model::adapter::{ExtraTensor, ADAPTER_WEIGHTS_FILE};
 use fadlora_model::lora::LoraLinearConfig;
 use fadlora_model::lora::LoraTarget::{FfnIn, FfnOut, K, O, Q, V};
 use fadlora_model::{
-    count_trainable, AdapterError, Ia3Config, LoraConfig, LoraError, LoraTarget,
+    count_trainable, AdapterError, Ia3Config, LoraConfig, LoraError, LoraTarget, MoeConfig,
     SaveAdapterOptions, Wav2Vec2Config, Wav2Vec2Model,
 };
 
@@ -162,6 +162,11 @@ fn at_init_the_adapted_model_equals_the_base_exactly() {
             .with_layers(Some(vec![1])),
         // DoRA: the magnitude starts at the base weight's column norms, so its factor is 1.
         all_targets(4).with_use_dora(true),
+        // Mixtures of experts: every expert's B is zero, whatever the router says.
+        all_targets(2).with_moe(Some(MoeConfig::new().with_experts(3))),
+        all_targets(2).with_moe(Some(
+            MoeConfig::new().with_routing(fadlora_model::MoeRouting::Top1),
+        )),
     ] {
         let adapted = base_model.clone().with_lora(&config, &Default::default());
         for (got, want) in outputs(&adapted, input.clone()).iter().zip(&want) {
@@ -182,7 +187,11 @@ fn at_init_the_adapted_model_equals_the_base_exactly() {
     let plain =
         Wav2Vec2Model::<AB>::from_file(arch, &dir.join("model.safetensors"), &Default::default())
             .unwrap();
-    for config in [all_targets(4), all_targets(4).with_use_dora(true)] {
+    for config in [
+        all_targets(4),
+        all_targets(4).with_use_dora(true),
+        all_targets(2).with_moe(Some(MoeConfig::new())),
+    ] {
         let adapted = plain.clone().with_lora(&config, &Default::default());
         assert_eq!(
             adapted
@@ -747,4 +756,58 @@ fn xls_r_300m_partial_counts_equal_hand_computed_values() {
             .unwrap_err();
         assert!(matches!(err, LoraError::Partial(_)), "{err}");
     }
+}
+
+/// A mixture of LoRA experts: every projection gets K adapters and a router (counted by hand
+/// on the fixture), only they receive gradients, merging leaves the mixture as it is (a router
+/// depends on its input, so nothing folds into the weights), and PEFT's layout is refused.
+#[test]
+fn moe_lora_trains_alone_never_merges_and_has_no_peft_layout() {
+    type AB = Autodiff<TB>;
+    let device = Default::default();
+    let config = LoraConfig::new(2, 4.0)
+        .with_targets(vec![Q, FfnIn])
+        .with_layers(Some(vec![0]))
+        .with_moe(Some(MoeConfig::new().with_experts(3)));
+    let model = base_deterministic::<AB>().with_lora(&config, &device);
+    // Layer 0: q (32 -> 32) and ffn_in (32 -> 64); K = 3 experts of r = 2, and a 32 x 3 router.
+    let counts = count_trainable(&model);
+    assert_eq!(
+        counts.trainable,
+        3 * 2 * (32 + 32) + 32 * 3 + 3 * 2 * (32 + 64) + 32 * 3
+    );
+    let mut model = model;
+    for layer in &mut model.encoder.layers {
+        for target in LoraTarget::ALL {
+            if let Some(moe) = layer.projection_mut(target).moe.as_mut() {
+                let dims = moe.b.lazy_shape().dims::<2>();
+                moe.b = Param::from_tensor(Tensor::random(dims, Distribution::Default, &device));
+            }
+        }
+    }
+    let input = Tensor::<AB, 2>::from_data(reference_input().to_data(), &device);
+    let out = model.forward(input.clone(), false).last_hidden_state;
+    let balance = model
+        .take_balance_loss()
+        .expect("a training pass leaves balance terms");
+    let grads = (out.clone().sum() + balance).backward();
+    let check = gradient_census(&model, &grads);
+    assert_eq!(check.with, 6, "router, A and B of two mixtures");
+    assert_eq!(check.without, checkpoint_tensor_count());
+
+    let inner = burn::module::AutodiffModule::valid(&model);
+    let plain_input = reference_input();
+    let before = inner.forward(plain_input.clone(), false).last_hidden_state;
+    assert!(
+        inner.take_balance_loss().is_none(),
+        "inference leaves no terms"
+    );
+    let merged = inner.clone().merge_lora().unwrap();
+    let after = merged.forward(plain_input, false).last_hidden_state;
+    assert_eq!(before.to_data(), after.to_data());
+    let dir = tempfile::tempdir().unwrap();
+    let err = merged
+        .save_adapter(dir.path(), &SaveAdapterOptions::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("mixture of LoRA experts"), "{err}");
 }

@@ -76,6 +76,8 @@ pub(crate) const ADAPTER_COLOR: RGBColor = RGBColor(170, 130, 0);
 pub(crate) const PARTIAL_COLOR: RGBColor = RGBColor(140, 70, 20);
 /// Layer sums: a violet apart from the palette, the probes, the greys, the gold and the brown.
 pub(crate) const LAYER_SUM_COLOR: RGBColor = RGBColor(110, 60, 170);
+/// The SLS head on a frozen front end: a crimson apart from the palette and the other methods.
+pub(crate) const SLS_COLOR: RGBColor = RGBColor(200, 20, 80);
 /// Frozen-feature probes: dark shades apart from the palette's LoRA lines and the greys of
 /// full fine-tuning.
 pub(crate) const PROBE_COLORS: [RGBColor; 4] = [
@@ -186,6 +188,10 @@ pub(crate) enum Marker {
     Plus,
     /// Layer sums.
     Hexagon,
+    /// The SLS head on a frozen front end.
+    Star,
+    /// Mixtures of LoRA experts (an x).
+    Cross,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -283,6 +289,33 @@ fn draw_marker<DB: DrawingBackend>(
                 color.filled(),
             ))
             .map_err(err),
+        Marker::Star => area
+            .draw(&Polygon::new(
+                vec![
+                    (at.0, at.1 - 10),
+                    (at.0 + 2, at.1 - 3),
+                    (at.0 + 10, at.1 - 3),
+                    (at.0 + 4, at.1 + 1),
+                    (at.0 + 6, at.1 + 8),
+                    (at.0, at.1 + 4),
+                    (at.0 - 6, at.1 + 8),
+                    (at.0 - 4, at.1 + 1),
+                    (at.0 - 10, at.1 - 3),
+                    (at.0 - 2, at.1 - 3),
+                ],
+                color.filled(),
+            ))
+            .map_err(err),
+        Marker::Cross => {
+            for (from, to) in [
+                ((at.0 - 7, at.1 - 7), (at.0 + 7, at.1 + 7)),
+                ((at.0 - 7, at.1 + 7), (at.0 + 7, at.1 - 7)),
+            ] {
+                area.draw(&PathElement::new(vec![from, to], color.stroke_width(4)))
+                    .map_err(err)?;
+            }
+            Ok(())
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use plotters::style::RGBColor;
 use crate::figures::{
     save_figure, BarPanel, BarsFigure, CurveLine, CurvePanel, CurvesFigure, DetData, DetFigure,
     HLine, Marker, Point, Series, XScale, XyFigure, ADAPTER_COLOR, FULL_COLORS, IA3_COLOR,
-    LAYER_SUM_COLOR, PALETTE, PARTIAL_COLOR, PROBE_COLORS,
+    LAYER_SUM_COLOR, PALETTE, PARTIAL_COLOR, PROBE_COLORS, SLS_COLOR,
 };
 use crate::stats::{self, Stats};
 use crate::summary::{
@@ -1207,7 +1207,7 @@ fn eer_vs_rank(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> Opti
         .map(|(label, color, members)| Series {
             label,
             color,
-            marker: Marker::Circle,
+            marker: members[0].lora_marker(),
             connect: true,
             points: members
                 .iter()
@@ -1271,7 +1271,7 @@ fn eer_vs_params(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> Xy
             .map(|(label, color, members)| Series {
                 label,
                 color,
-                marker: Marker::Circle,
+                marker: members[0].lora_marker(),
                 connect: true,
                 points: members
                     .iter()
@@ -1312,8 +1312,8 @@ fn eer_vs_params(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> Xy
 
 /// Methods without a rank to draw a line over, one marker per group: `(IA)^3 k+v+ffn_out`
 /// (teal diamonds), `MMS adapter 32` / `bottleneck adapter 64` (gold inverted triangles) and
-/// `top 4 layers` / `bottom 2 layers + projection` (brown plus signs) and `layer sum` (violet
-/// hexagons), with the input length when lengths vary and `with_length`. `None` for other groups.
+/// `top 4 layers` / `bottom 2 layers + projection` (brown plus signs), `layer sum` (violet
+/// hexagons) and `SLS, frozen front end` (crimson stars), with the input length when lengths vary and `with_length`. `None` for other groups.
 fn point_method(
     g: &GroupRow,
     style: &SeriesStyle,
@@ -1347,6 +1347,8 @@ fn point_method(
         (label, PARTIAL_COLOR, Marker::Plus)
     } else if g.is_layer_sum() {
         ("layer sum".to_string(), LAYER_SUM_COLOR, Marker::Hexagon)
+    } else if g.is_frozen() {
+        ("SLS, frozen front end".to_string(), SLS_COLOR, Marker::Star)
     } else {
         return None;
     };
@@ -1386,7 +1388,7 @@ fn eer_vs_memory(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> Op
                         g.targets_label,
                         rank_cell(g.rank)
                     ),
-                    Marker::Circle,
+                    g.lora_marker(),
                 )
             };
             let memory = g.peak_mem_bytes.expect("filtered") / MIB;
@@ -1418,9 +1420,10 @@ fn eer_vs_length(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> Xy
     let mut full_seen = 0;
     for g in groups {
         let key = format!(
-            "{}|{}|{}|{}|{:?}|{}",
+            "{}|{}|{:?}|{}|{}|{:?}|{}",
             g.mode,
             g.dora,
+            g.experts,
             g.targets_label,
             g.layers_label,
             g.rank,
@@ -1460,7 +1463,7 @@ fn eer_vs_length(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> Xy
                 .iter()
                 .filter(|(k, _)| k.starts_with(Mode::Lora.as_str()))
                 .count();
-            (label, PALETTE[n_lora % PALETTE.len()], Marker::Circle)
+            (label, PALETTE[n_lora % PALETTE.len()], g.lora_marker())
         };
         lines.push((
             key,
@@ -1641,6 +1644,7 @@ fn det_figure(
         (Mode::Adapter, ADAPTER_COLOR, "best adapter"),
         (Mode::Partial, PARTIAL_COLOR, "best partial"),
         (Mode::LayerSum, LAYER_SUM_COLOR, "best layer sum"),
+        (Mode::Frozen, SLS_COLOR, "best SLS (frozen)"),
     ] {
         let Some(i) = best_run(rows, mode) else {
             continue;
@@ -1998,6 +2002,24 @@ fn training_sentence(plan: &Plan, rows: &[RunRow]) -> Option<String> {
                 .to_string(),
         );
     }
+    if let Some(run) = plan.runs.iter().find(|r| r.axes.experts.is_some()) {
+        let moe = run
+            .config
+            .lora
+            .as_ref()
+            .and_then(|l| l.moe.clone())
+            .unwrap_or_default();
+        training.push(format!(
+            "MoE-LoRA runs (groups `moe<K>-...`) put K LoRA adapters of the run's rank on each \
+             adapted projection with a learned router (`d_in x K` weights) that mixes them per \
+             token ({} routing; load-balancing loss weight {})",
+            match moe.routing {
+                fadlora_run::MoeRouting::Soft => "soft: every expert, softmax-weighted",
+                fadlora_run::MoeRouting::Top1 => "top-1: the most probable expert only",
+            },
+            moe.balance_loss
+        ));
+    }
     if modes.contains(&Mode::Ia3) {
         let mut targets: Vec<String> = Vec::new();
         for r in plan.runs.iter().filter(|r| r.axes.mode == Mode::Ia3) {
@@ -2069,6 +2091,14 @@ fn training_sentence(plan: &Plan, rows: &[RunRow]) -> Option<String> {
              (dropout and LayerDrop off) and train one weight per hidden state (the encoder's \
              input, each layer's output, the last being the final output), softmaxed and \
              starting equal, plus the head, which pools the weighted sum of the states"
+                .to_string(),
+        );
+    }
+    if modes.contains(&Mode::Frozen) {
+        training.push(
+            "SLS runs (group `sls`) freeze the whole wav2vec2 (dropout and LayerDrop off) and \
+             train only the SLS head: a sigmoid gate per layer over every encoder layer's \
+             output, summed, then BatchNorm, SELU, max pooling and two linear layers"
                 .to_string(),
         );
     }

@@ -60,6 +60,8 @@ pub(crate) struct RunRow {
     pub probe_layer: Option<usize>,
     /// A DoRA run (mode LoRA).
     pub dora: bool,
+    /// Experts per projection of a mixture-of-LoRA-experts run (mode LoRA).
+    pub experts: Option<usize>,
     pub adapter_kind: Option<fadlora_run::AdapterKind>,
     pub adapter_size: Option<usize>,
     pub partial_layers: Option<fadlora_run::PartialLayers>,
@@ -96,7 +98,8 @@ impl RunRow {
             | Mode::Ia3
             | Mode::Adapter
             | Mode::Partial
-            | Mode::LayerSum => None,
+            | Mode::LayerSum
+            | Mode::Frozen => None,
             Mode::Lora => axes.alpha.or(lora.map(|l| l.alpha())),
         };
         RunRow {
@@ -111,6 +114,7 @@ impl RunRow {
             layers_label: axes.layers_label(),
             probe_layer: axes.probe_layer,
             dora: axes.dora,
+            experts: axes.experts,
             adapter_kind: axes.adapter_kind,
             adapter_size: axes.adapter_size,
             partial_layers: axes.partial_layers,
@@ -248,6 +252,7 @@ pub(crate) struct GroupRow {
     pub layers_label: String,
     pub probe_layer: Option<usize>,
     pub dora: bool,
+    pub experts: Option<usize>,
     pub adapter_kind: Option<fadlora_run::AdapterKind>,
     pub adapter_size: Option<usize>,
     pub partial_layers: Option<fadlora_run::PartialLayers>,
@@ -304,12 +309,26 @@ impl GroupRow {
         self.mode == Mode::LayerSum
     }
 
-    /// `LoRA` or `DoRA`, for labels.
-    pub fn adapter_name(&self) -> &'static str {
-        if self.dora {
-            "DoRA"
+    /// The head alone on a frozen front end (the sweep's `sls` method).
+    pub fn is_frozen(&self) -> bool {
+        self.mode == Mode::Frozen
+    }
+
+    /// The marker of this group's LoRA-family points: an x for mixtures of experts.
+    pub fn lora_marker(&self) -> crate::figures::Marker {
+        if self.experts.is_some() {
+            crate::figures::Marker::Cross
         } else {
-            "LoRA"
+            crate::figures::Marker::Circle
+        }
+    }
+
+    /// `LoRA`, `DoRA` or `MoE-LoRA x<experts>`, for labels.
+    pub fn adapter_name(&self) -> String {
+        match self.experts {
+            Some(k) => format!("MoE-LoRA x{k}"),
+            None if self.dora => "DoRA".into(),
+            None => "LoRA".into(),
         }
     }
 }
@@ -401,6 +420,7 @@ pub(crate) fn group_rows(rows: &[RunRow]) -> PolarsResult<Vec<GroupRow>> {
             layers_label: first.layers_label.clone(),
             probe_layer: first.probe_layer,
             dora: first.dora,
+            experts: first.experts,
             adapter_kind: first.adapter_kind,
             adapter_size: first.adapter_size,
             partial_layers: first.partial_layers,

@@ -326,6 +326,7 @@ fn build(root: &Path, dataset: &str, finished: &[Spec], unfinished: &[Spec]) -> 
                 layers: None,
                 probe_layer: spec.probe_layer,
                 dora: false,
+                experts: None,
                 adapter_kind: None,
                 adapter_size: None,
                 partial_layers: spec.partial_top.map(|_| fadlora_run::PartialLayers::Top),

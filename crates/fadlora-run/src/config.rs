@@ -34,6 +34,11 @@
 //! alpha = 8.0
 //! targets = ["q", "v"]
 //!
+//! [lora.moe]                               # optional: a mixture of LoRA experts per projection
+//! experts = 4                              # adapters of the [lora] rank on every projection
+//! routing = "soft"                         # soft (softmax-weighted) | top1 (Switch routing)
+//! balance_loss = 0.01                      # weight of the load-balancing loss (0 = off)
+//!
 //! [ia3]                                    # or (IA)^3 vectors (not with another method)
 //! targets = ["k", "v", "ffn_out"]
 //!
@@ -48,6 +53,9 @@
 //!
 //! [layer_sum]                              # or the head on a learned softmax-weighted sum of
 //!                                          # every hidden state, front end frozen (no keys)
+//!
+//! [frozen]                                 # or the head alone on a frozen wav2vec2 (no keys;
+//!                                          # with kind = "sls" below: the SLS method)
 //!
 //! [probe]                                  # frozen-feature probe (not with [lora])
 //! layer = 4                                # hidden state the head pools: 0 = encoder input,
@@ -89,8 +97,8 @@ use fadlora_data::{DatasetSpec, Normalization, SSL_ANTI_SPOOFING_SAMPLES};
 use serde::{Deserialize, Serialize};
 
 use crate::vocab::{
-    AdapterKind, Augment, BackendKind, HeadKind, LoraTarget, Mode, PartialLayers, Precision,
-    ScoreKind,
+    AdapterKind, Augment, BackendKind, HeadKind, LoraTarget, Mode, MoeRouting, PartialLayers,
+    Precision, ScoreKind,
 };
 use crate::RunError;
 
@@ -135,6 +143,10 @@ pub struct RunConfig {
     /// out of the serialised TOML when absent (run IDs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer_sum: Option<LayerSumSection>,
+    /// The whole front end frozen, the head alone training; left out of the serialised TOML
+    /// when absent (run IDs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<FrozenSection>,
     #[serde(default)]
     pub head: HeadSection,
     #[serde(default)]
@@ -343,6 +355,44 @@ pub struct LoraSection {
     /// planned before it existed stay the same.
     #[serde(default, skip_serializing_if = "is_false")]
     pub use_dora: bool,
+    /// A mixture of LoRA experts instead of one adapter per projection (`[lora.moe]`); left
+    /// out of the written configuration when absent, so earlier run IDs stay the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moe: Option<MoeSection>,
+}
+
+/// The `[lora.moe]` table: `experts` LoRA adapters of the `[lora]` rank on every adapted
+/// projection, mixed per token by a learned router (`d_input x experts` weights, no bias).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoeSection {
+    #[serde(default = "default_experts")]
+    pub experts: usize,
+    #[serde(default)]
+    pub routing: MoeRouting,
+    /// Weight of the load-balancing loss (the Switch Transformer's `K * sum_k f_k P_k`, averaged
+    /// over the adapted projections) added to the training loss; 0 turns it off.
+    #[serde(default = "default_balance_loss")]
+    pub balance_loss: f64,
+}
+
+impl Default for MoeSection {
+    fn default() -> Self {
+        MoeSection {
+            experts: default_experts(),
+            routing: MoeRouting::default(),
+            balance_loss: default_balance_loss(),
+        }
+    }
+}
+
+fn default_experts() -> usize {
+    4
+}
+
+/// The Switch Transformer's coefficient.
+fn default_balance_loss() -> f64 {
+    0.01
 }
 
 fn is_false(value: &bool) -> bool {
@@ -460,6 +510,13 @@ fn default_partial_count() -> usize {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LayerSumSection {}
+
+/// The `[frozen]` table (no keys): the whole wav2vec2 is frozen (its dropouts and LayerDrop
+/// off, as for a probe) and only the head trains, reading what it always reads: the SLS head
+/// every layer's output (the SLS method on a frozen XLS-R), the others the final output.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrozenSection {}
 
 /// The `[probe]` table: the whole wav2vec2 is frozen (its dropouts and LayerDrop off) and only
 /// the head trains, on one hidden state of the backbone, to measure the front end on its own.
@@ -740,6 +797,7 @@ impl RunConfig {
             (None, None, None) if self.adapter.is_some() => Mode::Adapter,
             (None, None, None) if self.partial.is_some() => Mode::Partial,
             (None, None, None) if self.layer_sum.is_some() => Mode::LayerSum,
+            (None, None, None) if self.frozen.is_some() => Mode::Frozen,
             (None, None, None) => Mode::Full,
         }
     }
@@ -802,6 +860,20 @@ impl RunConfig {
                  `[probe]`",
             ));
         }
+        if self.frozen.is_some()
+            && (self.lora.is_some()
+                || self.probe.is_some()
+                || self.ia3.is_some()
+                || self.adapter.is_some()
+                || self.partial.is_some()
+                || self.layer_sum.is_some())
+        {
+            return Err(invalid(
+                "frozen",
+                "`[frozen]` trains the head alone on a frozen wav2vec2: it does not go with \
+                 `[lora]`, `[ia3]`, `[adapter]`, `[partial]`, `[layer_sum]` or `[probe]`",
+            ));
+        }
         if self.head.kind == HeadKind::Sls && (self.probe.is_some() || self.layer_sum.is_some()) {
             return Err(invalid(
                 "head.kind",
@@ -814,6 +886,28 @@ impl RunConfig {
         }
         if self.adapter.as_ref().is_some_and(|a| a.size == 0) {
             return Err(invalid("adapter.size", "must be at least 1 hidden unit"));
+        }
+        if let Some(moe) = self.lora.as_ref().and_then(|l| l.moe.as_ref()) {
+            if moe.experts < 2 {
+                return Err(invalid(
+                    "lora.moe.experts",
+                    "a mixture needs at least 2 experts (one expert is plain LoRA: drop \
+                     `[lora.moe]`)",
+                ));
+            }
+            if !(moe.balance_loss.is_finite() && moe.balance_loss >= 0.0) {
+                return Err(invalid(
+                    "lora.moe.balance_loss",
+                    "must be a number >= 0 (0 turns the load-balancing loss off)",
+                ));
+            }
+            if self.lora.as_ref().is_some_and(|l| l.use_dora) {
+                return Err(invalid(
+                    "lora.moe",
+                    "a mixture of experts has no weight decomposition: drop `use_dora` or \
+                     `[lora.moe]`",
+                ));
+            }
         }
         if let Some(ia3) = &self.ia3 {
             if ia3.targets.is_empty() {
@@ -1409,6 +1503,44 @@ epochs = 1
         assert!(message.contains("at most one"), "{message}");
         let (line, _, message) = config_error(&format!("{MINIMAL}\n[layer_sum]\nlayers = 3\n"));
         assert_eq!(line, Some(11), "{message}");
+    }
+
+    #[test]
+    fn frozen_reads_back_goes_with_the_sls_head_and_is_refused_beside_another_method() {
+        let c = parse(&format!("{MINIMAL}\n[head]\nkind = \"sls\"\n\n[frozen]\n")).unwrap();
+        assert_eq!(c.mode(), Mode::Frozen);
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        assert!(!parse(MINIMAL).unwrap().to_toml().contains("frozen"));
+        let (line, key, message) =
+            config_error(&format!("{MINIMAL}\n[lora]\nrank = 2\n\n[frozen]\n"));
+        assert_eq!((key.as_str(), line), ("frozen", Some(13)));
+        assert!(message.contains("head alone"), "{message}");
+    }
+
+    #[test]
+    fn lora_moe_reads_its_defaults_and_refuses_one_expert_a_negative_weight_and_dora() {
+        let c = parse(&format!("{MINIMAL}\n[lora]\nrank = 2\n\n[lora.moe]\n")).unwrap();
+        assert_eq!(c.mode(), Mode::Lora);
+        assert_eq!(c.lora.as_ref().unwrap().moe, Some(MoeSection::default()));
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        let plain = parse(&format!("{MINIMAL}\n[lora]\nrank = 2\n")).unwrap();
+        assert!(!plain.to_toml().contains("moe"), "{}", plain.to_toml());
+        // A value the types refuse names itself in toml's message; the rules name their key.
+        for (body, want) in [
+            ("experts = 1\n", "`lora.moe.experts`"),
+            ("balance_loss = -0.1\n", "`lora.moe.balance_loss`"),
+            ("routing = \"top2\"\n", "`top2`"),
+        ] {
+            let (line, _, message) = config_error(&format!(
+                "{MINIMAL}\n[lora]\nrank = 2\n\n[lora.moe]\n{body}"
+            ));
+            assert!(message.contains(want), "{message}");
+            assert_eq!(line, Some(14), "{message}");
+        }
+        let (_, key, _) = config_error(&format!(
+            "{MINIMAL}\n[lora]\nrank = 2\nuse_dora = true\n\n[lora.moe]\n"
+        ));
+        assert_eq!(key, "lora.moe");
     }
 
     #[test]

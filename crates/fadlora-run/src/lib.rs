@@ -24,8 +24,8 @@ pub mod stats;
 pub mod vocab;
 
 pub use config::{
-    AdapterSection, EvalSetSection, EvalWindow, ExtraRules, Ia3Section, Invalid, LayerSumSection,
-    LoraSection, PartialSection, ProbeSection, RunConfig, RunRules,
+    AdapterSection, EvalSetSection, EvalWindow, ExtraRules, FrozenSection, Ia3Section, Invalid,
+    LayerSumSection, LoraSection, MoeSection, PartialSection, ProbeSection, RunConfig, RunRules,
 };
 pub use error::RunError;
 pub use fs::write_atomic;
@@ -39,5 +39,5 @@ pub use record::{
 };
 pub use vocab::{
     parse_targets, targets_label, AdapterKind, Augment, BackendKind, HeadKind, LoraTarget, Method,
-    Mode, PartialLayers, Precision, ScoreKind, UnknownLoraTarget,
+    Mode, MoeRouting, PartialLayers, Precision, ScoreKind, UnknownLoraTarget,
 };

@@ -32,6 +32,10 @@ pub struct RunAxes {
     /// Weight-decomposed LoRA (DoRA) rather than plain LoRA.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dora: bool,
+    /// Experts per projection of a mixture of LoRA experts (`[lora.moe] experts`); `None` for
+    /// one adapter per projection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experts: Option<usize>,
     /// Adapter layers' kind and width (`[adapter]`), for adapter runs only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter_kind: Option<AdapterKind>,
@@ -62,7 +66,7 @@ impl RunAxes {
     /// of hidden state `k`.
     pub fn layers_label(&self) -> String {
         match (self.mode, &self.layers) {
-            (Mode::Full, _) => "-".into(),
+            (Mode::Full | Mode::Frozen, _) => "-".into(),
             (Mode::LayerSum, _) => "all".into(),
             (Mode::Partial, _) => match (self.partial_layers, self.partial_count) {
                 (Some(end), Some(count)) => format!("{end} {count}"),

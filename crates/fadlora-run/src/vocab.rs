@@ -290,10 +290,13 @@ pub enum Mode {
     Partial,
     #[serde(rename = "layer-sum")]
     LayerSum,
+    /// The whole front end frozen, only the head (any kind) trains on what it reads: the SLS
+    /// head on every layer's output, the others on the final output (`[frozen]`).
+    Frozen,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 7] = [
+    pub const ALL: [Mode; 8] = [
         Mode::Full,
         Mode::Lora,
         Mode::Probe,
@@ -301,6 +304,7 @@ impl Mode {
         Mode::Adapter,
         Mode::Partial,
         Mode::LayerSum,
+        Mode::Frozen,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -312,6 +316,7 @@ impl Mode {
             Mode::Adapter => "adapter",
             Mode::Partial => "partial",
             Mode::LayerSum => "layer-sum",
+            Mode::Frozen => "frozen",
         }
     }
 }
@@ -406,6 +411,48 @@ impl FromStr for AdapterKind {
     }
 }
 
+/// How a mixture of LoRA experts mixes its experts (`[lora.moe] routing`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum MoeRouting {
+    /// Every expert, weighted by the router's softmax.
+    #[default]
+    Soft,
+    /// Only the expert with the highest router probability, weighted by that probability (so
+    /// the router still receives a gradient), as the Switch Transformer routes.
+    Top1,
+}
+
+impl MoeRouting {
+    pub const ALL: [MoeRouting; 2] = [MoeRouting::Soft, MoeRouting::Top1];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MoeRouting::Soft => "soft",
+            MoeRouting::Top1 => "top1",
+        }
+    }
+}
+
+impl fmt::Display for MoeRouting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for MoeRouting {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MoeRouting::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown routing `{s}` (expected soft or top1)"))
+    }
+}
+
 /// A parameter-efficient method a sweep compares (`[sweep] methods`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -425,6 +472,13 @@ pub enum Method {
     /// state of a frozen front end (`[layer_sum]`).
     #[serde(rename = "layer-sum")]
     LayerSum,
+    /// A mixture of LoRA experts (`[lora.moe]`) over the sweep's ranks, targets and layers,
+    /// once per `[sweep] experts` entry.
+    #[serde(rename = "moe-lora")]
+    MoeLora,
+    /// One run per seed and input length: the SLS head (sigmoid-gated fusion of every layer's
+    /// output) on a frozen front end (`[frozen]`, `[head] kind = "sls"`).
+    Sls,
 }
 
 impl fmt::Display for Mode {

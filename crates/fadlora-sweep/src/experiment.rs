@@ -49,8 +49,9 @@ use fadlora_run::config::{
     entry_line, key_line, located, parse_toml, Invalid, LoraSection, ProbeSection, RunRules,
 };
 use fadlora_run::{
-    targets_label, AdapterSection, Ia3Section, LayerSumSection, LoraTarget, Method, Mode,
-    PartialSection, Plan, PlannedRun, PublishedFigure, RunAxes, RunConfig, RunError,
+    targets_label, AdapterSection, FrozenSection, HeadKind, Ia3Section, LayerSumSection,
+    LoraTarget, Method, Mode, MoeSection, PartialSection, Plan, PlannedRun, PublishedFigure,
+    RunAxes, RunConfig, RunError,
 };
 use serde::Deserialize;
 
@@ -139,11 +140,18 @@ pub struct SweepSection {
     #[serde(default)]
     pub probe_layers: Option<Vec<usize>>,
     /// Parameter-efficient methods to compare: `lora` and `dora` each run the rank grid,
-    /// `ia3` and `layer-sum` one run per seed and input length, `adapter` and `partial` one per
+    /// `moe-lora` runs it once per `experts` entry,
+    /// `ia3`, `layer-sum` and `sls` (the SLS head on a frozen front end, `mode = "frozen"` in
+    /// rules) one run per seed and input length, `adapter` and `partial` one per
     /// `adapter_sizes` / `partial_counts` entry. Left out: `["ia3"]` if the base has an `[ia3]`
     /// table, `["dora"]` if its `[lora]` sets `use_dora`, else `["lora"]`.
     #[serde(default)]
     pub methods: Option<Vec<Method>>,
+    /// Experts per projection, one set of rank-grid runs each when `methods` lists
+    /// `moe-lora` (routing and load-balancing weight from the base's `[lora.moe]`, else its
+    /// defaults). Left out: the base's `[lora.moe] experts`, else 4.
+    #[serde(default)]
+    pub experts: Option<Vec<usize>>,
     /// Adapter-layer widths, one run each when `methods` lists `adapter` (their kind is the
     /// base's `[adapter] kind`, MMS by default). Left out: the base's `[adapter] size`, else 32.
     #[serde(default)]
@@ -224,6 +232,7 @@ fn same_set(a: &[LoraTarget], b: &[LoraTarget]) -> bool {
 /// The axes after defaults, in grid order.
 struct Axes {
     methods: Vec<Method>,
+    experts: Vec<usize>,
     adapter_sizes: Vec<usize>,
     partial_counts: Vec<usize>,
     ranks: Vec<usize>,
@@ -305,6 +314,13 @@ impl Experiment {
         {
             return Err(self.error(&format!("base.{key}"), message));
         }
+        if self.base.frozen.is_some() && self.base.head.kind != HeadKind::Sls {
+            return Err(self.error(
+                "base.frozen",
+                "a sweep trains frozen front ends with the SLS head only (`methods = [\"sls\"]`): \
+                 set `[base.head] kind = \"sls\"` or drop `[base.frozen]`",
+            ));
+        }
         if let Err((key, message)) = self.slurm.check() {
             return Err(self.error(&format!("slurm.{key}"), message));
         }
@@ -343,6 +359,10 @@ impl Experiment {
             (
                 "sweep.adapter_sizes",
                 s.adapter_sizes.as_ref().is_some_and(|v| v.is_empty()),
+            ),
+            (
+                "sweep.experts",
+                s.experts.as_ref().is_some_and(|v| v.is_empty()),
             ),
             (
                 "sweep.partial_counts",
@@ -392,6 +412,7 @@ impl Experiment {
                 Some(Mode::Adapter) => "an adapter run",
                 Some(Mode::Partial) => "a partial fine-tuning run",
                 Some(Mode::LayerSum) => "a layer-sum run",
+                Some(Mode::Frozen) => "an SLS run",
                 Some(Mode::Lora) | None => continue,
             };
             if rule.rank.is_some() || rule.targets.is_some() || rule.layers.is_some() {
@@ -484,13 +505,21 @@ impl Experiment {
             Method::Partial
         } else if self.base.layer_sum.is_some() {
             Method::LayerSum
+        } else if self.base.frozen.is_some() {
+            Method::Sls
         } else if base_lora.is_some_and(|l| l.use_dora) {
             Method::Dora
+        } else if base_lora.is_some_and(|l| l.moe.is_some()) {
+            Method::MoeLora
         } else {
             Method::Lora
         };
         let mut axes = Axes {
             methods: s.methods.clone().unwrap_or_else(|| vec![default_method]),
+            experts: s
+                .experts
+                .clone()
+                .unwrap_or_else(|| vec![self.moe_section().experts]),
             adapter_sizes: s
                 .adapter_sizes
                 .clone()
@@ -542,8 +571,19 @@ impl Experiment {
         let mut seen = BTreeSet::new();
         axes.adapter_sizes.retain(|size| seen.insert(*size));
         let mut seen = BTreeSet::new();
+        axes.experts.retain(|k| seen.insert(*k));
+        let mut seen = BTreeSet::new();
         axes.partial_counts.retain(|count| seen.insert(*count));
         axes
+    }
+
+    /// The `[lora.moe]` table of the mixture runs: the base's, else the defaults.
+    fn moe_section(&self) -> MoeSection {
+        self.base
+            .lora
+            .as_ref()
+            .and_then(|l| l.moe.clone())
+            .unwrap_or_default()
     }
 
     /// The `[adapter]` table of the adapter runs: the base's, else the defaults.
@@ -629,25 +669,40 @@ impl Experiment {
                         });
                         continue;
                     }
+                    if method == Method::Sls {
+                        points.push(RunAxes {
+                            mode: Mode::Frozen,
+                            ..full_axes(crop, seed)
+                        });
+                        continue;
+                    }
                     if method == Method::Partial {
                         for &count in &axes.partial_counts {
                             points.push(self.partial_axes(count, crop, seed));
                         }
                         continue;
                     }
-                    for layers in &axes.layers {
-                        for targets in &axes.targets {
-                            for &rank in &axes.ranks {
-                                points.push(RunAxes {
-                                    mode: Mode::Lora,
-                                    rank: Some(rank),
-                                    alpha: Some(self.alpha_for(rank)),
-                                    targets: Some(targets.clone()),
-                                    layers: layers.clone(),
-                                    probe_layer: None,
-                                    dora: method == Method::Dora,
-                                    ..full_axes(crop, seed)
-                                });
+                    let experts: Vec<Option<usize>> = if method == Method::MoeLora {
+                        axes.experts.iter().copied().map(Some).collect()
+                    } else {
+                        vec![None]
+                    };
+                    for &experts in &experts {
+                        for layers in &axes.layers {
+                            for targets in &axes.targets {
+                                for &rank in &axes.ranks {
+                                    points.push(RunAxes {
+                                        mode: Mode::Lora,
+                                        rank: Some(rank),
+                                        alpha: Some(self.alpha_for(rank)),
+                                        targets: Some(targets.clone()),
+                                        layers: layers.clone(),
+                                        probe_layer: None,
+                                        dora: method == Method::Dora,
+                                        experts,
+                                        ..full_axes(crop, seed)
+                                    });
+                                }
                             }
                         }
                     }
@@ -700,6 +755,11 @@ impl Experiment {
                         mode: Mode::LayerSum,
                         ..full_axes(crop, seed)
                     }
+                } else if rule.mode == Some(Mode::Frozen) {
+                    RunAxes {
+                        mode: Mode::Frozen,
+                        ..full_axes(crop, seed)
+                    }
                 } else if rule.mode == Some(Mode::Partial) {
                     self.partial_axes(axes.partial_counts[0], crop, seed)
                 } else if rule.mode == Some(Mode::Probe) {
@@ -730,6 +790,8 @@ impl Experiment {
                         },
                         probe_layer: None,
                         dora: axes.methods.first() == Some(&Method::Dora),
+                        experts: (axes.methods.first() == Some(&Method::MoeLora))
+                            .then(|| axes.experts[0]),
                         ..full_axes(crop, seed)
                     }
                 };
@@ -756,8 +818,13 @@ impl Experiment {
             feature_projection: axes.partial_feature_projection,
         });
         config.layer_sum = (axes.mode == Mode::LayerSum).then_some(LayerSumSection {});
+        config.frozen = (axes.mode == Mode::Frozen).then_some(FrozenSection {});
+        if axes.mode == Mode::Frozen {
+            // The sweep's frozen-front-end method is SLS: its head is what it compares.
+            config.head.kind = HeadKind::Sls;
+        }
         config.lora = match axes.mode {
-            Mode::Probe | Mode::Ia3 | Mode::Adapter | Mode::LayerSum => None,
+            Mode::Probe | Mode::Ia3 | Mode::Adapter | Mode::LayerSum | Mode::Frozen => None,
             // Pretrained weights train directly, as in full fine-tuning: its learning rate.
             Mode::Full | Mode::Partial => {
                 if let Some(lr) = self.sweep.full_lr {
@@ -775,6 +842,10 @@ impl Experiment {
                     layers: axes.layers.clone(),
                     use_rslora: base.is_some_and(|l| l.use_rslora),
                     use_dora: axes.dora,
+                    moe: axes.experts.map(|experts| MoeSection {
+                        experts,
+                        ..self.moe_section()
+                    }),
                 })
             }
         };
@@ -798,6 +869,7 @@ impl Experiment {
             "optim.lr" | "optim.min_lr" if s.full_lr.is_some() => Some("sweep.full_lr"),
             "probe.layer" if s.probe_layers.is_some() => Some("sweep.probe_layers"),
             "adapter.size" if s.adapter_sizes.is_some() => Some("sweep.adapter_sizes"),
+            "lora.moe.experts" if s.experts.is_some() => Some("sweep.experts"),
             "partial.count" if s.partial_counts.is_some() => Some("sweep.partial_counts"),
             _ => None,
         };
@@ -836,12 +908,17 @@ impl Experiment {
                 ),
                 Mode::Lora => format!(
                     "{}-{}-r{}",
-                    if axes.dora { "dora" } else { "lora" },
+                    match axes.experts {
+                        Some(k) => format!("moe{k}"),
+                        None if axes.dora => "dora".into(),
+                        None => "lora".into(),
+                    },
                     targets_label(axes.targets.as_deref().unwrap_or_default()),
                     axes.rank.unwrap_or_default()
                 ),
                 Mode::Probe => format!("probe-{}", axes.layers_label()),
                 Mode::LayerSum => "layer-sum".to_string(),
+                Mode::Frozen => "sls".to_string(),
             };
             // Suffixes depend on this run alone, never on which other runs the TOML lists, so
             // growing the grid never renames (and so retrains) existing runs.
@@ -1024,6 +1101,7 @@ fn full_axes(crop: usize, seed: u64) -> RunAxes {
         layers: None,
         probe_layer: None,
         dora: false,
+        experts: None,
         adapter_kind: None,
         adapter_size: None,
         partial_layers: None,

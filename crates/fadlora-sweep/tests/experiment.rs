@@ -777,6 +777,54 @@ fn methods_plan_lora_dora_and_ia3_side_by_side() {
     );
 }
 
+/// `moe-lora` in `methods` runs the rank grid once per `experts` entry, with the base's
+/// `[lora.moe]` routing and loss weight; LoRA keeps its run IDs (a `[lora.moe]` table in the
+/// base does not reach plain LoRA runs); an expert count of 1 names its axis.
+#[test]
+fn methods_plan_mixtures_of_lora_experts_per_expert_count() {
+    let e = experiment(
+        "[base.lora]\nrank = 4\n[base.lora.moe]\nrouting = \"top1\"\nbalance_loss = 0.05\n\
+         [sweep]\nranks = [4, 2]\nfull_finetune = true\nmethods = [\"lora\", \"moe-lora\"]\n\
+         experts = [2, 4, 2]\n",
+    )
+    .unwrap();
+    let plan = e.plan(Path::new("/r")).unwrap();
+    let groups: Vec<&str> = plan.runs.iter().map(|r| r.group.as_str()).collect();
+    assert_eq!(
+        groups,
+        [
+            "full",
+            "lora-q+v-r4",
+            "lora-q+v-r2",
+            "moe2-q+v-r4",
+            "moe2-q+v-r2",
+            "moe4-q+v-r4",
+            "moe4-q+v-r2"
+        ]
+    );
+    assert_eq!(
+        &ids(&e)[..2],
+        ["full-s0-a8df037b", "lora-q+v-r4-s0-0e72f21b"]
+    );
+    assert!(plan.runs[1].config.lora.as_ref().unwrap().moe.is_none());
+    let moe = &plan.runs[5];
+    assert_eq!(moe.axes.mode, fadlora_sweep::Mode::Lora);
+    assert_eq!(moe.axes.experts, Some(4));
+    assert_eq!(
+        moe.config.lora.as_ref().unwrap().moe,
+        Some(fadlora_run::MoeSection {
+            experts: 4,
+            routing: fadlora_run::MoeRouting::Top1,
+            balance_loss: 0.05
+        })
+    );
+    let err = experiment("[sweep]\nranks = [4]\nmethods = [\"moe-lora\"]\nexperts = [1]\n")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("sweep.experts"), "{err}");
+}
+
 /// `adapter` in `methods` plans one run per `adapter_sizes` entry, of the base's `[adapter]`
 /// kind; the other methods keep their run IDs; a size of 0 names its axis.
 #[test]
@@ -873,6 +921,29 @@ fn methods_plan_partial_fine_tuning_per_layer_count() {
         .unwrap()
         .to_string();
     assert!(err.contains("sweep.partial_counts"), "{err}");
+}
+
+/// `sls` in `methods` plans one run per seed and length (group `sls`): the SLS head on a
+/// frozen front end (`[frozen]`, head kind `sls`, no `[lora]`), whatever the base's head; a
+/// base `[frozen]` table with another head is refused, naming it.
+#[test]
+fn methods_plan_an_sls_head_on_a_frozen_front_end_per_seed() {
+    let e = experiment("[sweep]\nranks = [4]\nseeds = [0, 1]\nmethods = [\"lora\", \"sls\"]\n")
+        .unwrap();
+    let plan = e.plan(Path::new("/r")).unwrap();
+    let groups: Vec<&str> = plan.runs.iter().map(|r| r.group.as_str()).collect();
+    assert_eq!(groups, ["lora-q+v-r4", "sls", "lora-q+v-r4", "sls"]);
+    let run = &plan.runs[1];
+    assert_eq!(run.axes.mode, fadlora_sweep::Mode::Frozen);
+    assert!(run.config.lora.is_none());
+    assert_eq!(run.config.frozen, Some(fadlora_run::FrozenSection {}));
+    assert_eq!(run.config.head.kind, fadlora_run::HeadKind::Sls);
+    assert_eq!(
+        plan.runs[0].config.head.kind,
+        fadlora_run::HeadKind::MeanLinear
+    );
+    let (_, key, _) = located(experiment("[base.frozen]\n[sweep]\nseeds = [0]\n"));
+    assert_eq!(key, "base.frozen");
 }
 
 /// `layer-sum` in `methods` plans one run per seed and length (group `layer-sum`), with a

@@ -65,6 +65,8 @@ pub fn check_model(config: &RunConfig) -> Result<(), Invalid> {
                         "dropout" => "lora.dropout",
                         "targets" => "lora.targets",
                         "layers" => "lora.layers",
+                        "moe.experts" => "lora.moe.experts",
+                        "moe.balance_loss" => "lora.moe.balance_loss",
                         _ => "lora",
                     };
                     invalid(key, message)
@@ -218,6 +220,11 @@ pub fn lora_config(lora: &LoraSection) -> fadlora_model::LoraConfig {
         layers: lora.layers.clone(),
         use_rslora: lora.use_rslora,
         use_dora: lora.use_dora,
+        moe: lora.moe.as_ref().map(|moe| fadlora_model::MoeConfig {
+            experts: moe.experts,
+            routing: moe.routing,
+            balance_loss: moe.balance_loss,
+        }),
     }
 }
 

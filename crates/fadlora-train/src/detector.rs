@@ -106,6 +106,9 @@ pub struct DetectorConfig {
     /// [`Detector::layer_weights`]); the whole front end is frozen. `None` in detectors saved
     /// before layer sums.
     pub layer_sum: Option<fadlora_run::LayerSumSection>,
+    /// The whole front end frozen, the head alone training on what it always reads. `None` in
+    /// detectors saved before `[frozen]`.
+    pub frozen: Option<fadlora_run::FrozenSection>,
     /// A frozen-feature probe of this hidden state (see [`Detector::probe_layer`]): the whole
     /// front end is frozen and only the head trains. `None` in detectors saved before probes.
     pub probe_layer: Option<usize>,
@@ -219,7 +222,7 @@ impl DetectorConfig {
             // Random initialisation already materialises every parameter (assign_param_ids
             // below), so `no_grad` costs nothing more than it would.
             (None, Some(_)) => wav2vec2.no_grad(),
-            (None, None) if self.layer_sum.is_some() => wav2vec2.no_grad(),
+            (None, None) if self.layer_sum.is_some() || self.frozen.is_some() => wav2vec2.no_grad(),
             (None, None) => wav2vec2,
         })
     }

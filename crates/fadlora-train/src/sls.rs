@@ -19,8 +19,9 @@
 //!
 //! The head is a `[head] kind`, so the front end trains as the run's method says: fully
 //! without a method table (as the paper fine-tunes XLS-R), or through LoRA, (IA)^3, adapters
-//! or partial fine-tuning. It does not go with `[probe]` or `[layer_sum]`, whose heads read one
-//! (summed) state; a frozen front end with this head alone training is not offered yet.
+//! or partial fine-tuning, or not at all (`[frozen]`: the head alone trains, the `sls` method of
+//! a sweep). It does not go with `[probe]` or `[layer_sum]`, whose heads read one (summed)
+//! state.
 //!
 //! [`SlsHead::load_pytorch`] reads a state dict with the authors' names; against the PyTorch
 //! classifier of `tools/fixtures/make_sls_fixtures.py` it agrees within 1e-4

@@ -570,9 +570,10 @@ impl<B: TrainBackend, O: Optimizer<Detector<B>, B>> Network<B, O> {
         device: &B::Device,
     ) -> Result<Self, TrainError> {
         let mut arch = crate::config::wav2vec2_config(&config.model)?;
-        if config.probe.is_some() || config.layer_sum.is_some() {
-            // A probe (or a layer sum) measures fixed features, as a frozen extractor in `model.eval()` gives
-            // them: every epoch must see the same features of the same input.
+        if config.probe.is_some() || config.layer_sum.is_some() || config.frozen.is_some() {
+            // A probe (or a layer sum, or any head on a frozen front end) measures fixed
+            // features, as a frozen extractor in `model.eval()` gives them: every epoch must
+            // see the same features of the same input.
             arch.hidden_dropout = 0.0;
             arch.attention_dropout = 0.0;
             arch.activation_dropout = 0.0;
@@ -608,6 +609,7 @@ impl<B: TrainBackend, O: Optimizer<Detector<B>, B>> Network<B, O> {
             .with_adapter(config.adapter.clone())
             .with_partial(config.partial.clone())
             .with_layer_sum(config.layer_sum.clone())
+            .with_frozen(config.frozen.clone())
             .with_probe_layer(config.probe.as_ref().map(|p| p.layer))
             .with_head(config.head.kind)
             .with_precision(config.precision);
@@ -774,6 +776,11 @@ where
     )));
 
     let accumulation = config.optim.grad_accumulation;
+    let balance_weight = config
+        .lora
+        .as_ref()
+        .and_then(|l| l.moe.as_ref())
+        .map_or(0.0, |moe| moe.balance_loss);
     let mut accumulator = GradientsAccumulator::<Detector<B>>::new();
     let mut micro = 0;
     let mut lr = config
@@ -799,13 +806,22 @@ where
             window_start = Instant::now();
         }
         let logits = model.forward(batch.waveforms);
-        let loss = weighted_cross_entropy(logits, batch.labels, t.class_weights);
+        let cross_entropy = weighted_cross_entropy(logits, batch.labels, t.class_weights);
+        // Mixtures of LoRA experts add their load-balancing loss; taken every pass (even at
+        // weight 0) so that terms never pile up. The logged loss stays the cross-entropy, the
+        // dev loss's measure.
+        let loss = match model.wav2vec2.take_balance_loss() {
+            Some(balance) if balance_weight > 0.0 => {
+                cross_entropy.clone() + balance * balance_weight
+            }
+            _ => cross_entropy.clone(),
+        };
         if window_steps == 0 && micro == 0 {
             // Once a window, where activations peak: the only extra sync of the loop.
             B::sync(device).ok();
             env.memory.sample();
         }
-        losses.add(loss.clone().inner());
+        losses.add(cross_entropy.inner());
         // Accumulated gradients are summed, so each micro-batch carries 1/accumulation.
         let grads = (loss / accumulation as f64).backward();
         accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
@@ -1011,7 +1027,9 @@ where
         .best
         .ok_or_else(|| TrainError::Invalid("no epoch was completed".into()))?;
     let model = load_params(net.model, &folder.best.join(TRAINABLE_FILE))?.valid();
-    if config.lora.is_some() || config.ia3.is_some() {
+    // PEFT has no layout for a mixture of experts: trainable.safetensors is its only form.
+    let peft_layout = config.lora.as_ref().is_some_and(|l| l.moe.is_none());
+    if peft_layout || config.ia3.is_some() {
         // The selected adapters also in PEFT's layout, for use outside fadlora.
         let options = fadlora_model::adapter::SaveAdapterOptions {
             base_model_name_or_path: config

@@ -26,6 +26,7 @@ fn one_lora_step_changes_only_adapters_and_head() {
         layers: None,
         use_rslora: false,
         use_dora: false,
+        moe: None,
     };
     let config = DetectorConfig::new(Wav2Vec2Config::micro()).with_lora(Some(lora));
     let model: Detector<AB> = config
@@ -81,6 +82,7 @@ fn one_dora_step_changes_only_adapters_magnitudes_and_head() {
         layers: None,
         use_rslora: false,
         use_dora: true,
+        moe: None,
     };
     let config = DetectorConfig::new(Wav2Vec2Config::micro()).with_lora(Some(lora));
     let model: Detector<AB> = config
@@ -97,6 +99,44 @@ fn one_dora_step_changes_only_adapters_magnitudes_and_head() {
         .trainable
         .contains("wav2vec2.encoder.layers.1.feed_forward.intermediate_dense.lora.magnitude"));
 
+    let (before, after) = around_one_adamw_step(model);
+    for path in &paths.frozen {
+        assert_eq!(before[path], after[path], "frozen {path} changed");
+    }
+    for path in &paths.trainable {
+        assert_ne!(before[path], after[path], "{path} did not change");
+    }
+}
+
+#[test]
+fn one_moe_lora_step_changes_only_experts_routers_and_head() {
+    let device = Default::default();
+    let lora = LoraSection {
+        rank: 2,
+        alpha: Some(4.0),
+        dropout: 0.0,
+        targets: vec![LoraTarget::Q, LoraTarget::V],
+        layers: None,
+        use_rslora: false,
+        use_dora: false,
+        moe: Some(fadlora_run::MoeSection {
+            experts: 3,
+            ..Default::default()
+        }),
+    };
+    let config = DetectorConfig::new(Wav2Vec2Config::micro()).with_lora(Some(lora));
+    let model: Detector<AB> = config
+        .build(&BaseSource::Random { seed: 5 }, &device)
+        .unwrap();
+    let paths = param_paths(&model);
+    // micro: width 32, 2 layers; q and v: 3 experts' A 32x2 and B 2x32, a 32x3 router.
+    assert_eq!(
+        paths.counts.trainable,
+        2 * 2 * (3 * (32 * 2 + 2 * 32) + 32 * 3) + 32 * 2 + 2
+    );
+    assert!(paths
+        .trainable
+        .contains("wav2vec2.encoder.layers.1.attention.v_proj.moe.router"));
     let (before, after) = around_one_adamw_step(model);
     for path in &paths.frozen {
         assert_eq!(before[path], after[path], "frozen {path} changed");

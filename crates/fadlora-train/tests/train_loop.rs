@@ -362,6 +362,7 @@ fn a_bf16_lora_run_trains_and_its_checkpoint_scores_again() {
         layers: None,
         use_rslora: false,
         use_dora: false,
+        moe: None,
     });
     let record = finished(train(&config, &TrainOptions::default()).unwrap());
     assert_eq!(record.config.precision, fadlora_model::Precision::Bf16);
@@ -519,6 +520,36 @@ fn a_dora_run_trains_and_its_best_folder_scores_again() {
     // micro: width 32, FFN 64; q and v: A 32x2 + B 2x32 + m 32; ffn_out: A 64x2 + B 2x32 + m 32.
     let per_layer = 2 * (64 + 64 + 32) + (128 + 64 + 32);
     assert_eq!(record.params.trainable, 2 * per_layer + 32 * 2 + 2);
+    assert_best_scores_again(dir.path(), &config, &record, Some(8), 1e-4);
+}
+
+/// A mixture of LoRA experts end to end, with top-1 routing and the load-balancing loss: the
+/// experts and routers train (the checkpoint holds them and the head, nothing else), no PEFT
+/// copy is written (PEFT has no such layout), and `best/` rebuilt gives back the run's eval
+/// scores.
+#[test]
+fn a_moe_lora_run_trains_and_its_best_folder_scores_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = micro_run(
+        dir.path(),
+        4,
+        2,
+        "[lora]\nrank = 2\ntargets = [\"q\", \"v\"]\n\n[lora.moe]\nexperts = 3\nrouting = \"top1\"\nbalance_loss = 0.1\n",
+    );
+    let record = finished(train(&config, &TrainOptions::default()).unwrap());
+    assert!(record.epochs.iter().all(|e| e.train_loss.is_finite()));
+    // micro: width 32; q and v: 3 experts' A 32x2 and B 2x32, and a router 32x3.
+    let per_projection = 3 * (64 + 64) + 32 * 3;
+    assert_eq!(record.params.trainable, 2 * 2 * per_projection + 32 * 2 + 2);
+    let names = checkpointed_names(dir.path());
+    assert_eq!(names.len(), 2 * 2 * 3 + 2, "{names:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| n.contains(".moe.") || n.starts_with("head.")),
+        "{names:?}"
+    );
+    assert!(!dir.path().join("best").join("adapter").exists());
     assert_best_scores_again(dir.path(), &config, &record, Some(8), 1e-4);
 }
 
@@ -767,6 +798,23 @@ fn an_sls_head_run_trains_and_its_best_folder_scores_again() {
         names.iter().any(|n| n.ends_with("first_bn.running_mean")),
         "{names:?}"
     );
+    assert_best_scores_again(dir.path(), &config, &record, Some(8), 1e-4);
+}
+
+/// The SLS head on a frozen front end (the sweep's `sls` method): the head alone trains, the
+/// checkpoint holds the head and its BatchNorm statistics only, and `best/` rebuilt gives back
+/// the run's eval scores.
+#[test]
+fn an_sls_head_on_a_frozen_front_end_trains_alone_and_its_best_folder_scores_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = micro_run(dir.path(), 4, 2, "[head]\nkind = \"sls\"\n\n[frozen]\n");
+    assert_eq!(config.mode(), fadlora_run::Mode::Frozen);
+    let record = finished(train(&config, &TrainOptions::default()).unwrap());
+    // As the fully trained SLS run above, the head alone: fc0 32 + 1, first_bn 2,
+    // fc1 80 x 1024 + 1024, fc3 1024 x 2 + 2.
+    assert_eq!(record.params.trainable, 33 + 2 + 80 * 1024 + 1024 + 2050);
+    let names = checkpointed_names(dir.path());
+    assert!(names.iter().all(|n| n.starts_with("head.")), "{names:?}");
     assert_best_scores_again(dir.path(), &config, &record, Some(8), 1e-4);
 }
 

@@ -4,6 +4,7 @@
 use burn::config::Config;
 
 use super::layer::{scaling, LoraLinearConfig};
+use super::moe::MoeConfig;
 
 /// Why a LoRA configuration cannot be applied.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -25,6 +26,8 @@ pub enum LoraError {
     Partial(String),
     #[error("the model carries no LoRA adapters")]
     NotAdapted,
+    #[error("PEFT has no file layout for a mixture of LoRA experts: keep the run's trainable.safetensors (fadlora eval and detect read it)")]
+    NoPeftLayout,
     /// PEFT's `safe_merge` check: the adapter is left unmerged.
     #[error("merging the LoRA adapter of layer {layer} {target} gives non-finite weights (NaN or infinity in W + s A B)")]
     NonFiniteMerge { layer: usize, target: LoraTarget },
@@ -63,6 +66,10 @@ pub struct LoraConfig {
     /// learns a magnitude per output, `d_out` parameters more.
     #[config(default = false)]
     pub use_dora: bool,
+    /// A mixture of `experts` adapters of this rank per projection, mixed by a learned router,
+    /// instead of one adapter. Not with DoRA.
+    #[config(default = "None")]
+    pub moe: Option<MoeConfig>,
 }
 
 impl LoraConfig {
@@ -91,6 +98,17 @@ impl LoraConfig {
                 "targets",
                 "name at least one of q, k, v, o, ffn_in, ffn_out",
             ));
+        }
+        if let Some(moe) = &self.moe {
+            if moe.experts < 2 {
+                return Err(invalid("moe.experts", "a mixture needs at least 2 experts"));
+            }
+            if !(moe.balance_loss.is_finite() && moe.balance_loss >= 0.0) {
+                return Err(invalid("moe.balance_loss", "must be a number >= 0"));
+            }
+            if self.use_dora {
+                return Err(invalid("moe", "a mixture of experts has no DoRA form"));
+            }
         }
         if let Some(layers) = &self.layers {
             if layers.is_empty() {

@@ -7,6 +7,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
 
 use super::ia3::Ia3;
+use super::moe::MoeLora;
 use crate::ops::{dropout, ModelBackend};
 use crate::tokens::{flatten_tokens, linear_2d, unflatten_tokens};
 
@@ -194,6 +195,8 @@ pub struct LoraLinear<B: Backend> {
     pub lora: Option<Lora<B>>,
     /// An (IA)^3 rescaling instead of a low-rank update (a layer carries at most one of them).
     pub ia3: Option<Ia3<B>>,
+    /// A mixture of low-rank experts instead of one adapter; it never merges.
+    pub moe: Option<MoeLora<B>>,
 }
 
 impl<B: Backend> From<Linear<B>> for LoraLinear<B> {
@@ -203,6 +206,7 @@ impl<B: Backend> From<Linear<B>> for LoraLinear<B> {
             bias: linear.bias,
             lora: None,
             ia3: None,
+            moe: None,
         }
     }
 }
@@ -224,6 +228,7 @@ impl LoraLinearConfig {
             bias: base.bias.map(|b| b.set_require_grad(false)),
             lora: Some(lora),
             ia3: None,
+            moe: None,
         }
     }
 }
@@ -245,6 +250,9 @@ impl<B: Backend> LoraLinear<B> {
             self.weight.val(),
             self.bias.as_ref().map(|b| b.val()),
         );
+        if let Some(moe) = &self.moe {
+            return unflatten_tokens(base + moe.forward(x), dims);
+        }
         let y = match &self.lora {
             Some(lora) if !lora.merged => match &lora.magnitude {
                 None => base + lora.forward(x),

@@ -16,14 +16,17 @@
 
 //!
 //! (IA)^3 ([`Ia3Config`]) shares the same adapted linear layer: a learned rescaling of a
-//! projection's output or input instead of a low-rank update.
+//! projection's output or input instead of a low-rank update. A mixture of LoRA experts
+//! ([`MoeConfig`], `LoraConfig::moe`) puts several adapters and a router on each projection.
 
 mod config;
 mod ia3;
 mod layer;
 mod model;
+mod moe;
 
 pub use config::{parse_targets, LoraConfig, LoraError, LoraTarget};
 pub use ia3::{Ia3, Ia3Config};
 pub use layer::{Lora, LoraLinear, LoraLinearConfig, NonFiniteMerge};
 pub(crate) use model::Freeze;
+pub use moe::{balance_loss, BalanceSink, MoeConfig, MoeLora, MoeRouting};

@@ -7,6 +7,7 @@ use burn::prelude::*;
 use super::config::{LoraConfig, LoraError, LoraTarget};
 use super::ia3::{Ia3, Ia3Config};
 use super::layer::{Lora, LoraLinear};
+use super::moe::{BalanceSink, MoeLora};
 use crate::model::Wav2Vec2Model;
 
 /// Marks every float parameter as frozen without initialising lazy ones (burn's
@@ -40,6 +41,8 @@ impl<B: Backend> Wav2Vec2Model<B> {
         config.check(self.config.num_hidden_layers)?;
         let mut model = self.map(&mut Freeze);
         let arch = model.config.clone();
+        // One sink for the whole model: the trainer takes every mixture's term at once.
+        let sink = BalanceSink::default();
         let layers = std::mem::take(&mut model.encoder.layers);
         model.encoder.layers = layers
             .into_iter()
@@ -53,6 +56,21 @@ impl<B: Backend> Wav2Vec2Model<B> {
                         return proj;
                     }
                     let (d_in, d_out) = arch.projection_dims(target);
+                    if let Some(moe) = &config.moe {
+                        return LoraLinear {
+                            moe: Some(moe.init(
+                                d_in,
+                                d_out,
+                                config.rank,
+                                config.alpha,
+                                config.use_rslora,
+                                config.dropout,
+                                sink.clone(),
+                                device,
+                            )),
+                            ..proj
+                        };
+                    }
                     LoraLinear {
                         lora: Some(config.linear(d_in, d_out).init_for(&proj.weight, device)),
                         ..proj
@@ -110,6 +128,28 @@ impl<B: Backend> Wav2Vec2Model<B> {
             }
         }
         out
+    }
+
+    /// The mixtures of LoRA experts of this model: `(layer, target, mixture)` in layer then
+    /// target order.
+    pub fn mixtures(&self) -> Vec<(usize, LoraTarget, &MoeLora<B>)> {
+        let mut out = Vec::new();
+        for (index, layer) in self.encoder.layers.iter().enumerate() {
+            for target in LoraTarget::ALL {
+                if let Some(moe) = &layer.projection(target).moe {
+                    out.push((index, target, moe));
+                }
+            }
+        }
+        out
+    }
+
+    /// The mean load-balancing loss of every mixture of experts over the training forward
+    /// passes since the last call (unweighted: the trainer applies `[lora.moe] balance_loss`);
+    /// `None` without mixtures or after inference passes only.
+    pub fn take_balance_loss(&self) -> Option<Tensor<B, 1>> {
+        let (_, _, moe) = self.mixtures().into_iter().next()?;
+        moe.sink.take_mean()
     }
 
     /// Every projection through `f(layer index, target, projection)`.
