@@ -149,6 +149,10 @@ pub struct ParamsArgs {
     /// (`num_hidden_layers + 1`).
     #[arg(long)]
     layer_sum: bool,
+    /// Comma-separated input lengths in samples: one row each for the SLS head on a frozen
+    /// front end (the head alone trains; its `fc1` is sized by the frames of the input).
+    #[arg(long, value_name = "SAMPLES", value_delimiter = ',')]
+    sls: Option<Vec<usize>>,
 }
 
 /// One `--partial` row: `top:4` or `bottom:2`.
@@ -540,6 +544,7 @@ pub fn params(args: ParamsArgs) -> Result<ExitCode> {
         && adapters.is_empty()
         && partials.is_empty()
         && !args.layer_sum
+        && args.sls.is_none()
     {
         return Ok(ExitCode::SUCCESS);
     }
@@ -552,7 +557,8 @@ pub fn params(args: ParamsArgs) -> Result<ExitCode> {
             ia3.as_ref(),
             &adapters,
             &partials,
-            args.layer_sum
+            args.layer_sum,
+            args.sls.as_deref().unwrap_or_default(),
         )?
     );
     Ok(ExitCode::SUCCESS)
@@ -710,6 +716,19 @@ impl BackendJob for CountLora<'_> {
     }
 }
 
+/// Trainable parameters of an SLS head, lazily initialised (nothing is allocated). Counted on
+/// an autodiff backend, where the BatchNorm's running statistics (buffers in PyTorch, not
+/// parameters) are the tensors that do not train.
+struct CountSls<'a>(&'a fadlora_train::sls::SlsConfig);
+
+impl BackendJob for CountSls<'_> {
+    type Output = usize;
+
+    fn run<B: fadlora_model::ModelBackend>(self, device: B::Device, _env: BackendEnv) -> usize {
+        count_trainable(&self.0.init::<Autodiff<B>>(&device)).trainable
+    }
+}
+
 /// The LoRA rows of `fadlora params`: one for full fine-tuning, one per configuration.
 fn lora_table(
     config: &Wav2Vec2Config,
@@ -718,6 +737,7 @@ fn lora_table(
     adapters: &[AdapterLayerConfig],
     partials: &[(PartialRow, bool)],
     layer_sum: bool,
+    sls_lengths: &[usize],
 ) -> Result<String> {
     let (full, adapted, ia3_counts, adapter_counts, partial_counts) = run_on(
         default_backend(),
@@ -840,6 +860,34 @@ fn lora_table(
             thousands(counts.trainable),
             thousands(counts.total),
             format!("{:.1}x", counts.reduction_vs(full.trainable))
+        ));
+    }
+    for &samples in sls_lengths {
+        let frames = config.num_frames(samples).with_context(|| {
+            format!(
+                "--sls {samples}: shorter than the receptive field ({} samples)",
+                config.receptive_field()
+            )
+        })?;
+        ensure!(
+            frames >= fadlora_train::sls::SLS_MIN_FRAMES,
+            "--sls {samples}: {frames} frames, the SLS head needs at least {}",
+            fadlora_train::sls::SLS_MIN_FRAMES
+        );
+        let head = fadlora_train::sls::SlsConfig::new()
+            .with_input_width(config.hidden_size)
+            .with_frames(frames);
+        let trainable = run_on(default_backend(), CountSls(&head))?;
+        // The head replaces the 2,050 parameters of the linear head the other rows leave out.
+        line(format!(
+            "{:<18}{:<28}{:>6}{:>8}{:>15}{:>15}{:>12}",
+            "SLS (frozen)",
+            format!("head, {frames} frames"),
+            "-",
+            "-",
+            thousands(trainable),
+            thousands(full.total + trainable),
+            format!("{:.1}x", full.trainable as f64 / trainable as f64)
         ));
     }
     Ok(s)

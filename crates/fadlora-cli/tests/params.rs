@@ -207,6 +207,32 @@ fn moe_lora_counts_on_xls_r_300m_are_the_hand_computed_ones() {
     assert!(!ok && err.contains("2 experts"), "{err}");
 }
 
+/// The SLS head on a frozen XLS-R 300M at two input lengths, counted by hand: fc0 1024 + 1,
+/// the BatchNorm's 2, fc1 from the pooled map (floor(frames / 3) x floor(1024 / 3)) to 1024,
+/// fc3 1024 x 2 + 2. 64,600 samples are 201 frames (the authors' size), 32,000 are 99.
+#[test]
+fn sls_counts_on_xls_r_300m_are_the_hand_computed_ones() {
+    let (ok, out, err) = fadlora(&["params", "--preset", "xls-r-300m", "--sls", "64600,32000"]);
+    assert!(ok, "{err}");
+    let rows: Vec<(String, String)> = out
+        .lines()
+        .filter(|l| l.starts_with("SLS"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            (cells[3].to_string(), cells[7].to_string())
+        })
+        .collect();
+    let head = |frames: u64| 1025 + 2 + (frames / 3) * 341 * 1024 + 1024 + 2050;
+    assert_eq!(
+        rows,
+        [
+            ("201".to_string(), thousands(head(201))),
+            ("99".to_string(), thousands(head(99)))
+        ],
+        "{out}"
+    );
+}
+
 /// Adapter layers on XLS-R 300M (24 layers, width 1024) at two sizes each, counted by hand;
 /// MMS adapters on a post-LN preset are refused.
 #[test]
