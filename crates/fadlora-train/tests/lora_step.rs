@@ -1,4 +1,4 @@
-//! LoRA in the trainer: one optimizer step on the CPU backend moves adapters and head only.
+//! Every method in the trainer: one optimizer step on the CPU backend moves its parameters and the head only.
 //! (Its own process: the backend RNG is global, and seeding it here would race with the unit
 //! tests that check seeded initialisation.)
 
@@ -139,6 +139,51 @@ fn one_moe_lora_step_changes_only_experts_routers_and_head() {
         .contains("wav2vec2.encoder.layers.1.attention.v_proj.moe.router"));
     let (before, after) = around_one_adamw_step(model);
     for path in &paths.frozen {
+        assert_eq!(before[path], after[path], "frozen {path} changed");
+    }
+    for path in &paths.trainable {
+        assert_ne!(before[path], after[path], "{path} did not change");
+    }
+}
+
+#[test]
+fn one_ia3_step_changes_only_the_vectors_and_head() {
+    let device = Default::default();
+    let config = DetectorConfig::new(Wav2Vec2Config::micro())
+        .with_ia3(Some(fadlora_run::Ia3Section::default()));
+    let model: Detector<AB> = config
+        .build(&BaseSource::Random { seed: 5 }, &device)
+        .unwrap();
+    let paths = param_paths(&model);
+    // micro: width 32, FFN 64, two layers: k and v outputs (32 each), output_dense's input (64).
+    assert_eq!(paths.counts.trainable, 2 * (32 + 32 + 64) + 32 * 2 + 2);
+    let (before, after) = around_one_adamw_step(model);
+    for path in &paths.frozen {
+        assert_eq!(before[path], after[path], "frozen {path} changed");
+    }
+    for path in &paths.trainable {
+        assert_ne!(before[path], after[path], "{path} did not change");
+    }
+}
+
+/// The SLS head on a frozen front end (the sweep's `sls`): the head alone moves. Its
+/// BatchNorm's running statistics change in any training forward pass and are no parameters.
+#[test]
+fn one_frozen_sls_step_changes_only_the_head() {
+    let device = Default::default();
+    // around_one_adamw_step's 0.5 s inputs give micro 24 frames.
+    let config = DetectorConfig::new(Wav2Vec2Config::micro())
+        .with_frozen(Some(fadlora_run::FrozenSection {}))
+        .with_head(fadlora_run::HeadKind::Sls)
+        .with_head_frames(Some(24));
+    let model: Detector<AB> = config
+        .build(&BaseSource::Random { seed: 5 }, &device)
+        .unwrap();
+    let paths = param_paths(&model);
+    assert!(paths.trainable.iter().all(|p| p.starts_with("head.")));
+    assert!(paths.counts.trainable > 0);
+    let (before, after) = around_one_adamw_step(model);
+    for path in paths.frozen.iter().filter(|p| !p.contains("running_")) {
         assert_eq!(before[path], after[path], "frozen {path} changed");
     }
     for path in &paths.trainable {
