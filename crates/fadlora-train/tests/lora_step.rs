@@ -1,4 +1,5 @@
-//! Every method in the trainer: one optimizer step on the CPU backend moves its parameters and the head only.
+//! Every method in the trainer: one optimizer step on the CPU backend moves its parameters and
+//! the head only.
 //! (Its own process: the backend RNG is global, and seeding it here would race with the unit
 //! tests that check seeded initialisation.)
 
