@@ -16,8 +16,10 @@
 //! LoRA ([`lora`]): [`Wav2Vec2Model::with_lora`] freezes the pretrained weights and adds
 //! adapters to any of the six encoder projections; [`adapter`] reads and writes them in
 //! Hugging Face PEFT's layout; [`count_trainable`] gives PEFT's trainable-parameter count.
-//! [`adapter_layer`]: bottleneck adapters in every encoder layer, Hugging Face's MMS
-//! adapters (`adapter_attn_dim`) among them.
+//! The same projections take DoRA, (IA)^3 vectors or a mixture of LoRA experts with a router
+//! ([`MoeConfig`]). [`adapter_layer`]: bottleneck adapters in every encoder layer, Hugging
+//! Face's MMS adapters (`adapter_attn_dim`) among them; [`partial`]: full fine-tuning of the
+//! top or bottom encoder layers only.
 //!
 //! The model runs on any [`ModelBackend`] ([`ops`]): burn's backend plus GELU, LayerNorm and
 //! softmax as single operations with their own backward (exact erf GELU gradients on every
