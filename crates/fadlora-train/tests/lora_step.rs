@@ -8,11 +8,23 @@ use burn::backend::{Autodiff, Flex};
 use fadlora_model::Wav2Vec2Config;
 use fadlora_run::LoraTarget;
 use fadlora_train::config::LoraSection;
-use fadlora_train::detector::{param_paths, BaseSource, Detector};
+use fadlora_train::detector::{param_paths, BaseSource, Detector, ParamPaths};
 use fadlora_train::DetectorConfig;
 
 mod common;
 use common::around_one_adamw_step;
+
+/// One AdamW step leaves every frozen tensor bit-identical and moves every trainable one. A
+/// BatchNorm's running statistics change in any training forward pass and are no parameters.
+fn moves_only_what_trains(model: Detector<AB>, paths: &ParamPaths) {
+    let (before, after) = around_one_adamw_step(model);
+    for path in paths.frozen.iter().filter(|p| !p.contains("running_")) {
+        assert_eq!(before[path], after[path], "frozen {path} changed");
+    }
+    for path in &paths.trainable {
+        assert_ne!(before[path], after[path], "{path} did not change");
+    }
+}
 
 type AB = Autodiff<Flex>;
 
@@ -100,13 +112,7 @@ fn one_dora_step_changes_only_adapters_magnitudes_and_head() {
         .trainable
         .contains("wav2vec2.encoder.layers.1.feed_forward.intermediate_dense.lora.magnitude"));
 
-    let (before, after) = around_one_adamw_step(model);
-    for path in &paths.frozen {
-        assert_eq!(before[path], after[path], "frozen {path} changed");
-    }
-    for path in &paths.trainable {
-        assert_ne!(before[path], after[path], "{path} did not change");
-    }
+    moves_only_what_trains(model, &paths);
 }
 
 #[test]
@@ -138,13 +144,7 @@ fn one_moe_lora_step_changes_only_experts_routers_and_head() {
     assert!(paths
         .trainable
         .contains("wav2vec2.encoder.layers.1.attention.v_proj.moe.router"));
-    let (before, after) = around_one_adamw_step(model);
-    for path in &paths.frozen {
-        assert_eq!(before[path], after[path], "frozen {path} changed");
-    }
-    for path in &paths.trainable {
-        assert_ne!(before[path], after[path], "{path} did not change");
-    }
+    moves_only_what_trains(model, &paths);
 }
 
 #[test]
@@ -158,17 +158,10 @@ fn one_ia3_step_changes_only_the_vectors_and_head() {
     let paths = param_paths(&model);
     // micro: width 32, FFN 64, two layers: k and v outputs (32 each), output_dense's input (64).
     assert_eq!(paths.counts.trainable, 2 * (32 + 32 + 64) + 32 * 2 + 2);
-    let (before, after) = around_one_adamw_step(model);
-    for path in &paths.frozen {
-        assert_eq!(before[path], after[path], "frozen {path} changed");
-    }
-    for path in &paths.trainable {
-        assert_ne!(before[path], after[path], "{path} did not change");
-    }
+    moves_only_what_trains(model, &paths);
 }
 
-/// The SLS head on a frozen front end (the sweep's `sls`): the head alone moves. Its
-/// BatchNorm's running statistics change in any training forward pass and are no parameters.
+/// The SLS head on a frozen front end (the sweep's `sls`): the head alone moves.
 #[test]
 fn one_frozen_sls_step_changes_only_the_head() {
     let device = Default::default();
@@ -183,13 +176,7 @@ fn one_frozen_sls_step_changes_only_the_head() {
     let paths = param_paths(&model);
     assert!(paths.trainable.iter().all(|p| p.starts_with("head.")));
     assert!(paths.counts.trainable > 0);
-    let (before, after) = around_one_adamw_step(model);
-    for path in paths.frozen.iter().filter(|p| !p.contains("running_")) {
-        assert_eq!(before[path], after[path], "frozen {path} changed");
-    }
-    for path in &paths.trainable {
-        assert_ne!(before[path], after[path], "{path} did not change");
-    }
+    moves_only_what_trains(model, &paths);
 }
 
 #[test]
@@ -338,13 +325,7 @@ fn one_layer_sum_step_changes_only_the_weights_and_head() {
             "layer_weights"
         ]
     );
-    let (before, after) = around_one_adamw_step(model);
-    for path in &paths.frozen {
-        assert_eq!(before[path], after[path], "frozen {path} changed");
-    }
-    for path in &paths.trainable {
-        assert_ne!(before[path], after[path], "{path} did not change");
-    }
+    moves_only_what_trains(model, &paths);
 }
 
 /// A run's `model.checkpoint` may name a fairseq `.pt` file: the architecture comes from its

@@ -106,11 +106,20 @@ impl<B: Backend> Wav2Vec2Model<B> {
 
     /// The (IA)^3 vectors of this model: `(layer, target, vector)` in layer then target order.
     pub fn ia3_vectors(&self) -> Vec<(usize, LoraTarget, &Ia3<B>)> {
+        self.per_projection(|proj| proj.ia3.as_ref())
+    }
+
+    /// `(layer, target, part)` for every projection `part_of` finds something on, in layer then
+    /// target order.
+    fn per_projection<'a, T>(
+        &'a self,
+        part_of: impl Fn(&'a LoraLinear<B>) -> Option<&'a T>,
+    ) -> Vec<(usize, LoraTarget, &'a T)> {
         let mut out = Vec::new();
         for (index, layer) in self.encoder.layers.iter().enumerate() {
             for target in LoraTarget::ALL {
-                if let Some(ia3) = &layer.projection(target).ia3 {
-                    out.push((index, target, ia3));
+                if let Some(part) = part_of(layer.projection(target)) {
+                    out.push((index, target, part));
                 }
             }
         }
@@ -119,29 +128,13 @@ impl<B: Backend> Wav2Vec2Model<B> {
 
     /// The adapters of this model: `(layer, target, adapter)` in layer then target order.
     pub fn adapters(&self) -> Vec<(usize, LoraTarget, &Lora<B>)> {
-        let mut out = Vec::new();
-        for (index, layer) in self.encoder.layers.iter().enumerate() {
-            for target in LoraTarget::ALL {
-                if let Some(lora) = &layer.projection(target).lora {
-                    out.push((index, target, lora));
-                }
-            }
-        }
-        out
+        self.per_projection(|proj| proj.lora.as_ref())
     }
 
     /// The mixtures of LoRA experts of this model: `(layer, target, mixture)` in layer then
     /// target order.
     pub fn mixtures(&self) -> Vec<(usize, LoraTarget, &MoeLora<B>)> {
-        let mut out = Vec::new();
-        for (index, layer) in self.encoder.layers.iter().enumerate() {
-            for target in LoraTarget::ALL {
-                if let Some(moe) = &layer.projection(target).moe {
-                    out.push((index, target, moe));
-                }
-            }
-        }
-        out
+        self.per_projection(|proj| proj.moe.as_ref())
     }
 
     /// The mean load-balancing loss of every mixture of experts over the training forward
