@@ -225,15 +225,15 @@ mod tests {
         for t in 0..tokens {
             let row = &probs[t * k..(t + 1) * k];
             let top = (0..k).max_by(|&i, &j| row[i].total_cmp(&row[j])).unwrap();
-            let xt = x.clone().slice([t..t + 1]);
-            for e in 0..k {
+            let xt = x.clone().slice([t..t + 1, 0..5]);
+            for (e, &prob) in row.iter().enumerate() {
                 let gate = match moe.routing {
-                    MoeRouting::Soft => row[e],
-                    MoeRouting::Top1 if e == top => row[e],
+                    MoeRouting::Soft => prob,
+                    MoeRouting::Top1 if e == top => prob,
                     MoeRouting::Top1 => 0.0,
                 };
                 let a = moe.a.val().slice([0..5, e * r..(e + 1) * r]);
-                let b = moe.b.val().slice([e * r..(e + 1) * r]);
+                let b = moe.b.val().slice([e * r..(e + 1) * r, 0..4]);
                 let y: Vec<f32> = (xt.clone().matmul(a).matmul(b) * (moe.scaling * gate as f64))
                     .into_data()
                     .to_vec()
