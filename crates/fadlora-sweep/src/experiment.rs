@@ -134,6 +134,11 @@ pub struct SweepSection {
     /// `base.optim.lr`.
     #[serde(default)]
     pub full_lr: Option<f64>,
+    /// Learning rate of the `sls` runs (the SLS head alone on a frozen front end). Its output
+    /// units sit behind a SELU, and at rates that suit a small head (1e-3 with AdamW) they
+    /// saturate and the head stops learning. Default: `base.optim.lr`.
+    #[serde(default)]
+    pub sls_lr: Option<f64>,
     /// Add frozen-feature probes (the head alone on a frozen wav2vec2), one per seed, input
     /// length and hidden state listed here (`[probe] layer`); they use `base.optim.lr`. Left
     /// out: `base.probe.layer` if the base is a probe, else no probes.
@@ -822,6 +827,9 @@ impl Experiment {
         if axes.mode == Mode::Frozen {
             // The sweep's frozen-front-end method is SLS: its head is what it compares.
             config.head.kind = HeadKind::Sls;
+            if let Some(lr) = self.sweep.sls_lr {
+                config.optim.lr = lr;
+            }
         }
         config.lora = match axes.mode {
             Mode::Probe | Mode::Ia3 | Mode::Adapter | Mode::LayerSum | Mode::Frozen => None,
@@ -867,6 +875,7 @@ impl Experiment {
             "data.crop_samples" if s.crop_samples.is_some() => Some("sweep.crop_samples"),
             "seed" if s.seeds.is_some() => Some("sweep.seeds"),
             "optim.lr" | "optim.min_lr" if s.full_lr.is_some() => Some("sweep.full_lr"),
+            "optim.lr" | "optim.min_lr" if s.sls_lr.is_some() => Some("sweep.sls_lr"),
             "probe.layer" if s.probe_layers.is_some() => Some("sweep.probe_layers"),
             "adapter.size" if s.adapter_sizes.is_some() => Some("sweep.adapter_sizes"),
             "lora.moe.experts" if s.experts.is_some() => Some("sweep.experts"),

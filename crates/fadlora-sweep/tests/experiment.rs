@@ -944,6 +944,12 @@ fn methods_plan_an_sls_head_on_a_frozen_front_end_per_seed() {
     );
     let (_, key, _) = located(experiment("[base.frozen]\n[sweep]\nseeds = [0]\n"));
     assert_eq!(key, "base.frozen");
+    // `sls_lr` sets the SLS runs' learning rate and no other's.
+    let e =
+        experiment("[sweep]\nranks = [4]\nmethods = [\"lora\", \"sls\"]\nsls_lr = 1e-5\n").unwrap();
+    let plan = e.plan(Path::new("/r")).unwrap();
+    assert_eq!(plan.runs[1].config.optim.lr, 1e-5);
+    assert_ne!(plan.runs[0].config.optim.lr, 1e-5);
 }
 
 /// `layer-sum` in `methods` plans one run per seed and length (group `layer-sum`), with a
