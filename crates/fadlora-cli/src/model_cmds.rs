@@ -832,9 +832,10 @@ fn lora_table(
             "{:<18}{:<28}{:>6}{:>8}{:>15}{:>15}{:>12}",
             "partial",
             format!(
-                "{} {} layers{}",
+                "{} {} layer{}{}",
                 row.layers,
                 row.count,
+                if row.count == 1 { "" } else { "s" },
                 if *projection { " + projection" } else { "" }
             ),
             "-",

@@ -1336,10 +1336,11 @@ fn point_method(
             Marker::InvertedTriangle,
         )
     } else if g.is_partial() {
+        let count = g.partial_count.unwrap_or_default();
         let mut label = format!(
-            "{} {} layers",
+            "{} {count} layer{}",
             g.partial_layers.unwrap_or_default(),
-            g.partial_count.unwrap_or_default()
+            if count == 1 { "" } else { "s" }
         );
         if g.partial_feature_projection {
             label.push_str(" + projection");
