@@ -520,7 +520,8 @@ mod tests {
                 "ia3",
                 "adapter",
                 "partial",
-                "layer-sum"
+                "layer-sum",
+                "frozen"
             ]
         );
         for end in PartialLayers::ALL {
@@ -533,6 +534,10 @@ mod tests {
         for kind in AdapterKind::ALL {
             assert_eq!(kind.as_str().parse::<AdapterKind>().unwrap(), kind);
         }
+        for routing in MoeRouting::ALL {
+            assert_eq!(routing.as_str().parse::<MoeRouting>().unwrap(), routing);
+        }
+        assert!("top2".parse::<MoeRouting>().is_err());
         assert!("houlsby".parse::<AdapterKind>().is_err());
         let err = LoraTarget::from_hf_name("fc9").unwrap_err().to_string();
         assert!(
