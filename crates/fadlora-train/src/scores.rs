@@ -28,6 +28,13 @@ impl ScoredSet {
     pub fn utt_per_s(&self) -> f64 {
         self.scores.len() as f64 / self.seconds.max(1e-9)
     }
+
+    /// Whether every utterance got the same score (so the EER is an artefact of tie order).
+    pub fn all_equal(&self) -> bool {
+        self.scores
+            .first()
+            .is_some_and(|first| self.scores.iter().all(|s| s.score == first.score))
+    }
 }
 
 /// Scores every utterance of `dataset` with `model` (no gradients: pass the inner-backend
@@ -88,4 +95,40 @@ pub fn score_dataset<B: fadlora_model::ModelBackend>(
         eer,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(scores: &[f64]) -> ScoredSet {
+        ScoredSet {
+            scores: scores
+                .iter()
+                .enumerate()
+                .map(|(i, &score)| Scored {
+                    id: format!("u{i}"),
+                    label: if i % 2 == 0 {
+                        Label::Bonafide
+                    } else {
+                        Label::Spoof
+                    },
+                    score,
+                })
+                .collect(),
+            loss: 0.0,
+            eer: Eer {
+                eer: 1.0,
+                threshold: 0.0,
+            },
+            seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn tied_scores_are_told_apart_from_scores_that_differ() {
+        assert!(set(&[0.0, 0.0, 0.0]).all_equal());
+        assert!(!set(&[0.0, 0.0, 1e-9]).all_equal());
+        assert!(!set(&[]).all_equal());
+    }
 }

@@ -914,6 +914,16 @@ fn evaluate_epoch<B: TrainBackend>(
         )
     };
     let dev = score(&data.dev, env)?;
+    if dev.all_equal() && dev.scores.len() > 1 {
+        // An EER of tied scores says nothing of the classes; the usual cause is a head whose
+        // output units saturated (the SLS head's SELU at too high a learning rate).
+        tracing::warn!(
+            epoch = progress.epochs_done + 1,
+            score = dev.scores[0].score,
+            "every dev utterance got the same score: the detector no longer tells the classes \
+             apart (a saturated head? try a lower learning rate)"
+        );
+    }
     let train_eer = match &data.score_train {
         Some(ds) => Some(score(ds, env)?.eer.eer * 100.0),
         None => None,
