@@ -149,9 +149,10 @@ impl RunLock {
         let path = run_dir.join(RUN_LOCK_FILE);
         let owner = LockOwner::current();
         let contents = serde_json::to_string(&owner).expect("a lock owner serialises");
-        // A second round only after a stale lock was removed; a third would mean a race with
-        // another trainer doing the same, which then holds the lock.
-        for _ in 0..2 {
+        // A second round only after a stale lock (or a takeover abandoned by a killed trainer)
+        // was removed, a third after both; another round would mean a race with another
+        // trainer doing the same, which then holds the lock.
+        for _ in 0..3 {
             match create_exclusive(&path, &contents) {
                 Ok(()) => return Ok(Self::start(path, contents, timing)),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
@@ -268,7 +269,8 @@ fn create_exclusive(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 /// Removes a stale lock unless someone else is already taking it over. The breaker file is
-/// itself honoured for one heartbeat only, so a trainer that died mid-takeover blocks nobody.
+/// itself honoured for one heartbeat only, and not at all once its owner's process has ended
+/// (on this host), so a trainer that died mid-takeover blocks nobody.
 fn break_stale_lock(run_dir: &Path, seen: &LockState, timing: LockTiming) -> Result<(), RunError> {
     let breaker = run_dir.join(format!("{RUN_LOCK_FILE}.break"));
     let owner = LockOwner::current();
@@ -277,12 +279,7 @@ fn break_stale_lock(run_dir: &Path, seen: &LockState, timing: LockTiming) -> Res
         if e.kind() != ErrorKind::AlreadyExists {
             return Err(RunError::io(&breaker, e));
         }
-        let old = std::fs::metadata(&breaker)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|m| SystemTime::now().duration_since(m).ok())
-            .is_some_and(|age| age > timing.heartbeat);
-        if old {
+        if breaker_abandoned(&breaker, timing) {
             let _ = std::fs::remove_file(&breaker);
         }
         return Ok(()); // the caller tries again and finds whatever the other taker left
@@ -295,6 +292,22 @@ fn break_stale_lock(run_dir: &Path, seen: &LockState, timing: LockTiming) -> Res
     }
     let _ = std::fs::remove_file(&breaker);
     Ok(())
+}
+
+/// Whether a takeover in progress was given up: older than one heartbeat, or its owner's
+/// process ended. Killing a trainer during its takeover once left the breaker behind, and the
+/// next trainer then refused the run, naming the dead owner of the stale lock.
+fn breaker_abandoned(breaker: &Path, timing: LockTiming) -> bool {
+    let old = std::fs::metadata(breaker)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .is_some_and(|age| age > timing.heartbeat);
+    let dead = std::fs::read_to_string(breaker)
+        .ok()
+        .and_then(|text| serde_json::from_str::<LockOwner>(&text).ok())
+        .is_some_and(|owner| owner.host == host_name() && !process_alive(&owner));
+    old || dead
 }
 
 fn unix_now() -> u64 {
@@ -405,6 +418,29 @@ mod tests {
         assert!(state.stale.unwrap().contains("has ended"));
         let lock = RunLock::acquire(dir.path(), LockTiming::default()).unwrap();
         lock.check_held().unwrap();
+    }
+
+    /// A trainer killed while taking over a stale lock leaves its breaker file behind; the
+    /// next trainer takes the lock at once rather than refusing the run for a heartbeat.
+    #[test]
+    fn a_takeover_abandoned_by_a_dead_trainer_blocks_nobody() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = |_| {
+            let mut child = std::process::Command::new("true").spawn().unwrap();
+            let pid = child.id();
+            child.wait().unwrap();
+            LockOwner {
+                pid,
+                start_ticks: Some(1),
+                ..LockOwner::current()
+            }
+        };
+        write_foreign_lock(dir.path(), &dead(0), Duration::ZERO);
+        let breaker = dir.path().join(format!("{RUN_LOCK_FILE}.break"));
+        std::fs::write(&breaker, serde_json::to_string(&dead(1)).unwrap()).unwrap();
+        let lock = RunLock::acquire(dir.path(), LockTiming::default()).unwrap();
+        lock.check_held().unwrap();
+        assert!(!breaker.exists());
     }
 
     #[test]
