@@ -811,67 +811,49 @@ impl RunConfig {
                 "wgpu (Vulkan, Metal) has no bf16: use \"f16\" or the cuda backend",
             ));
         }
-        if self.probe.is_some() && self.lora.is_some() {
-            return Err(invalid(
+        // A run has one method. The refusal names the later table and says what it does, so
+        // the reader sees which two were meant as alternatives.
+        let methods = [
+            (
+                "lora",
+                self.lora.is_some(),
+                "LoRA adds low-rank adapters to a frozen wav2vec2",
+            ),
+            (
                 "probe",
-                "a probe freezes the whole wav2vec2 and trains only the head: remove `[lora]` \
-                 (or `[probe]` for a LoRA run)",
-            ));
-        }
-        if self.ia3.is_some() && (self.lora.is_some() || self.probe.is_some()) {
-            return Err(invalid(
-                "ia3",
-                "(IA)^3 is a method of its own: a run has at most one of `[lora]`, `[ia3]` and \
-                 `[probe]`",
-            ));
-        }
-        if self.adapter.is_some()
-            && (self.lora.is_some() || self.probe.is_some() || self.ia3.is_some())
-        {
-            return Err(invalid(
+                self.probe.is_some(),
+                "a probe freezes the whole wav2vec2 and trains only the head",
+            ),
+            ("ia3", self.ia3.is_some(), "(IA)^3 is a method of its own"),
+            (
                 "adapter",
-                "adapter layers are a method of their own: a run has at most one of `[lora]`, \
-                 `[ia3]`, `[adapter]` and `[probe]`",
-            ));
-        }
-        if self.partial.is_some()
-            && (self.lora.is_some()
-                || self.probe.is_some()
-                || self.ia3.is_some()
-                || self.adapter.is_some())
-        {
-            return Err(invalid(
+                self.adapter.is_some(),
+                "adapter layers are a method of their own",
+            ),
+            (
                 "partial",
-                "partial fine-tuning is a method of its own: a run has at most one of `[lora]`, \
-                 `[ia3]`, `[adapter]`, `[partial]` and `[probe]`",
-            ));
-        }
-        if self.layer_sum.is_some()
-            && (self.lora.is_some()
-                || self.probe.is_some()
-                || self.ia3.is_some()
-                || self.adapter.is_some()
-                || self.partial.is_some())
-        {
-            return Err(invalid(
+                self.partial.is_some(),
+                "partial fine-tuning is a method of its own",
+            ),
+            (
                 "layer_sum",
-                "a layer sum freezes the whole wav2vec2 and is a method of its own: a run has at \
-                 most one of `[lora]`, `[ia3]`, `[adapter]`, `[partial]`, `[layer_sum]` and \
-                 `[probe]`",
-            ));
-        }
-        if self.frozen.is_some()
-            && (self.lora.is_some()
-                || self.probe.is_some()
-                || self.ia3.is_some()
-                || self.adapter.is_some()
-                || self.partial.is_some()
-                || self.layer_sum.is_some())
-        {
-            return Err(invalid(
+                self.layer_sum.is_some(),
+                "a layer sum freezes the whole wav2vec2 and is a method of its own",
+            ),
+            (
                 "frozen",
-                "`[frozen]` trains the head alone on a frozen wav2vec2: it does not go with \
-                 `[lora]`, `[ia3]`, `[adapter]`, `[partial]`, `[layer_sum]` or `[probe]`",
+                self.frozen.is_some(),
+                "`[frozen]` trains the head alone on a frozen wav2vec2",
+            ),
+        ];
+        let present: Vec<_> = methods.iter().filter(|(_, set, _)| *set).collect();
+        if let [(first, _, _), (second, _, what), ..] = present[..] {
+            return Err(invalid(
+                second,
+                format!(
+                    "{what}: a run has at most one of `[lora]`, `[probe]`, `[ia3]`, `[adapter]`, \
+                     `[partial]`, `[layer_sum]` and `[frozen]`, and this one also has `[{first}]`"
+                ),
             ));
         }
         if self.head.kind == HeadKind::Sls && (self.probe.is_some() || self.layer_sum.is_some()) {
@@ -1514,7 +1496,10 @@ epochs = 1
         let (line, key, message) =
             config_error(&format!("{MINIMAL}\n[lora]\nrank = 2\n\n[frozen]\n"));
         assert_eq!((key.as_str(), line), ("frozen", Some(13)));
-        assert!(message.contains("head alone"), "{message}");
+        assert!(
+            message.contains("head alone") && message.contains("at most one"),
+            "{message}"
+        );
     }
 
     #[test]
