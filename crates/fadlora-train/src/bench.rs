@@ -140,12 +140,6 @@ fn run_bench<B: TrainBackend>(
         &device,
     );
     let sync = || B::sync(&device).map_err(|e| TrainError::Invalid(format!("device error: {e:?}")));
-    // As in training: a mixture of experts' load-balancing loss is part of the step.
-    let balance_weight = c
-        .lora
-        .as_ref()
-        .and_then(|l| l.moe.as_ref())
-        .map_or(0.0, |moe| moe.balance_loss);
     let mut steps = Vec::with_capacity(c.iters);
     let [mut forward, mut backward, mut update] = [(); 3].map(|_| Vec::with_capacity(c.iters));
     for i in 0..c.warmup + 2 * c.iters {
@@ -156,9 +150,10 @@ fn run_bench<B: TrainBackend>(
         let start = Instant::now();
         let logits = model.forward(waveforms.clone());
         let loss = weighted_cross_entropy(logits, labels.clone(), [0.1, 0.9]);
-        let loss = match (model.wav2vec2.take_balance_loss(), balance_weight) {
-            (Some(balance), weight) if weight > 0.0 => loss + balance * weight,
-            _ => loss,
+        // As in training: a mixture of experts' load-balancing loss is part of the step.
+        let loss = match model.wav2vec2.take_balance_loss() {
+            Some(balance) => loss + balance,
+            None => loss,
         };
         if phased {
             // Activations are at their peak here.

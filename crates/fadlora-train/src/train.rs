@@ -776,11 +776,6 @@ where
     )));
 
     let accumulation = config.optim.grad_accumulation;
-    let balance_weight = config
-        .lora
-        .as_ref()
-        .and_then(|l| l.moe.as_ref())
-        .map_or(0.0, |moe| moe.balance_loss);
     let mut accumulator = GradientsAccumulator::<Detector<B>>::new();
     let mut micro = 0;
     let mut lr = config
@@ -811,10 +806,8 @@ where
         // weight 0) so that terms never pile up. The logged loss stays the cross-entropy, the
         // dev loss's measure.
         let loss = match model.wav2vec2.take_balance_loss() {
-            Some(balance) if balance_weight > 0.0 => {
-                cross_entropy.clone() + balance * balance_weight
-            }
-            _ => cross_entropy.clone(),
+            Some(balance) => cross_entropy.clone() + balance,
+            None => cross_entropy.clone(),
         };
         if window_steps == 0 && micro == 0 {
             // Once a window, where activations peak: the only extra sync of the loop.

@@ -137,12 +137,15 @@ impl<B: Backend> Wav2Vec2Model<B> {
         self.per_projection(|proj| proj.moe.as_ref())
     }
 
-    /// The mean load-balancing loss of every mixture of experts over the training forward
-    /// passes since the last call (unweighted: the trainer applies `[lora.moe] balance_loss`);
-    /// `None` without mixtures or after inference passes only.
+    /// The load-balancing term of the training loss: the mean balance loss of every mixture of
+    /// experts over the training forward passes since the last call, times the mixtures'
+    /// `balance_loss` weight. `None` without mixtures, at weight 0, or after inference passes
+    /// only. Call it after every training pass: it also forgets the terms.
     pub fn take_balance_loss(&self) -> Option<Tensor<B, 1>> {
         let (_, _, moe) = self.mixtures().into_iter().next()?;
-        moe.sink.take_mean()
+        let mean = moe.sink.take_mean()?;
+        let weight = self.lora.as_ref()?.moe.as_ref()?.balance_loss;
+        (weight > 0.0).then(|| mean * weight)
     }
 
     /// Every projection through `f(layer index, target, projection)`.

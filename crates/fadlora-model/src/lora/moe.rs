@@ -10,8 +10,8 @@
 //! into the base weight; it stays a separate path at inference.
 //!
 //! During a training forward pass each mixture leaves its load-balancing term in a
-//! [`BalanceSink`] shared by every mixture of the model; the trainer takes their mean after
-//! the forward pass ([`crate::Wav2Vec2Model::take_balance_loss`]).
+//! [`BalanceSink`] shared by every mixture of the model; the trainer takes their weighted mean
+//! after each forward pass ([`crate::Wav2Vec2Model::take_balance_loss`]).
 
 use std::any::Any;
 use std::sync::{Arc, Mutex};
