@@ -367,6 +367,8 @@ fn print_plan(plan: &Plan) {
                 run.id.clone(),
                 if a.dora {
                     "dora".to_string()
+                } else if a.experts.is_some() {
+                    "moe-lora".to_string()
                 } else {
                     a.mode.to_string()
                 },
