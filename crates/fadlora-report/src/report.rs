@@ -1313,7 +1313,8 @@ fn eer_vs_params(groups: &[GroupRow], metric: Metric, style: &SeriesStyle) -> Xy
 /// Methods without a rank to draw a line over, one marker per group: `(IA)^3 k+v+ffn_out`
 /// (teal diamonds), `MMS adapter 32` / `bottleneck adapter 64` (gold inverted triangles) and
 /// `top 4 layers` / `bottom 2 layers + projection` (brown plus signs), `layer sum` (violet
-/// hexagons) and `SLS, frozen front end` (crimson stars), with the input length when lengths vary and `with_length`. `None` for other groups.
+/// hexagons) and `SLS, frozen front end` (crimson stars), with the input length when lengths
+/// vary and `with_length`. `None` for other groups.
 fn point_method(
     g: &GroupRow,
     style: &SeriesStyle,

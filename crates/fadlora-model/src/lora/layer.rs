@@ -16,6 +16,15 @@ use crate::tokens::{flatten_tokens, linear_2d, unflatten_tokens};
 #[error("the merged weight would hold a NaN or an infinity")]
 pub struct NonFiniteMerge;
 
+/// torch's `kaiming_uniform_(a = sqrt(5))`, `nn.Linear`'s default and PEFT's for `A`:
+/// U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+pub(super) fn kaiming_uniform() -> Initializer {
+    Initializer::KaimingUniform {
+        gain: 1.0 / 3f64.sqrt(),
+        fan_out_only: false,
+    }
+}
+
 /// `alpha / r`, or `alpha / sqrt(r)` with rank-stabilised scaling.
 pub(super) fn scaling(alpha: f64, rank: usize, use_rslora: bool) -> f64 {
     if use_rslora {
@@ -47,7 +56,7 @@ impl LoraLinearConfig {
         scaling(self.alpha, self.rank, self.use_rslora)
     }
 
-    fn assert_rank(&self) {
+    pub(super) fn assert_rank(&self) {
         assert!(
             self.rank >= 1,
             "LoRA rank must be at least 1 (the scaling alpha / r is undefined at 0)"
@@ -61,11 +70,7 @@ impl LoraLinearConfig {
     /// configurations are validated before they get here.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Lora<B> {
         self.assert_rank();
-        let a = Initializer::KaimingUniform {
-            gain: 1.0 / 3f64.sqrt(),
-            fan_out_only: false,
-        }
-        .init_with(
+        let a = kaiming_uniform().init_with(
             [self.d_input, self.rank],
             Some(self.d_input),
             Some(self.rank),

@@ -58,16 +58,7 @@ impl<B: Backend> Wav2Vec2Model<B> {
                     let (d_in, d_out) = arch.projection_dims(target);
                     if let Some(moe) = &config.moe {
                         return LoraLinear {
-                            moe: Some(moe.init(
-                                d_in,
-                                d_out,
-                                config.rank,
-                                config.alpha,
-                                config.use_rslora,
-                                config.dropout,
-                                sink.clone(),
-                                device,
-                            )),
+                            moe: Some(moe.init(&config.linear(d_in, d_out), sink.clone(), device)),
                             ..proj
                         };
                     }

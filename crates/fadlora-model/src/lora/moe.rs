@@ -23,7 +23,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use burn::tensor::FloatDType;
 
-use super::layer::scaling;
+use super::layer::{kaiming_uniform, LoraLinearConfig};
 use crate::ops::{dropout, ModelBackend};
 pub use fadlora_run::MoeRouting;
 
@@ -79,28 +79,19 @@ impl BalanceSink {
 }
 
 impl MoeConfig {
-    /// Fresh experts for a `d_input -> d_output` projection: each `A_k` as one LoRA `A`
-    /// (U(-1/sqrt(d_in), 1/sqrt(d_in))), every `B_k` zero, and the router as a bias-free
-    /// `nn.Linear(d_in, K)` (the same uniform), so that the experts' gates differ from the
-    /// start. Lazily initialised and trainable.
-    #[allow(clippy::too_many_arguments)]
+    /// Fresh experts for the projection `lora` describes (its shape, rank, scaling and
+    /// dropout): each `A_k` as one LoRA `A` (U(-1/sqrt(d_in), 1/sqrt(d_in))), every `B_k` zero,
+    /// and the router as a bias-free `nn.Linear(d_in, K)` (the same uniform), so that the
+    /// experts' gates differ from the start. Lazily initialised and trainable.
     pub fn init<B: Backend>(
         &self,
-        d_input: usize,
-        d_output: usize,
-        rank: usize,
-        alpha: f64,
-        use_rslora: bool,
-        dropout: f64,
+        lora: &LoraLinearConfig,
         sink: BalanceSink,
         device: &B::Device,
     ) -> MoeLora<B> {
-        assert!(rank >= 1, "LoRA rank must be at least 1");
-        let uniform = Initializer::KaimingUniform {
-            gain: 1.0 / 3f64.sqrt(),
-            fan_out_only: false,
-        };
-        let width = self.experts * rank;
+        lora.assert_rank();
+        let (d_input, width) = (lora.d_input, self.experts * lora.rank);
+        let uniform = kaiming_uniform();
         MoeLora {
             router: uniform.init_with(
                 [d_input, self.experts],
@@ -109,9 +100,9 @@ impl MoeConfig {
                 device,
             ),
             a: uniform.init_with([d_input, width], Some(d_input), Some(width), device),
-            b: Initializer::Zeros.init([width, d_output], device),
-            dropout: DropoutConfig::new(dropout).init(),
-            scaling: scaling(alpha, rank, use_rslora),
+            b: Initializer::Zeros.init([width, lora.d_output], device),
+            dropout: DropoutConfig::new(lora.dropout).init(),
+            scaling: lora.scaling(),
             experts: self.experts,
             routing: self.routing,
             sink,
@@ -210,7 +201,11 @@ mod tests {
         let mut moe = MoeConfig::new()
             .with_experts(3)
             .with_routing(routing)
-            .init::<B>(5, 4, 2, 4.0, false, 0.0, BalanceSink::default(), &device);
+            .init::<B>(
+                &LoraLinearConfig::new(5, 4, 2, 4.0),
+                BalanceSink::default(),
+                &device,
+            );
         moe.b = Param::from_tensor(Tensor::random([6, 4], Distribution::Default, &device));
         moe
     }
@@ -277,7 +272,11 @@ mod tests {
         type AB = Autodiff<B>;
         let device = Default::default();
         let sink = BalanceSink::default();
-        let moe = MoeConfig::new().init::<AB>(5, 4, 2, 4.0, false, 0.0, sink.clone(), &device);
+        let moe = MoeConfig::new().init::<AB>(
+            &LoraLinearConfig::new(5, 4, 2, 4.0),
+            sink.clone(),
+            &device,
+        );
         let x = Tensor::<AB, 2>::random([6, 5], Distribution::Default, &device);
         let out = moe.forward(x.clone());
         let _ = moe.forward(x.clone());
